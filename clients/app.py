@@ -1,0 +1,62 @@
+"""Flower ClientApp: one handler that moves records around ``fedkd.client_round``.
+
+The client's model lives in ``context.state`` between rounds (module globals
+are shared between virtual nodes in simulation and reset in deployment), and
+only soft labels leave the node, except in the FedAvg reference run.
+"""
+from __future__ import annotations
+
+import logging
+
+from flwr.app import ArrayRecord, Context, Message
+from flwr.clientapp import ClientApp
+
+from fedkd import protocol
+from fedkd.client_round import local_round, new_client_model, soft_labels_from_logits
+from fedkd.config import federation_spec, make_config
+from fedkd.data import build_federation
+from fedkd.training import resolve_device
+
+log = logging.getLogger("fedkd.client")
+app = ClientApp()
+
+
+def partition_id_of(context: Context) -> int:
+    try:
+        return int(context.node_config["partition-id"])
+    except KeyError:
+        raise ValueError("this SuperNode has no 'partition-id' in its --node-config") from None
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    order = protocol.parse_train_message(msg.content)
+    cfg = make_config(order.run_config)
+    federation = build_federation(federation_spec(cfg))
+    if order.fingerprint != federation.transfer_fingerprint:
+        raise ValueError(f"transfer set mismatch: server {order.fingerprint}, "
+                         f"here {federation.transfer_fingerprint}; the node's data differs from the server's")
+    pid = partition_id_of(context)
+    client = federation.clients[pid]
+    device = resolve_device(cfg["device"])
+
+    model, model_name = new_client_model(cfg, pid, federation)
+    if "model" in context.state.array_records:
+        model.load_state_dict(context.state["model"].to_torch_state_dict())
+    if order.weights is not None:  # fedavg: start from the global model
+        model.load_state_dict(order.weights.to_torch_state_dict())
+    model.to(device)
+
+    logits, metrics = local_round(cfg, client, federation, model, round_num=order.round,
+                                  targets=order.targets, device=device)
+    model.cpu()
+    context.state["model"] = ArrayRecord(model.state_dict())
+
+    common = dict(round_num=order.round, fingerprint=order.fingerprint, partition_id=pid,
+                  model=model_name, num_examples=len(client.train_y), metrics=metrics)
+    if cfg["algorithm"] == "fedavg":
+        content = protocol.build_reply_content(weights=ArrayRecord(model.state_dict()), **common)
+    else:
+        soft = soft_labels_from_logits(logits, order.temperature)
+        content = protocol.build_reply_content(soft_labels=soft, **common)
+    return Message(content=content, reply_to=msg)

@@ -1,0 +1,113 @@
+"""The ``fedkd`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fedkd.config import ALGORITHMS, ConfigError, describe_keys, load_config
+from fedkd.metrics import new_run_dir, write_json_atomic
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set rounds=3")
+    p.add_argument("--out", help="output folder (default runs/<run-id>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedkd", description="Federated knowledge distillation on Flower.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="run one experiment on Flower's simulation engine")
+    _config_args(sim)
+    cmp_ = sub.add_parser("compare", help="run several algorithms on identical data and seeds")
+    _config_args(cmp_)
+    cmp_.add_argument("--algorithms", default="local,fedmd,dsfl,knfu,fedavg",
+                      help="comma-separated; fedavg is skipped for heterogeneous models")
+    sub.add_parser("keys", help="list every config key with its default")
+    return parser
+
+
+def print_run_table(summary: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rounds = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line]
+    table = Table(title=f"{summary['algorithm']} on {summary['dataset']}: {summary['num_clients']} clients, "
+                        f"alpha={summary['alpha']}, seed={summary['seed']}")
+    for col in ("round", "ALMA", "global acc", "ALMA after digest", "replies", "rejected",
+                "bytes up/client", "bytes down/client"):
+        table.add_column(col, justify="right")
+    for r in rounds:
+        table.add_row(str(r["round"]), f"{r['alma']:.4f}", f"{r['global_acc']:.4f}",
+                      "-" if r["alma_after_digest"] != r["alma_after_digest"] else f"{r['alma_after_digest']:.4f}",
+                      str(r["replies"]), str(sum(r["rejected"].values())),
+                      f"{r['bytes_up_per_client']:,.0f}", f"{r['bytes_down_per_client']:,.0f}")
+    console = Console()
+    console.print(table)
+    console.print(f"final ALMA {summary['alma']:.4f}, global accuracy {summary['global_acc']:.4f}; "
+                  f"run record in {out_dir}")
+
+
+def cmd_simulate(args) -> int:
+    from server.simulate import simulate
+
+    cfg = load_config(args.config, args.sets)
+    out = Path(args.out) if args.out else new_run_dir()
+    summary = simulate(cfg, str(out), progress=not args.quiet, verbose=args.verbose)
+    if not args.quiet:
+        print_run_table(summary, out)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from fedkd.report.compare import plot_alma, print_compare_table
+    from server.simulate import simulate
+
+    base = load_config(args.config, args.sets)
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    for name in algorithms:
+        if name not in ALGORITHMS:
+            raise ConfigError(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+    out = Path(args.out) if args.out else new_run_dir(name=None)
+    results = {}
+    for name in algorithms:
+        if name == "fedavg" and len(set(base["models"])) > 1:
+            print(f"skipping fedavg: it needs one architecture, models={base['models']}", file=sys.stderr)
+            continue
+        summary = simulate(base.replace(algorithm=name), str(out / name), progress=not args.quiet,
+                           verbose=args.verbose)
+        results[name] = summary
+    write_json_atomic(out / "compare.json", {"config": dict(base), "results": results})
+    plot_alma(results, out / "alma.png")
+    if not args.quiet:
+        print_compare_table(results)
+        print(f"wrote {out / 'compare.json'} and {out / 'alma.png'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "keys":
+            print(describe_keys())
+            return 0
+        if args.command == "simulate":
+            return cmd_simulate(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+    except ConfigError as exc:
+        print(f"fedkd: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"fedkd: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

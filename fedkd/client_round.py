@@ -1,0 +1,62 @@
+"""One client's work in one round (DESIGN §2), in plain PyTorch.
+
+digest (distil toward the server's targets on the transfer set), revisit
+(cross-entropy on private data), evaluate (local and global test sets), then
+predict soft labels on the transfer set. The ClientApp only moves records
+around this function.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fedkd.seeding import derive_seed
+from fedkd.training import distill, evaluate_accuracy, predict_logits, train_supervised
+
+
+def new_client_model(cfg, client_id: int, federation) -> tuple[torch.nn.Module, str]:
+    """The client's architecture (``models`` cycled over clients), seeded per client."""
+    from fedkd.models import build_model, model_for_client
+
+    name = model_for_client(cfg["models"], client_id)
+    torch.manual_seed(derive_seed(cfg["seed"], "init", client_id))
+    return build_model(name, federation.input_shape, federation.num_classes), name
+
+
+def local_round(cfg, client, federation, model: torch.nn.Module, *, round_num: int,
+                targets: np.ndarray | None, device: torch.device) -> tuple[np.ndarray, dict]:
+    """Run digest/revisit in the configured order; return (logits on X_t (M, C), metrics).
+
+    Metrics: ``acc_local``/``acc_global`` after the round, ``acc_local_after_digest``
+    and ``acc_local_after_revisit`` after each step, and the step losses.
+    """
+    metrics: dict[str, float] = {}
+    common = dict(batch_size=cfg["batch_size"], lr=cfg["lr"], device=device)
+    steps = cfg["order"].split("-")
+    for step in steps:
+        seed = derive_seed(cfg["seed"], step, client.client_id, round_num)
+        if step == "digest":
+            if targets is None or cfg["digest_epochs"] == 0:
+                continue
+            out = distill(model, federation.transfer_x, targets, temperature=cfg["temperature"],
+                          epochs=cfg["digest_epochs"], seed=seed, **common)
+            metrics["digest_loss"] = out["loss"]
+        else:
+            out = train_supervised(model, client.train_x, client.train_y,
+                                   epochs=cfg["revisit_epochs"], seed=seed, **common)
+            metrics["revisit_loss"] = out["loss"]
+        metrics[f"acc_local_after_{step}"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
+    metrics["acc_local"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
+    metrics["acc_global"] = evaluate_accuracy(model, federation.global_test_x, federation.global_test_y,
+                                              device=device)
+    logits = predict_logits(model, federation.transfer_x, device=device)
+    return logits, metrics
+
+
+def soft_labels_from_logits(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T), float32 rows summing to 1."""
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return p.astype(np.float32)

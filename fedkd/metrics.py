@@ -1,0 +1,101 @@
+"""Run records: the resolved config, one JSON line per round, and a summary.
+
+``summary.json`` holds only numbers that the config and seed determine, so two
+runs with the same config and seed write identical summaries; wall-clock times
+go to ``metrics.jsonl`` and ``timing.json`` instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def new_run_dir(base: str | Path = "runs", name: str | None = None) -> Path:
+    """``runs/<timestamp>-<pid>`` (or ``runs/<name>``), created."""
+    run_id = name or time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    path = Path(base) / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def mean_or_nan(values) -> float:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+class RunRecorder:
+    """Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``timing.json`` into ``out_dir``."""
+
+    def __init__(self, out_dir: str | Path, config: dict, federation_info: dict):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.config = dict(config)
+        self.federation_info = federation_info
+        self.rounds: list[dict] = []
+        self.started = time.perf_counter()
+        write_json_atomic(self.out_dir / "config.json", self.config)
+        (self.out_dir / "metrics.jsonl").write_text("")
+
+    def log_round(self, record: dict) -> None:
+        self.rounds.append(record)
+        with open(self.out_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
+
+    def finish(self, extra: dict | None = None) -> dict:
+        summary = self.summary(extra)
+        write_json_atomic(self.out_dir / "summary.json", summary)
+        write_json_atomic(self.out_dir / "timing.json", {
+            "wall_seconds": time.perf_counter() - self.started,
+            "round_seconds": [r.get("round_seconds") for r in self.rounds],
+        })
+        return summary
+
+    def summary(self, extra: dict | None = None) -> dict:
+        cfg, last = self.config, (self.rounds[-1] if self.rounds else {})
+        rounds = self.rounds
+        summary = {
+            "algorithm": cfg["algorithm"],
+            "dataset": cfg["dataset"],
+            "num_clients": cfg["num_clients"],
+            "num_classes": self.federation_info["num_classes"],
+            "transfer_size": self.federation_info["transfer_size"],
+            "rounds": len(rounds),
+            "seed": cfg["seed"],
+            "models": cfg["models"],
+            "alpha": cfg["alpha"],
+            "partition": cfg["partition"],
+            "alma": last.get("alma", float("nan")),
+            "alma_per_round": [r["alma"] for r in rounds],
+            "global_acc": last.get("global_acc", float("nan")),
+            "global_acc_per_round": [r["global_acc"] for r in rounds],
+            "alma_std": last.get("alma_std", float("nan")),
+            "per_client_local_acc": last.get("per_client_local_acc", {}),
+            "per_client_global_acc": last.get("per_client_global_acc", {}),
+            "bytes_up_per_client_round": mean_or_nan(r["bytes_up_per_client"] for r in rounds),
+            "bytes_down_per_client_round": mean_or_nan(r["bytes_down_per_client"] for r in rounds),
+            "rejected_replies": sum(sum(r["rejected"].values()) for r in rounds),
+            "missing_replies": sum(r["missing"] for r in rounds),
+            "label_histograms": self.federation_info["label_histograms"],
+            "transfer_fingerprint": self.federation_info["fingerprint"],
+        }
+        summary.update(extra or {})
+        return summary

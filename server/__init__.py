@@ -1,0 +1,1 @@
+"""The fedkd Flower ServerApp."""

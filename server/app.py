@@ -1,0 +1,31 @@
+"""Flower ServerApp entry point (``flwr run .`` and deployments).
+
+``run_simulation`` and ``flwr run`` may hand us a partial or empty
+``run_config``: every key missing from it takes fedkd's default.
+"""
+from __future__ import annotations
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedkd.config import Config, make_config
+from server.loop import run_federation
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = make_config(dict(context.run_config))
+    run_federation(grid, cfg)
+
+
+def make_server_app(cfg: Config, result: dict, progress: bool = True, observer=None) -> ServerApp:
+    """A ServerApp bound to one config; the summary is stored in ``result['summary']``."""
+    bound = ServerApp()
+
+    @bound.main()
+    def _main(grid: Grid, context: Context) -> None:
+        result["summary"] = run_federation(grid, cfg, progress=progress, observer=observer)
+
+    return bound

@@ -1,0 +1,108 @@
+"""Every class of invalid reply is rejected with its reason; a valid one passes."""
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+
+from fedkd import protocol
+from fedkd.protocol import InvalidReply, validate_reply
+
+M, C, FP = 6, 4, "abc123"
+
+
+def good_soft_labels():
+    return np.full((M, C), 1.0 / C, dtype=np.float32)
+
+
+def reply(soft=None, **overrides):
+    soft = good_soft_labels() if soft is None else soft
+    fields = dict(round_num=2, fingerprint=FP, partition_id=1, model="mlp", num_examples=50,
+                  metrics={"acc_local": 0.9, "acc_global": 0.5}, soft_labels=soft)
+    fields.update(overrides)
+    return Message(content=protocol.build_reply_content(**fields), dst_node_id=7, message_type="train")
+
+
+def check(message, shape=(M, C)):
+    return validate_reply(message, expected_round=2, fingerprint=FP, shape=shape, num_partitions=3)
+
+
+def test_valid_reply_passes_and_reports_its_size():
+    parsed = check(reply())
+    assert parsed.partition_id == 1 and parsed.num_examples == 50
+    np.testing.assert_array_equal(parsed.soft_labels, good_soft_labels())
+    assert M * C * 4 <= parsed.nbytes < M * C * 4 + 1024
+
+
+def _drop(message, record, key=None):
+    content = message.content
+    if key is None:
+        del content[record]
+    else:
+        del content[record][key]
+    return message
+
+
+def _raw_array(dtype, shape, data):
+    return Array(dtype=dtype, shape=shape, stype="numpy.ndarray", data=data)
+
+
+CASES = {
+    "missing_key": [
+        lambda: _drop(reply(), "knowledge"),
+        lambda: _drop(reply(), "meta"),
+        lambda: _drop(reply(), "metrics", "num-examples"),
+        lambda: _drop(reply(), "meta", "partition_id"),
+    ],
+    "bad_shape": [lambda: reply(soft=np.full((M + 1, C), 1.0 / C, np.float32)),
+                  lambda: reply(soft=np.full((M, C - 1), 1.0 / (C - 1), np.float32))],
+    "bad_dtype": [lambda: reply(soft=np.full((M, C), 1.0 / C, np.float64))],
+    "non_finite": [lambda: reply(soft=np.where(np.eye(M, C) > 0, np.nan, 0.25).astype(np.float32)),
+                   lambda: reply(soft=np.full((M, C), np.inf, np.float32))],
+    "negative": [lambda: reply(soft=np.tile(np.array([1.5, -0.5, 0, 0], np.float32), (M, 1)))],
+    "not_normalised": [lambda: reply(soft=np.full((M, C), 0.3, np.float32))],
+    "wrong_fingerprint": [lambda: reply(fingerprint="other")],
+    "wrong_round": [lambda: reply(round_num=1)],
+    "bad_partition": [lambda: reply(partition_id=3), lambda: reply(partition_id=-1)],
+    "bad_metrics": [lambda: reply(metrics={"acc_local": float("nan"), "acc_global": 0.1}),
+                    lambda: reply(num_examples=-5)],
+    "oversized": [lambda: reply(soft=np.full((M * 1000, C), 1.0 / C, np.float32))],
+}
+
+
+@pytest.mark.parametrize("reason,index", [(r, i) for r, fs in CASES.items() for i in range(len(fs))])
+def test_invalid_replies_are_rejected_with_their_reason(reason, index):
+    with pytest.raises(InvalidReply) as info:
+        check(CASES[reason][index]())
+    assert info.value.reason == reason
+
+
+def test_error_reply_is_rejected():
+    msg = Message(error=Error(code=5, reason="node unavailable"), reply_to=reply())
+    with pytest.raises(InvalidReply) as info:
+        check(msg)
+    assert info.value.reason == "error_reply" and "node unavailable" in str(info.value)
+
+
+def test_corrupt_array_bytes_are_rejected():
+    msg = reply()
+    msg.content["knowledge"] = ArrayRecord({"soft_labels": _raw_array("float32", (M, C), b"\x00" * 10)})
+    with pytest.raises(InvalidReply) as info:
+        check(msg)
+    assert info.value.reason == "bad_shape"
+
+
+def test_weights_reply_for_fedavg():
+    msg = reply(soft_labels=None, weights=ArrayRecord({"w": Array(np.zeros(3, np.float32))}))
+    parsed = check(msg, shape=None)
+    assert parsed.soft_labels is None
+    with pytest.raises(InvalidReply, match="missing_key"):
+        check(reply(soft_labels=None), shape=None)
+
+
+def test_train_message_round_trip():
+    targets = np.random.default_rng(0).dirichlet(np.ones(C), size=M).astype(np.float32)
+    content = protocol.build_train_content(3, 2.0, FP, {"rounds": 5}, targets)
+    order = protocol.parse_train_message(content)
+    assert (order.round, order.temperature, order.fingerprint) == (3, 2.0, FP)
+    assert order.run_config == {"rounds": 5}
+    np.testing.assert_array_equal(order.targets, targets)
+    assert protocol.parse_train_message(protocol.build_train_content(1, 2.0, FP, {}, None)).targets is None
