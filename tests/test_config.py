@@ -1,0 +1,56 @@
+"""Bad config keys and values are refused before any training, naming the key."""
+import pytest
+
+from fedkd.config import ConfigError, load_config, make_config
+
+
+def test_defaults_are_valid_and_complete():
+    cfg = make_config()
+    for key in ("dataset", "algorithm", "num_clients", "rounds", "alpha", "seed", "models", "transfer_size"):
+        assert key in cfg
+    assert cfg["dataset"] == "digits" and cfg["algorithm"] == "knfu"
+
+
+def test_cli_assignments_are_coerced():
+    cfg = load_config(None, ["rounds=3", "alpha=0.1", "models=mlp,cnn_small", "knfu.include_self=true",
+                             "num-clients=4"])
+    assert cfg["rounds"] == 3 and cfg["alpha"] == 0.1 and cfg["num_clients"] == 4
+    assert cfg["models"] == ["mlp", "cnn_small"] and cfg["knfu.include_self"] is True
+
+
+@pytest.mark.parametrize("assignment,key", [
+    ("rounds=0", "rounds"), ("rounds=two", "rounds"), ("alpha=-1", "alpha"), ("alpha=abc", "alpha"),
+    ("dataset=imagenet", "dataset"), ("algorithm=fedsgd", "algorithm"), ("models=resnet999", "models"),
+    ("models=", "models"), ("knfu.tau=2", "knfu.tau"), ("knfu.include_self=maybe", "knfu.include_self"),
+    ("transfer_size=0", "transfer_size"), ("num_clients=2.5", "num_clients"),
+])
+def test_bad_values_name_the_key(assignment, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(None, [assignment])
+
+
+def test_unknown_key_and_malformed_assignment():
+    with pytest.raises(ConfigError, match="unknown config key 'rnds'"):
+        load_config(None, ["rnds=3"])
+    with pytest.raises(ConfigError, match="did you mean 'knfu.beta'"):
+        load_config(None, ["beta=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["rounds"])
+
+
+def test_fedavg_needs_one_architecture():
+    with pytest.raises(ConfigError, match="'models'"):
+        load_config(None, ["algorithm=fedavg", "models=mlp,cnn_small"])
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('dataset = "digits"\nrounds = 2\n[knfu]\nbeta = 5.0\n')
+    cfg = load_config(path, ["rounds=4"])
+    assert cfg["rounds"] == 4 and cfg["knfu.beta"] == 5.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rounds = = 2")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
