@@ -1,0 +1,5 @@
+"""Small model zoo (MLP, plain CNNs, a narrow ResNet) and per-client architecture assignment."""
+
+from fedkd.models.zoo import MODEL_NAMES, build_model, count_parameters, model_for_client
+
+__all__ = ["MODEL_NAMES", "build_model", "count_parameters", "model_for_client"]
