@@ -7,6 +7,7 @@ only soft labels leave the node, except in the FedAvg reference run.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
@@ -15,6 +16,7 @@ from fedkd import protocol
 from fedkd.client_round import local_round, new_client_model, soft_labels_from_logits
 from fedkd.config import federation_spec, make_config
 from fedkd.data import build_federation
+from fedkd.model_store import save_client_model
 from fedkd.training import resolve_device
 
 log = logging.getLogger("fedkd.client")
@@ -51,6 +53,8 @@ def train(msg: Message, context: Context) -> Message:
                                   targets=order.targets, device=device)
     model.cpu()
     context.state["model"] = ArrayRecord(model.state_dict())
+    if cfg["save_models"] and cfg["out"] and order.round == cfg["rounds"]:
+        save_client_model(Path(cfg["out"]) / "models", pid, model_name, model)
 
     common = dict(round_num=order.round, fingerprint=order.fingerprint, partition_id=pid,
                   model=model_name, num_examples=len(client.train_y), metrics=metrics)

@@ -19,8 +19,8 @@ def new_client_model(cfg, client_id: int, federation) -> tuple[torch.nn.Module, 
     from fedkd.models import build_model, model_for_client
 
     name = model_for_client(cfg["models"], client_id)
-    torch.manual_seed(derive_seed(cfg["seed"], "init", client_id))
-    return build_model(name, federation.input_shape, federation.num_classes), name
+    seed = derive_seed(cfg["seed"], "init", client_id)
+    return build_model(name, federation.input_shape, federation.num_classes, seed=seed), name
 
 
 def local_round(cfg, client, federation, model: torch.nn.Module, *, round_num: int,

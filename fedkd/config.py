@@ -63,9 +63,9 @@ SCHEMA: dict[str, Key] = {
     "classes_per_client": Key(2, int, "classes per client for the pathological split", *_AT_LEAST_1),
     "min_partition_size": Key(10, int, "smallest private partition allowed", *_AT_LEAST_1),
     "seed": Key(0, int, "seed for data splits, model init and training", *_NONNEG),
-    "models": Key(["cnn_small"], list, "model names, cycled over clients (comma-separated on the command line)",
+    "models": Key(["cnn_small", "mlp"], list, "model names, cycled over clients (comma-separated on the command line)",
                   _models_ok, "a non-empty list of known model names"),
-    "transfer_size": Key(500, int, "size M of the public transfer set", *_AT_LEAST_1),
+    "transfer_size": Key(300, int, "size M of the public transfer set", *_AT_LEAST_1),
     "private_pool_size": Key(0, int, "subsample the private pool to this many images (0 = all)", *_NONNEG),
     "local_test_size": Key(200, int, "per-client local test set size (for ALMA)", *_AT_LEAST_1),
     "global_test_size": Key(0, int, "global test set size (0 = the whole test split)", *_NONNEG),
@@ -74,10 +74,10 @@ SCHEMA: dict[str, Key] = {
     # what each client does in a round
     "order": Key("digest-revisit", str, "step order inside a round", *_one_of(ORDERS)),
     "digest_epochs": Key(2, int, "distillation epochs on the transfer set per round", *_NONNEG),
-    "revisit_epochs": Key(5, int, "local training epochs on private data per round", *_NONNEG),
+    "revisit_epochs": Key(10, int, "local training epochs on private data per round", *_NONNEG),
     "temperature": Key(3.0, float, "distillation temperature T (soft labels are sent at T)", *_POS),
-    "batch_size": Key(32, int, "mini-batch size", *_AT_LEAST_1),
-    "lr": Key(1e-3, float, "learning rate (Adam)", *_POS),
+    "batch_size": Key(16, int, "mini-batch size", *_AT_LEAST_1),
+    "lr": Key(3e-3, float, "learning rate (Adam)", *_POS),
     "device": Key("auto", str, "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
                   lambda v: v in ("auto", "cpu") or v.startswith("cuda"), "auto, cpu or cuda[:N]"),
     # fusion parameters
@@ -92,6 +92,8 @@ SCHEMA: dict[str, Key] = {
     "server.node_wait_timeout": Key(300.0, float, "seconds to wait for the expected nodes to connect", *_POS),
     "server.min_replies": Key(1, int, "fewest valid replies a round needs to fuse", *_AT_LEAST_1),
     "out": Key("", str, "output folder ('' = runs/<run-id>)"),
+    "save_models": Key(True, bool, "clients save their final model under <out>/models/ (on their own disk) "
+                       "for audits"),
     # simulation engine
     "sim.client_cpus": Key(1.0, float, "CPUs per simulated client (Ray)", *_POS),
     "sim.client_gpus": Key(0.0, float, "GPU fraction per simulated client (Ray)", *_NONNEG),

@@ -9,7 +9,8 @@ from fedkd.config import Config
 # No telemetry, no update checks, no dependency installs: nothing may reach the network.
 for _var, _value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHECK", "1"),
                      ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1"), ("RAY_USAGE_STATS_ENABLED", "0"),
-                     ("RAY_DEDUP_LOGS", "0")):
+                     ("RAY_DEDUP_LOGS", "0"),
+                     ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")):
     os.environ.setdefault(_var, _value)
 
 
@@ -23,13 +24,14 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
     from server.app import make_server_app
 
     if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
     result: dict = {}
     cfg = cfg.replace(out=str(out_dir))
     backend = {
         "client_resources": {"num_cpus": cfg["sim.client_cpus"], "num_gpus": cfg["sim.client_gpus"]},
         "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False,
-                      "logging_level": "ERROR" if not verbose else "INFO"},
+                      "logging_level": "ERROR" if not verbose else "INFO",
+                      "log_to_driver": verbose},
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -6,6 +6,10 @@ for var, value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHECK"
     os.environ.setdefault(var, value)
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# One thread per process: on 2 shared cores, torch's default thread pool makes tests several times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -74,6 +74,14 @@ def test_every_model_forwards_every_input_shape(name, shape):
     assert model(torch.rand(1, *shape)).shape == (1, 7)
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_avoid_layers_that_break_reproducibility(name):
+    # Dropout draws random numbers; adaptive pooling has no deterministic CUDA backward pass.
+    banned = (nn.Dropout, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    model = build_model(name, (3, 32, 32), 10, seed=0)
+    assert not [m for m in model.modules() if isinstance(m, banned)]
+
+
 def test_model_names_are_the_documented_four():
     assert MODEL_NAMES == ("mlp", "cnn_small", "cnn_medium", "cnn_large")
 

@@ -84,16 +84,16 @@ def build_model(
     """
     _check_name(name)
     shape = _check_input_shape(input_shape)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if seed is None:
-        return _FACTORIES[name](shape, num_classes)
+        return _FACTORIES[name](shape, int(num_classes))
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise ValueError(f"seed must be an int or None, got {seed!r}")
     # fork_rng restores the global CPU generator afterwards, so seeding here has no side effects.
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(seed))
-        return _FACTORIES[name](shape, num_classes)
+        return _FACTORIES[name](shape, int(num_classes))
 
 
 def model_for_client(models: Sequence[str], client_id: int) -> str:
