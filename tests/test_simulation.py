@@ -16,21 +16,21 @@ TINY = dict(dataset="digits", num_clients=3, rounds=2, alpha=0.5, transfer_size=
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     results = {}
-    for name, algorithm in (("knfu", "knfu"), ("knfu2", "knfu"), ("local", "local")):
+    for name, algorithm in (("knfu_a", "knfu"), ("knfu_b", "knfu"), ("local", "local")):
         cfg = make_config(dict(TINY, algorithm=algorithm))
         results[name] = (simulate(cfg, str(out / name), progress=False), out / name)
     return results
 
 
 def test_learns_far_above_chance(runs):
-    summary, _ = runs["knfu"]
+    summary, _ = runs["knfu_a"]
     assert summary["num_classes"] == 10
     assert summary["alma"] > 0.5 and summary["global_acc"] > 0.3  # chance is 0.1
     assert summary["rounds"] == 2 and len(summary["alma_per_round"]) == 2
 
 
 def test_knfu_differs_from_local(runs):
-    knfu, local = runs["knfu"][0], runs["local"][0]
+    knfu, local = runs["knfu_a"][0], runs["local"][0]
     assert knfu["alma_per_round"][0] == local["alma_per_round"][0]  # round 1 has no targets yet
     # distillation happened and changed the clients: per-client accuracies after the round differ
     assert knfu["per_client_local_acc"] != local["per_client_local_acc"] or \
@@ -39,13 +39,13 @@ def test_knfu_differs_from_local(runs):
 
 
 def test_replies_carry_soft_labels_only(runs):
-    summary, _ = runs["knfu"]
+    summary, _ = runs["knfu_a"]
     m, c = summary["transfer_size"], summary["num_classes"]
     assert m * c * 4 <= summary["bytes_up_per_client_round"] <= m * c * 4 + 2048
 
 
 def test_run_record_files(runs):
-    _, out = runs["knfu"]
+    _, out = runs["knfu_a"]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in lines] == [1, 2]
     assert len(lines[1]["weights"]) == 3 and lines[1]["replies"] == 3
@@ -55,4 +55,4 @@ def test_run_record_files(runs):
 
 def test_same_seed_same_summary(runs):
     # same config (output folders of equal length, since the path travels in the run config)
-    assert runs["knfu"][0] == runs["knfu2"][0]
+    assert runs["knfu_a"][0] == runs["knfu_b"][0]
