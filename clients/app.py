@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flwr.app import ArrayRecord, Context, Message
+from flwr.app import ArrayRecord, Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
 
 from fedkd import protocol
-from fedkd.client_round import local_round, new_client_model, soft_labels_from_logits
+from fedkd.client_round import local_round, new_client_model
 from fedkd.config import federation_spec, make_config
 from fedkd.data import build_federation
 from fedkd.model_store import save_client_model
+from fedkd.privacy.canary_plan import transfer_inputs
+from fedkd.privacy.release import epsilon_after, release
 from fedkd.training import resolve_device
 
 log = logging.getLogger("fedkd.client")
@@ -30,14 +32,22 @@ def partition_id_of(context: Context) -> int:
         raise ValueError("this SuperNode has no 'partition-id' in its --node-config") from None
 
 
+def count_release(context: Context) -> int:
+    """One more upload of soft labels: the accountant composes over all of them."""
+    done = int(context.state["privacy"]["releases"]) if "privacy" in context.state.metric_records else 0
+    context.state["privacy"] = MetricRecord({"releases": done + 1})
+    return done + 1
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     order = protocol.parse_train_message(msg.content)
     cfg = make_config(order.run_config)
     federation = build_federation(federation_spec(cfg))
-    if order.fingerprint != federation.transfer_fingerprint:
+    _, local_fingerprint = transfer_inputs(cfg, federation)
+    if order.fingerprint != local_fingerprint:
         raise ValueError(f"transfer set mismatch: server {order.fingerprint}, "
-                         f"here {federation.transfer_fingerprint}; the node's data differs from the server's")
+                         f"here {local_fingerprint}; the node's data differs from the server's")
     pid = partition_id_of(context)
     client = federation.clients[pid]
     device = resolve_device(cfg["device"])
@@ -61,6 +71,9 @@ def train(msg: Message, context: Context) -> Message:
     if cfg["algorithm"] == "fedavg":
         content = protocol.build_reply_content(weights=ArrayRecord(model.state_dict()), **common)
     else:
-        soft = soft_labels_from_logits(logits, order.temperature)
+        soft, privacy_metrics = release(cfg, logits, order.targets, pid, order.round)
+        metrics.update(privacy_metrics)
+        if cfg["privacy.swing"]:
+            metrics["epsilon"] = epsilon_after(cfg, count_release(context))
         content = protocol.build_reply_content(soft_labels=soft, **common)
     return Message(content=content, reply_to=msg)

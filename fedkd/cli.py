@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(cmp_)
     cmp_.add_argument("--algorithms", default="local,fedmd,dsfl,knfu,fedavg",
                       help="comma-separated; fedavg is skipped for heterogeneous models")
+    sweep = sub.add_parser("privacy-sweep", help="plain distillation vs swing at several noise levels")
+    _config_args(sweep)
+    sweep.add_argument("--noise", default="0.05,0.2,0.5,1.0",
+                       help="comma-separated swing noise scales (Gaussian sigma or Laplace b)")
     sub.add_parser("keys", help="list every config key with its default")
     return parser
 
@@ -90,6 +94,29 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_privacy_sweep(args) -> int:
+    from fedkd.report.privacy_sweep import plot_sweep, print_sweep_table, sweep_rows, sweep_settings
+    from server.simulate import simulate
+
+    base = load_config(args.config, args.sets + ["canaries.enabled=true"])
+    try:
+        levels = [float(x) for x in args.noise.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--noise: expected comma-separated numbers, got {args.noise!r}") from None
+    out = Path(args.out) if args.out else new_run_dir()
+    results = {}
+    for i, (label, overrides) in enumerate(sweep_settings(levels)):
+        cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
+        results[label] = simulate(cfg, str(out / f"run{i}"), progress=not args.quiet, verbose=args.verbose)
+    rows = sweep_rows(results)
+    write_json_atomic(out / "sweep.json", {"config": dict(base), "rows": rows, "results": results})
+    plot_sweep(rows, out / "privacy_sweep.png")
+    if not args.quiet:
+        print_sweep_table(rows)
+        print(f"wrote {out / 'sweep.json'} and {out / 'privacy_sweep.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -100,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_simulate(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "privacy-sweep":
+            return cmd_privacy_sweep(args)
     except ConfigError as exc:
         print(f"fedkd: config error: {exc}", file=sys.stderr)
         return 2

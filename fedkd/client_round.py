@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fedkd.privacy.canary_plan import measure_exposure, private_training_data, transfer_inputs
 from fedkd.seeding import derive_seed
 from fedkd.training import distill, evaluate_accuracy, predict_logits, train_supervised
 
@@ -32,31 +33,26 @@ def local_round(cfg, client, federation, model: torch.nn.Module, *, round_num: i
     """
     metrics: dict[str, float] = {}
     common = dict(batch_size=cfg["batch_size"], lr=cfg["lr"], device=device)
+    transfer_x, _ = transfer_inputs(cfg, federation)
+    train_x, train_y = private_training_data(cfg, federation, client)
     steps = cfg["order"].split("-")
     for step in steps:
         seed = derive_seed(cfg["seed"], step, client.client_id, round_num)
         if step == "digest":
             if targets is None or cfg["digest_epochs"] == 0:
                 continue
-            out = distill(model, federation.transfer_x, targets, temperature=cfg["temperature"],
+            out = distill(model, transfer_x, targets, temperature=cfg["temperature"],
                           epochs=cfg["digest_epochs"], seed=seed, **common)
             metrics["digest_loss"] = out["loss"]
         else:
-            out = train_supervised(model, client.train_x, client.train_y,
+            out = train_supervised(model, train_x, train_y,
                                    epochs=cfg["revisit_epochs"], seed=seed, **common)
             metrics["revisit_loss"] = out["loss"]
         metrics[f"acc_local_after_{step}"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
     metrics["acc_local"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
     metrics["acc_global"] = evaluate_accuracy(model, federation.global_test_x, federation.global_test_y,
                                               device=device)
-    logits = predict_logits(model, federation.transfer_x, device=device)
+    metrics.update(measure_exposure(cfg, federation, model, device))
+    logits = predict_logits(model, transfer_x, device=device)
     return logits, metrics
 
-
-def soft_labels_from_logits(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / T), float32 rows summing to 1."""
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return p.astype(np.float32)

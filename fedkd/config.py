@@ -47,6 +47,16 @@ def _models_ok(v: list[str]) -> bool:
     return len(v) > 0 and all(name in _model_names() for name in v)
 
 
+def _malformed_ok(v: list[str]) -> bool:
+    from fedkd.adversary import parse_malformed  # the catalogue lives with the fault injector
+
+    try:
+        parse_malformed(v)
+    except ValueError:
+        return False
+    return True
+
+
 _POS = (lambda v: v > 0), "> 0"
 _NONNEG = (lambda v: v >= 0), ">= 0"
 _AT_LEAST_1 = (lambda v: v >= 1), ">= 1"
@@ -91,9 +101,47 @@ SCHEMA: dict[str, Key] = {
     "server.reply_timeout": Key(600.0, float, "seconds to wait for clients' replies each round", *_POS),
     "server.node_wait_timeout": Key(300.0, float, "seconds to wait for the expected nodes to connect", *_POS),
     "server.min_replies": Key(1, int, "fewest valid replies a round needs to fuse", *_AT_LEAST_1),
+    "server.checkpoint": Key(True, bool, "checkpoint after every round: the server's state in <out>/checkpoint.json "
+                             "and each node's state on its own disk under <out>/node_checkpoints/"),
+    "server.resume": Key(False, bool, "continue from <out>/checkpoint.json (the last complete round)"),
+    "server.stop_after_round": Key(0, int, "stop after this round as if the server crashed (0 = never; "
+                                   "for testing resume)", *_NONNEG),
     "out": Key("", str, "output folder ('' = runs/<run-id>)"),
     "save_models": Key(True, bool, "clients save their final model under <out>/models/ (on their own disk) "
                        "for audits"),
+    # swing distillation: protect soft labels before upload (docs/privacy.md)
+    "privacy.swing": Key(False, bool, "protect uploaded soft labels with swing distillation"),
+    "privacy.t_min": Key(3.0, float, "swing: temperature of public-looking samples", *_POS),
+    "privacy.t_max": Key(10.0, float, "swing: temperature of the most private-looking samples", *_POS),
+    "privacy.mechanism": Key("gaussian", str, "swing: noise on the tempered probabilities",
+                             *_one_of(("gaussian", "laplace"))),
+    "privacy.noise_scale": Key(0.05, float, "swing: Gaussian sigma or Laplace b per entry (0 = no guarantee)",
+                               *_NONNEG),
+    "privacy.delta": Key(1e-5, float, "delta of the reported (epsilon, delta)",
+                         lambda v: 0 < v < 1, "within (0, 1)"),
+    "privacy.reference": Key("targets", str, "swing's privacy-score reference: 'targets' (the public fused "
+                             "targets the client received) or 'none' (top-1 confidence)",
+                             *_one_of(("targets", "none"))),
+    "privacy.noise_seed": Key("derived", str, "'derived' (reproducible from the run seed, for studies) or "
+                              "'os' (fresh OS entropy; use this in deployment)", *_one_of(("derived", "os"))),
+    # canaries: planted secrets whose travel to peers is measured (docs/privacy.md)
+    "canaries.enabled": Key(False, bool, "plant canaries in one client's data and measure exposure every round"),
+    "canaries.client": Key(0, int, "partition id of the client that holds the canaries", *_NONNEG),
+    "canaries.count": Key(10, int, "number of canaries k", *_AT_LEAST_1),
+    "canaries.repeats": Key(10, int, "copies of each canary in the client's data", *_AT_LEAST_1),
+    "canaries.references": Key(1000, int, "never-planted references of the same construction", *_AT_LEAST_1),
+    "canaries.in_transfer": Key(True, bool, "also put the canary images (unlabelled) in the public transfer set, "
+                                "so the owner's answers on them are shared"),
+    # hostile clients for robustness runs (docs/robustness.md; fedkd/adversary.py)
+    "attack.kind": Key("none", str, "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
+                       "(class c -> C-1-c of their honest soft labels) or 'none'",
+                       *_one_of(("none", "random", "flip"))),
+    "attack.num_malicious": Key(0, int, "number of malicious clients: the last k partitions", *_NONNEG),
+    "attack.clients": Key([], list, "malicious partition ids (instead of attack.num_malicious)",
+                          lambda v: all(x.isdigit() for x in v), "a list of partition ids"),
+    "attack.malformed": Key([], list, "fault injection: CLIENT:ROUND:KIND entries (ROUND may be *); KIND from "
+                            "fedkd.adversary.CATALOGUE", lambda v: _malformed_ok(v),
+                            "CLIENT:ROUND:KIND entries with a known KIND (see docs/robustness.md)"),
     # simulation engine
     "sim.client_cpus": Key(1.0, float, "CPUs per simulated client (Ray)", *_POS),
     "sim.client_gpus": Key(0.0, float, "GPU fraction per simulated client (Ray)", *_NONNEG),
@@ -208,6 +256,15 @@ def _check_combinations(v: dict[str, Any]) -> None:
     if v["algorithm"] == "fedavg" and len(set(v["models"])) > 1:
         raise ConfigError("config key 'models': fedavg averages weights, so every client needs the same "
                           f"architecture; got {v['models']}")
+    if v["privacy.t_min"] > v["privacy.t_max"]:
+        raise ConfigError(f"config key 'privacy.t_min': {v['privacy.t_min']} exceeds privacy.t_max "
+                          f"{v['privacy.t_max']}")
+    if v["canaries.enabled"] and v["canaries.client"] >= v["num_clients"]:
+        raise ConfigError(f"config key 'canaries.client': {v['canaries.client']} is not a client id "
+                          f"(num_clients={v['num_clients']})")
+    from fedkd.adversary import check_attack_config  # imported lazily: the adversary module imports this one
+
+    check_attack_config(v)
     if v["partition"] == "pathological" and v["classes_per_client"] > 100:
         raise ConfigError("config key 'classes_per_client' is larger than any dataset's class count")
 

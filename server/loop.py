@@ -24,6 +24,8 @@ from fedkd.config import Config, federation_spec
 from fedkd.data import build_federation
 from fedkd.fusion import fuse
 from fedkd.metrics import RunRecorder, mean_or_nan, new_run_dir
+from fedkd.privacy.canary_plan import transfer_inputs
+from fedkd.privacy.records import privacy_round_record, privacy_summary
 
 log = logging.getLogger("fedkd.server")
 
@@ -44,8 +46,9 @@ class PublicInfo:
 
 def public_info(cfg: Config) -> PublicInfo:
     fed = build_federation(federation_spec(cfg))
-    return PublicInfo(fingerprint=fed.transfer_fingerprint, num_classes=fed.num_classes,
-                      transfer_size=len(fed.transfer_x),
+    transfer_x, fingerprint = transfer_inputs(cfg, fed)
+    return PublicInfo(fingerprint=fingerprint, num_classes=fed.num_classes,
+                      transfer_size=len(transfer_x),
                       label_histograms=np.asarray(fed.label_histograms).tolist())
 
 
@@ -123,6 +126,7 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
         record = {"round": rnd, "replies": len(valid), "rejected": dict(rejected),
                   "missing": max(0, len(messages) - len(replies)), "nodes": len(node_ids)}
         record.update(_accuracy_record(valid))
+        record.update(privacy_round_record(cfg, {p.partition_id: p.metrics for p, _ in valid}))
         record["bytes_down_per_client"] = mean_or_nan(protocol.message_bytes(c) for c in contents.values())
         record["bytes_up_per_client"] = mean_or_nan(p.nbytes for p, _ in valid)
         if len(valid) >= cfg["server.min_replies"]:
@@ -133,7 +137,7 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
         recorder.log_round(record)
         observer.on_round(record)
         bar.set_postfix(alma=f"{record['alma']:.3f}", glob=f"{record['global_acc']:.3f}")
-    return recorder.finish()
+    return recorder.finish(privacy_summary(cfg, recorder.rounds))
 
 
 def _accuracy_record(valid) -> dict:
