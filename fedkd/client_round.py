@@ -12,7 +12,7 @@ import torch
 
 from fedkd.privacy.canary_plan import measure_exposure, private_training_data, transfer_inputs
 from fedkd.seeding import derive_seed
-from fedkd.training import distill, evaluate_accuracy, predict_logits, train_supervised
+from fedkd.training import distill, evaluate_accuracy, predict_logits, train_joint, train_supervised
 
 
 def new_client_model(cfg, client_id: int, federation) -> tuple[torch.nn.Module, str]:
@@ -35,6 +35,9 @@ def local_round(cfg, client, federation, model: torch.nn.Module, *, round_num: i
     common = dict(batch_size=cfg["batch_size"], lr=cfg["lr"], device=device)
     transfer_x, _ = transfer_inputs(cfg, federation)
     train_x, train_y = private_training_data(cfg, federation, client)
+    if cfg["order"] == "joint":
+        return _joint_round(cfg, client, federation, model, round_num, targets, device,
+                            transfer_x, train_x, train_y, metrics, common)
     steps = cfg["order"].split("-")
     for step in steps:
         seed = derive_seed(cfg["seed"], step, client.client_id, round_num)
@@ -49,6 +52,25 @@ def local_round(cfg, client, federation, model: torch.nn.Module, *, round_num: i
                                    epochs=cfg["revisit_epochs"], seed=seed, **common)
             metrics["revisit_loss"] = out["loss"]
         metrics[f"acc_local_after_{step}"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
+    return _finish_round(cfg, client, federation, model, device, transfer_x, metrics)
+
+
+def _joint_round(cfg, client, federation, model, round_num, targets, device, transfer_x, train_x, train_y,
+                 metrics, common):
+    """order=joint: one training phase with both losses (plain CE while there are no targets)."""
+    seed = derive_seed(cfg["seed"], "joint", client.client_id, round_num)
+    if targets is None or cfg["distill_weight"] == 0:
+        out = train_supervised(model, train_x, train_y, epochs=cfg["revisit_epochs"], seed=seed, **common)
+    else:
+        out = train_joint(model, train_x, train_y, transfer_x, targets, temperature=cfg["temperature"],
+                          distill_weight=cfg["distill_weight"], epochs=cfg["revisit_epochs"], seed=seed,
+                          **common)
+    metrics["joint_loss"] = out["loss"]
+    return _finish_round(cfg, client, federation, model, device, transfer_x, metrics)
+
+
+def _finish_round(cfg, client, federation, model, device, transfer_x, metrics):
+    """Evaluate (local and global test sets, canaries) and predict on the transfer set."""
     metrics["acc_local"] = evaluate_accuracy(model, client.test_x, client.test_y, device=device)
     metrics["acc_global"] = evaluate_accuracy(model, federation.global_test_x, federation.global_test_y,
                                               device=device)

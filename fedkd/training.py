@@ -471,3 +471,73 @@ def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
             )
         new_state[key] = torch.from_numpy(np.array(arr, copy=True)).to(current.dtype)
     model.load_state_dict(new_state, strict=True)
+
+
+# ------------------------------------------------------------------------------------------ joint training
+
+
+def train_joint(
+    model: nn.Module,
+    x: ArrayLike,
+    y: ArrayLike,
+    transfer_x: ArrayLike,
+    targets: ArrayLike,
+    *,
+    temperature: float,
+    distill_weight: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: DeviceLike,
+    optimizer: str = "adam",
+) -> dict[str, float | int]:
+    """Cross-entropy on private data and distillation on the transfer set in the same steps.
+
+    Every step takes one private batch and one transfer batch and minimises
+    ``CE(private) + distill_weight * T**2 * KL(targets || softmax(logits / T))``. Unlike
+    digest-then-revisit, the private loss cannot wash out what distillation taught,
+    because both pull at once. An epoch is one pass over the private data; transfer
+    batches cycle through their own shuffled order.
+
+    x, y: private images (N, C_in, H, W) and labels (N,); transfer_x (M, C_in, H, W) and
+    targets (M, C) probabilities; the other arguments as in ``train_supervised``/``distill``.
+    Returns ``loss`` (mean combined loss over the last epoch) and ``steps``.
+    """
+    temperature = _check_positive(temperature, "temperature")
+    if not distill_weight >= 0:
+        raise ValueError(f"distill_weight must be >= 0, got {distill_weight!r}")
+    epochs, batch_size, seed, lr, dev = _check_run_args(epochs, batch_size, seed, lr, device, optimizer)
+    images, public = _as_images(x), _as_images(transfer_x, "transfer_x")
+    model.to(dev)
+    width = _output_width(model, images, dev)
+    labels = _as_labels(y, len(images), width)
+    probs = _as_probabilities(targets, len(public), width)
+    n, m = len(images), len(public)
+    if epochs == 0 or n == 0:
+        return {"loss": float("nan"), "steps": 0}
+    opt = _make_optimizer(optimizer, model.parameters(), lr)
+    x_dev, y_dev, p_dev, t_dev = images.to(dev), labels.to(dev), public.to(dev), probs.to(dev)
+    shuffler = torch.Generator().manual_seed(seed)
+    public_order, cursor, steps = torch.randperm(m, generator=shuffler), 0, 0
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), _mode(model, training=True):
+        torch.random.default_generator.manual_seed(seed)
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=shuffler)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size].to(dev)
+                if cursor + batch_size > m:
+                    public_order, cursor = torch.randperm(m, generator=shuffler), 0
+                pidx = public_order[cursor : cursor + batch_size].to(dev)
+                cursor += batch_size
+                opt.zero_grad(set_to_none=True)
+                ce = F.cross_entropy(model(x_dev[idx]), y_dev[idx])
+                log_student = F.log_softmax(model(p_dev[pidx]) / temperature, dim=1)
+                kd = F.kl_div(log_student, t_dev[pidx], reduction="batchmean") * temperature**2
+                loss = ce + distill_weight * kd
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                steps += 1
+    return {"loss": total / n, "steps": steps}
