@@ -1,0 +1,64 @@
+"""Privacy audits of what a client exposes: membership inference and label-only model inversion.
+
+Pure functions on numpy arrays and torch models (no Flower). See ``docs/audit.md`` for
+the threat models and how to read the numbers.
+
+- :mod:`fedkd.audit.membership` -- loss / confidence / reference-model (LiRA-offline
+  style) / label-only membership inference, ROC AUC and TPR at low FPR.
+- :mod:`fedkd.audit.oracle` -- top-1 label access that counts queries.
+- :mod:`fedkd.audit.tacgan` -- the T-ACGAN of LOKT (knowledge transfer from hard labels).
+- :mod:`fedkd.audit.inversion` -- surrogates, white-box inversion, scoring, the whole
+  LOKT attack and its random-latent chance floor.
+"""
+
+from .inversion import (
+    LoktConfig,
+    fit_surrogates,
+    invert,
+    lokt_attack,
+    random_latent_baseline,
+    score_reconstructions,
+    surrogate_dataset,
+    train_evaluator,
+    train_surrogates,
+)
+from .membership import (
+    attack_metrics,
+    audit_membership,
+    balance_members,
+    membership_scores_confidence,
+    membership_scores_label_only,
+    membership_scores_loss,
+    membership_scores_reference,
+    train_reference_models,
+    worst_client,
+)
+from .oracle import LabelOracle, QueryBudgetExceeded
+from .tacgan import AuxiliaryDiscriminator, ConditionalGenerator, generate, train_tacgan
+
+__all__ = [
+    "LoktConfig",
+    "fit_surrogates",
+    "invert",
+    "lokt_attack",
+    "random_latent_baseline",
+    "score_reconstructions",
+    "surrogate_dataset",
+    "train_evaluator",
+    "train_surrogates",
+    "attack_metrics",
+    "audit_membership",
+    "balance_members",
+    "membership_scores_confidence",
+    "membership_scores_label_only",
+    "membership_scores_loss",
+    "membership_scores_reference",
+    "train_reference_models",
+    "worst_client",
+    "LabelOracle",
+    "QueryBudgetExceeded",
+    "AuxiliaryDiscriminator",
+    "ConditionalGenerator",
+    "generate",
+    "train_tacgan",
+]
