@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from numbers import Integral, Real
 
@@ -90,6 +91,15 @@ def _check_positive(value: object, name: str) -> float:
     return float(value)
 
 
+def _read_only_view(arr: np.ndarray) -> torch.Tensor:
+    """A tensor sharing memory with ``arr`` even when it is read-only (the shared, cached
+    datasets are): training only indexes these tensors, never writes them, so torch's
+    'not writable' warning does not apply and a copy per call would be waste."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(arr)
+
+
 def _as_images(x: ArrayLike, name: str = "x") -> torch.Tensor:
     """Float32 CPU tensor (N, C, H, W); shares memory with ``x`` when it already is float32."""
     if isinstance(x, torch.Tensor):
@@ -98,7 +108,7 @@ def _as_images(x: ArrayLike, name: str = "x") -> torch.Tensor:
         arr = np.asarray(x)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        tensor = _read_only_view(np.ascontiguousarray(arr, dtype=np.float32))
     if tensor.ndim != 4:
         raise ValueError(f"{name} must be images shaped (N, C, H, W), got shape {tuple(tensor.shape)}")
     return tensor
@@ -118,7 +128,7 @@ def _as_labels(y: ArrayLike, n: int, num_classes: int, name: str = "y") -> torch
             f"{name} must lie in [0, {num_classes}) for a model with {num_classes} outputs, "
             f"got range [{arr.min()}, {arr.max()}]"
         )
-    return torch.from_numpy(arr.astype(np.int64, copy=False))
+    return _read_only_view(arr.astype(np.int64, copy=False))
 
 
 def _as_probabilities(targets: ArrayLike, n: int, num_classes: int, name: str = "targets") -> torch.Tensor:
@@ -126,7 +136,7 @@ def _as_probabilities(targets: ArrayLike, n: int, num_classes: int, name: str = 
     if isinstance(targets, torch.Tensor):
         tensor = targets.detach().to("cpu", torch.float32)
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+        tensor = _read_only_view(np.ascontiguousarray(targets, dtype=np.float32))
     if tensor.shape != (n, num_classes):
         raise ValueError(
             f"{name} must be shaped (M, C) = ({n}, {num_classes}) to match x and the model's outputs, "
