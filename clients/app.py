@@ -12,7 +12,8 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
 
-from fedkd import protocol
+from clients.node_checkpoint import restore_node_state, save_node_state
+from fedkd import adversary, protocol
 from fedkd.client_round import local_round, new_client_model
 from fedkd.config import federation_spec, make_config
 from fedkd.data import build_federation
@@ -20,6 +21,7 @@ from fedkd.model_store import save_client_model
 from fedkd.privacy.canary_plan import transfer_inputs
 from fedkd.privacy.release import epsilon_after, release
 from fedkd.training import resolve_device
+from fedkd.wire import WireFormat
 
 log = logging.getLogger("fedkd.client")
 app = ClientApp()
@@ -52,6 +54,11 @@ def train(msg: Message, context: Context) -> Message:
     client = federation.clients[pid]
     device = resolve_device(cfg["device"])
 
+    # node-side checkpoint: a fresh process (crash, resumed run) picks up this node's last state from disk
+    node_checkpoints = Path(cfg["out"]) / "node_checkpoints" if cfg["server.checkpoint"] and cfg["out"] else None
+    if node_checkpoints and order.round > 1 and "model" not in context.state.array_records:
+        restore_node_state(node_checkpoints, pid, order.round - 1, context)
+
     model, model_name = new_client_model(cfg, pid, federation)
     if "model" in context.state.array_records:
         model.load_state_dict(context.state["model"].to_torch_state_dict())
@@ -67,7 +74,8 @@ def train(msg: Message, context: Context) -> Message:
         save_client_model(Path(cfg["out"]) / "models", pid, model_name, model)
 
     common = dict(round_num=order.round, fingerprint=order.fingerprint, partition_id=pid,
-                  model=model_name, num_examples=len(client.train_y), metrics=metrics)
+                  model=model_name, num_examples=len(client.train_y), metrics=metrics,
+                  wire_format=WireFormat.from_config(cfg))
     if cfg["algorithm"] == "fedavg":
         content = protocol.build_reply_content(weights=ArrayRecord(model.state_dict()), **common)
     else:
@@ -75,5 +83,15 @@ def train(msg: Message, context: Context) -> Message:
         metrics.update(privacy_metrics)
         if cfg["privacy.swing"]:
             metrics["epsilon"] = epsilon_after(cfg, count_release(context))
-        content = protocol.build_reply_content(soft_labels=soft, **common)
+        soft = adversary.poisoned_soft_labels(cfg, pid, order.round, soft)  # attack.kind (robustness runs)
+        fields = adversary.malformed_reply(cfg, pid, order.round, dict(common, soft_labels=soft))  # attack.malformed
+        content = protocol.build_reply_content(**fields)
+    if node_checkpoints:
+        save_node_state(node_checkpoints, pid, order.round, context)
     return Message(content=content, reply_to=msg)
+
+
+@app.query()
+def identify(msg: Message, context: Context) -> Message:
+    """Say which partition this node holds: a resumed server no longer knows the (new) node ids."""
+    return Message(content=protocol.build_identify_reply(partition_id_of(context)), reply_to=msg)

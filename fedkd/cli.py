@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from fedkd.deploy import cli as deploy_cli
+from fedkd import audit_command
 from fedkd.config import ALGORITHMS, ConfigError, describe_keys, load_config
 from fedkd.metrics import new_run_dir, write_json_atomic
 
@@ -24,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="run one experiment on Flower's simulation engine")
     _config_args(sim)
+    sim.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last checkpoint (its config, then --config/--set)")
     cmp_ = sub.add_parser("compare", help="run several algorithms on identical data and seeds")
     _config_args(cmp_)
     cmp_.add_argument("--algorithms", default="local,fedmd,dsfl,knfu,fedavg",
@@ -33,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--noise", default="0.05,0.2,0.5,1.0",
                        help="comma-separated swing noise scales (Gaussian sigma or Laplace b)")
     sub.add_parser("keys", help="list every config key with its default")
+    audit_command.add_arguments(sub.add_parser(  # docs/audit.md
+        "audit", help="membership inference and model inversion on a run's models; writes an HTML report"))
+    deploy_cli.add_commands(sub)  # certs, federation, submit (docs/deploy.md)
     return parser
 
 
@@ -60,7 +67,14 @@ def print_run_table(summary: dict, out_dir: Path) -> None:
 def cmd_simulate(args) -> int:
     from server.simulate import simulate
 
-    cfg = load_config(args.config, args.sets)
+    if args.resume:
+        from server.checkpoint import resume_config
+
+        if not args.out:
+            raise ConfigError("--resume needs --out: the folder of the run to continue")
+        cfg = resume_config(args.out, args.config, args.sets)  # checked before Ray starts
+    else:
+        cfg = load_config(args.config, args.sets)
     out = Path(args.out) if args.out else new_run_dir()
     summary = simulate(cfg, str(out), progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
@@ -129,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "privacy-sweep":
             return cmd_privacy_sweep(args)
+        if args.command == "audit":
+            return audit_command.cmd_audit(args)
+        if args.command in deploy_cli.COMMANDS:
+            return deploy_cli.run_command(args)
     except ConfigError as exc:
         print(f"fedkd: config error: {exc}", file=sys.stderr)
         return 2

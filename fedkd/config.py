@@ -78,6 +78,10 @@ SCHEMA: dict[str, Key] = {
     "revisit_epochs": Key(10, int, "local training epochs on private data per round", *_NONNEG),
     "distill_weight": Key(1.0, float, "weight of the distillation loss when order=joint", *_NONNEG),
     "temperature": Key(3.0, float, "distillation temperature T (soft labels are sent at T)", *_POS),
+    "wire_dtype": Key("float32", str, "how soft labels and targets travel: float32, float16 or uint8 (counts out "
+                      "of 255 per row); see docs/performance.md", *_one_of(("float32", "float16", "uint8"))),
+    "wire_topk": Key(0, int, "send only each row's k largest soft labels, the rest of the mass spread evenly "
+                     "(0 = all classes)", *_NONNEG),
     "batch_size": Key(16, int, "mini-batch size", *_AT_LEAST_1),
     "lr": Key(3e-3, float, "learning rate (Adam)", *_POS),
     "device": Key("auto", str, "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
@@ -93,6 +97,9 @@ SCHEMA: dict[str, Key] = {
     "server.reply_timeout": Key(600.0, float, "seconds to wait for clients' replies each round", *_POS),
     "server.node_wait_timeout": Key(300.0, float, "seconds to wait for the expected nodes to connect", *_POS),
     "server.min_replies": Key(1, int, "fewest valid replies a round needs to fuse", *_AT_LEAST_1),
+    "server.max_in_flight": Key(-1, int, "most train messages unanswered at once (0 = all at once; -1 = auto: "
+                                "all at once in deployment, 16 per client actor in simulation)",
+                                lambda v: v >= -1, ">= -1"),
     "server.checkpoint": Key(True, bool, "checkpoint after every round: the server's state in <out>/checkpoint.json "
                              "and each node's state on its own disk under <out>/node_checkpoints/"),
     "server.resume": Key(False, bool, "continue from <out>/checkpoint.json (the last complete round)"),
@@ -101,6 +108,13 @@ SCHEMA: dict[str, Key] = {
     "out": Key("", str, "output folder ('' = runs/<run-id>)"),
     "save_models": Key(True, bool, "clients save their final model under <out>/models/ (on their own disk) "
                        "for audits"),
+    # Prometheus /metrics of the server (fedkd/prometheus.py, docs/deploy.md)
+    "metrics.port": Key(0, int, "serve Prometheus /metrics from the server on this port (0 = off)",
+                        lambda v: 0 <= v <= 65535, "within [0, 65535]"),
+    "metrics.address": Key("127.0.0.1", str, "address /metrics listens on ('0.0.0.0' = every interface)",
+                           lambda v: bool(v.strip()), "a host address"),
+    "metrics.linger": Key(0.0, float, "seconds /metrics stays up after the last round, so a scraper sees "
+                          "the final values", *_NONNEG),
     # swing distillation: protect soft labels before upload (docs/privacy.md)
     "privacy.swing": Key(False, bool, "protect uploaded soft labels with swing distillation"),
     "privacy.t_min": Key(3.0, float, "swing: temperature of public-looking samples", *_POS),
@@ -136,6 +150,10 @@ SCHEMA: dict[str, Key] = {
     # simulation engine
     "sim.client_cpus": Key(1.0, float, "CPUs per simulated client (Ray)", *_POS),
     "sim.client_gpus": Key(0.0, float, "GPU fraction per simulated client (Ray)", *_NONNEG),
+    "sim.num_cpus": Key(0, int, "CPUs Ray may use for client actors (0 = all cores); with sim.client_cpus "
+                    "it sets how many clients run at once", *_NONNEG),
+    "sim.object_store_mb": Key(0, int, "cap on Ray's shared-memory object store in MB (0 = Ray's default, "
+                               "about 30% of RAM)", *_NONNEG),
 }
 
 

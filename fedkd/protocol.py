@@ -28,6 +28,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.serde import recorddict_to_proto
 
+from fedkd import wire
+from fedkd.wire import WireFormat
+
 MESSAGE_TYPE = "train"
 ROW_SUM_TOLERANCE = 1e-3
 # Soft labels are M x C float32; anything far larger than that is refused unread.
@@ -79,11 +82,22 @@ def train_config(round_num: int, temperature: float, fingerprint: str, run_confi
 
 
 def build_train_content(round_num: int, temperature: float, fingerprint: str, run_config: dict,
-                        targets: np.ndarray | None) -> RecordDict:
+                        targets: np.ndarray | None, wire_format: WireFormat | None = None) -> RecordDict:
+    """``wire_format`` (default float32, all classes) is how the targets travel; see ``fedkd.wire``."""
     content = RecordDict({"config": train_config(round_num, temperature, fingerprint, run_config)})
     if targets is not None:
-        content["targets"] = ArrayRecord({"targets": Array(np.ascontiguousarray(targets, dtype=np.float32))})
+        targets = np.ascontiguousarray(targets, dtype=np.float32)
+        content["targets"] = _soft_label_record(targets, wire_format, dense_key="targets")
     return content
+
+
+def _soft_label_record(p: np.ndarray, wire_format: WireFormat | None, dense_key: str) -> ArrayRecord:
+    arrays = wire.encode(p, wire_format or WireFormat())
+    return ArrayRecord({dense_key if k == wire.DENSE_KEY else k: Array(v) for k, v in arrays.items()})
+
+
+def _record_arrays(record: ArrayRecord, dense_key: str) -> dict[str, np.ndarray]:
+    return {wire.DENSE_KEY if k == dense_key else k: record[k].numpy() for k in record}
 
 
 def build_train_message(node_id: int, content: RecordDict) -> Message:
@@ -108,7 +122,7 @@ def parse_train_message(content: RecordDict) -> TrainInstruction:
     cfg = content["config"]
     targets = None
     if "targets" in content.array_records:
-        targets = content["targets"]["targets"].numpy()
+        targets = wire.decode(_record_arrays(content["targets"], dense_key="targets"))
     weights = content["arrays"] if "arrays" in content.array_records else None
     return TrainInstruction(
         round=int(cfg["round"] if "round" in cfg else cfg["server-round"]),
@@ -124,7 +138,7 @@ def parse_train_message(content: RecordDict) -> TrainInstruction:
 
 def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, model: str,
                         num_examples: int, metrics: dict, soft_labels: np.ndarray | None = None,
-                        weights: ArrayRecord | None = None) -> RecordDict:
+                        weights: ArrayRecord | None = None, wire_format: WireFormat | None = None) -> RecordDict:
     record = {"num-examples": int(num_examples)}
     record.update({k: float(v) for k, v in metrics.items()})
     content = RecordDict({
@@ -133,7 +147,7 @@ def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, 
                               "partition_id": int(partition_id), "model": model}),
     })
     if soft_labels is not None:
-        content["knowledge"] = ArrayRecord({"soft_labels": Array(np.ascontiguousarray(soft_labels))})
+        content["knowledge"] = _soft_label_record(soft_labels, wire_format, dense_key="soft_labels")
     if weights is not None:
         content["arrays"] = weights
     return content
@@ -141,18 +155,21 @@ def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, 
 
 def validate_reply(message: Message, *, expected_round: int, fingerprint: str,
                    shape: tuple[int, int] | None, num_partitions: int,
-                   tolerance: float = ROW_SUM_TOLERANCE) -> KnowledgeReply:
+                   tolerance: float = ROW_SUM_TOLERANCE, wire_format: WireFormat | None = None) -> KnowledgeReply:
     """Check one reply from a client; return it parsed or raise :class:`InvalidReply`.
 
     shape: the expected (M, C) of the soft labels, or None for a weights reply
     (fedavg), where the ``knowledge`` record must be absent and ``arrays`` present.
+    wire_format: how soft labels must be encoded (default float32, all classes); the
+    parsed reply carries them decoded to float32.
     """
+    wire_format = wire_format or WireFormat()
     if message.has_error():
         raise InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
     content = message.content
     nbytes = message_bytes(content)
     if shape is not None:
-        limit = 4 * shape[0] * shape[1] + SIZE_SLACK_BYTES
+        limit = wire_format.payload_bytes(*shape) + SIZE_SLACK_BYTES
         if nbytes > limit:
             raise InvalidReply("oversized", f"{nbytes} bytes > limit {limit}")
 
@@ -185,7 +202,8 @@ def validate_reply(message: Message, *, expected_round: int, fingerprint: str,
         if "arrays" not in content.array_records:
             raise InvalidReply("missing_key", "record 'arrays' (model weights) is missing")
     else:
-        soft = _check_soft_labels(content, shape, tolerance)
+        soft = (_check_soft_labels(content, shape, tolerance) if wire_format.is_default
+                else _check_encoded_soft_labels(content, shape, tolerance, wire_format))
     return KnowledgeReply(partition_id=pid, soft_labels=soft, num_examples=int(values["num-examples"]),
                           metrics=values, model=str(meta["model"]), nbytes=nbytes)
 
@@ -204,6 +222,26 @@ def _check_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: f
         raise InvalidReply("bad_shape", f"soft labels cannot be decoded: {exc}") from None
     if p.shape != tuple(shape) or p.dtype != np.float32:
         raise InvalidReply("bad_shape", f"decoded soft labels are {p.dtype}{p.shape}, expected float32{shape}")
+    return _check_probabilities(p, tolerance)
+
+
+def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: float,
+                               wire_format: WireFormat) -> np.ndarray:
+    """Soft labels sent in a compact ``wire_format``: check the encoding, decode, check the values."""
+    if "knowledge" not in content.array_records:
+        raise InvalidReply("missing_key", "record 'knowledge' is missing")
+    try:
+        arrays = _record_arrays(content["knowledge"], dense_key="soft_labels")
+    except Exception as exc:  # corrupt bytes behind a valid-looking header
+        raise InvalidReply("bad_shape", f"soft labels cannot be decoded: {exc}") from None
+    reason = wire.check_encoded(arrays, wire_format, shape)
+    if reason is not None:
+        found = {k: f"{v.dtype}{v.shape}" for k, v in arrays.items()}
+        raise InvalidReply(reason, f"soft labels {found} do not match wire format {wire_format} for {shape}")
+    return _check_probabilities(wire.decode(arrays), tolerance)
+
+
+def _check_probabilities(p: np.ndarray, tolerance: float) -> np.ndarray:
     if not np.all(np.isfinite(p)):
         raise InvalidReply("non_finite", f"{int(np.sum(~np.isfinite(p)))} NaN/Inf entries")
     if np.any(p < -tolerance):
@@ -212,3 +250,47 @@ def _check_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: f
     if worst > tolerance:
         raise InvalidReply("not_normalised", f"a row sums to 1 {'+' if worst > 0 else ''}{worst:.4g} (tolerance {tolerance})")
     return p
+
+
+# ---------------------------------------------------------------- identify handshake (after a resume)
+# Node ids change when processes restart, so a resumed server does not know which
+# node holds which partition; it asks with a ``query`` message before sending targets.
+
+IDENTIFY_TYPE = "query"
+
+
+def build_identify_message(node_id: int) -> Message:
+    return Message(content=RecordDict({"config": ConfigRecord({"ask": "partition_id"})}),
+                   dst_node_id=node_id, message_type=IDENTIFY_TYPE)
+
+
+def build_identify_reply(partition_id: int) -> RecordDict:
+    return RecordDict({"meta": ConfigRecord({"partition_id": int(partition_id)})})
+
+
+def parse_identify_reply(message: Message, num_partitions: int) -> int:
+    """The partition id a node reports, or :class:`InvalidReply`."""
+    if message.has_error():
+        raise InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
+    if "meta" not in message.content.config_records or "partition_id" not in message.content["meta"]:
+        raise InvalidReply("missing_key", "meta.partition_id is missing")
+    pid = message.content["meta"]["partition_id"]
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < num_partitions:
+        raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {num_partitions})")
+    return pid
+
+
+# ---------------------------------------------------------------- node state on disk
+
+def state_to_bytes(state: RecordDict) -> bytes:
+    """A node's whole ``context.state`` as bytes (the node-side checkpoint)."""
+    return recorddict_to_proto(state).SerializeToString()
+
+
+def state_from_bytes(blob: bytes) -> RecordDict:
+    from flwr.common.serde import recorddict_from_proto
+    from flwr.proto.recorddict_pb2 import RecordDict as RecordDictProto
+
+    proto = RecordDictProto()
+    proto.ParseFromString(blob)
+    return recorddict_from_proto(proto)

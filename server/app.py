@@ -9,6 +9,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedkd.config import Config, make_config
+from fedkd.prometheus import serve_metrics
 from server.loop import run_federation
 
 app = ServerApp()
@@ -17,7 +18,8 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = make_config(dict(context.run_config))
-    run_federation(grid, cfg)
+    with serve_metrics(cfg) as observer:  # /metrics while the run lasts (metrics.port)
+        run_federation(grid, cfg, observer=observer)
 
 
 def make_server_app(cfg: Config, result: dict, progress: bool = True, observer=None) -> ServerApp:
@@ -26,6 +28,7 @@ def make_server_app(cfg: Config, result: dict, progress: bool = True, observer=N
 
     @bound.main()
     def _main(grid: Grid, context: Context) -> None:
-        result["summary"] = run_federation(grid, cfg, progress=progress, observer=observer)
+        with serve_metrics(cfg, also=observer) as watching:
+            result["summary"] = run_federation(grid, cfg, progress=progress, observer=watching)
 
     return bound

@@ -26,6 +26,9 @@ from fedkd.fusion import fuse
 from fedkd.metrics import RunRecorder, mean_or_nan, new_run_dir
 from fedkd.privacy.canary_plan import transfer_inputs
 from fedkd.privacy.records import privacy_round_record, privacy_summary
+from fedkd.adversary import honest_accuracy_record
+from fedkd.wire import WireFormat
+from server import checkpoint, dispatch
 
 log = logging.getLogger("fedkd.server")
 
@@ -90,27 +93,32 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
     observer = observer or RoundObserver()
     info = public_info(cfg)
     out = Path(out_dir or cfg["out"] or new_run_dir())
+    # read the checkpoint before the recorder starts a fresh metrics.jsonl: a refused resume loses nothing
+    resume_from = checkpoint.load_for_resume(out, cfg) if cfg["server.resume"] else None
     recorder = RunRecorder(out, dict(cfg), info.as_dict())
     n = cfg["num_clients"]
     wait_for_nodes(grid, n, cfg["server.node_wait_timeout"])
     shape = None if cfg["algorithm"] == "fedavg" else (info.transfer_size, info.num_classes)
-    run_config = cfg.to_flower()
+    wire_format = WireFormat.from_config(cfg)
+    run_config = checkpoint.client_run_config(cfg)
 
     state = _FedAvgState(cfg) if cfg["algorithm"] == "fedavg" else _FusionState(cfg)
-    bar = tqdm(range(1, cfg["rounds"] + 1), desc=f"{cfg['algorithm']} rounds", disable=not progress,
+    first_round = 1 if resume_from is None else checkpoint.restore(resume_from, state, recorder) + 1
+    bar = tqdm(range(first_round, cfg["rounds"] + 1), desc=f"{cfg['algorithm']} rounds", disable=not progress,
                unit="round")
     for rnd in bar:
         started = time.perf_counter()
         node_ids = sorted(grid.get_node_ids())
         contents = state.contents_for(rnd, node_ids, info.fingerprint, run_config, grid)
         messages = [protocol.build_train_message(nid, c) for nid, c in contents.items()]
-        replies = list(grid.send_and_receive(messages, timeout=cfg["server.reply_timeout"]))
+        replies = dispatch.send_and_receive(grid, messages, timeout=cfg["server.reply_timeout"],
+                                            max_in_flight=cfg["server.max_in_flight"])
 
         valid, rejected = [], Counter()
         for reply in replies:
             try:
                 parsed = protocol.validate_reply(reply, expected_round=rnd, fingerprint=info.fingerprint,
-                                                 shape=shape, num_partitions=n)
+                                                 shape=shape, num_partitions=n, wire_format=wire_format)
                 if any(v.partition_id == parsed.partition_id for v, _ in valid):
                     raise protocol.InvalidReply("duplicate_partition",
                                                 f"partition {parsed.partition_id} already replied")
@@ -126,6 +134,7 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
         record = {"round": rnd, "replies": len(valid), "rejected": dict(rejected),
                   "missing": max(0, len(messages) - len(replies)), "nodes": len(node_ids)}
         record.update(_accuracy_record(valid))
+        record.update(honest_accuracy_record(cfg, record))  # only when attack.* makes some clients malicious
         record.update(privacy_round_record(cfg, {p.partition_id: p.metrics for p, _ in valid}))
         record["bytes_down_per_client"] = mean_or_nan(protocol.message_bytes(c) for c in contents.values())
         record["bytes_up_per_client"] = mean_or_nan(p.nbytes for p, _ in valid)
@@ -136,7 +145,12 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
         record["round_seconds"] = time.perf_counter() - started
         recorder.log_round(record)
         observer.on_round(record)
+        if cfg["server.checkpoint"]:
+            checkpoint.save_checkpoint(out, rnd, cfg, state, recorder.rounds)
         bar.set_postfix(alma=f"{record['alma']:.3f}", glob=f"{record['global_acc']:.3f}")
+        if rnd == cfg["server.stop_after_round"]:
+            log.warning("stopping after round %d as server.stop_after_round asks; continue with --resume", rnd)
+            break
     return recorder.finish(privacy_summary(cfg, recorder.rounds))
 
 
@@ -149,6 +163,8 @@ def _accuracy_record(valid) -> dict:
         "global_acc": mean_or_nan(glob.values()),
         "per_client_local_acc": {str(k): v for k, v in local.items()},
         "per_client_global_acc": {str(k): v for k, v in glob.items()},
+        # who distilled toward targets this round (a client reports digest_loss only then)
+        "distilled_clients": sorted(p.partition_id for p, _ in valid if "digest_loss" in p.metrics),
     }
     for step in ("digest", "revisit"):
         vals = [p.metrics.get(f"acc_local_after_{step}") for p, _ in valid]
@@ -165,11 +181,16 @@ class _FusionState:
         self.node_partition: dict[int, int] = {}
 
     def contents_for(self, rnd, node_ids, fingerprint, run_config, grid):
+        unknown = [nid for nid in node_ids if nid not in self.node_partition]
+        if unknown and self.targets:  # after a resume or a node restart: ask before sending targets
+            self.node_partition.update(checkpoint.identify_nodes(
+                grid, unknown, self.cfg["num_clients"], self.cfg["server.reply_timeout"]))
         out = {}
         for nid in node_ids:
             pid = self.node_partition.get(nid)
             targets = self.targets.get(pid) if pid is not None else None
-            out[nid] = protocol.build_train_content(rnd, self.cfg["temperature"], fingerprint, run_config, targets)
+            out[nid] = protocol.build_train_content(rnd, self.cfg["temperature"], fingerprint, run_config, targets,
+                                                    WireFormat.from_config(self.cfg))
         return out
 
     def aggregate(self, rnd, valid) -> dict:

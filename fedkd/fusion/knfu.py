@@ -56,6 +56,18 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
     return np.divide(w, totals, out=np.zeros_like(w), where=totals > 0)
 
 
+def mix_soft_labels(weights: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """targets[n] = sum_m weights[n, m] * p[m] for (N, N) weights and (N, M, C) soft labels.
+
+    One BLAS matrix product on the (N, M*C) view: ``np.einsum`` without
+    ``optimize`` runs this as a plain C loop, about 10x slower at N=1000.
+    Returns float32 (N, M, C).
+    """
+    n, m, c = p.shape
+    mixed = weights @ p.reshape(n, m * c)
+    return mixed.reshape(n, m, c).astype(np.float32)
+
+
 def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               beta: float = 10.0, tau: float | None = None,
               include_self: bool = False) -> FusionResult:
@@ -75,7 +87,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     p = check_soft_labels(soft_labels)
     e = knowledge_profiles(p)
     w = effectiveness_weights(pairwise_kl(e), beta, tau, include_self)
-    targets = np.einsum("nm,mic->nic", w, p).astype(np.float32)
+    targets = mix_soft_labels(w, p)
     has = w.sum(axis=1) > 0
     neighbours = (w > 0).sum(axis=1)
     info = {"neighbour_counts": neighbours.tolist(),

@@ -1,0 +1,93 @@
+"""Profile the ClientApp's train handler in this process (no Ray): where does a client round go?
+
+Drives ``clients.app.app`` exactly as the simulation does -- one Message and the node's Context per call,
+the Context carried from round to round -- for every client and round, under pyinstrument, and prints
+the share of the handler spent outside ``local_round`` (the Flower/record plumbing a bare loop avoids).
+
+    .venv/bin/python experiments/bench/profile_client.py --clients 4 --rounds 3 [--html /tmp/client.html]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common  # noqa: F401  (sys.path and environment)
+from _common import finish, say
+
+
+def drive(cfg, rounds: int) -> tuple[float, float]:
+    """Run the handler for every client and round; return (handler seconds, local_round seconds)."""
+    import numpy as np
+    from flwr.app import Context, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    import fedkd.client_round as client_round
+    from clients import app as client_module
+    from fedkd import protocol
+    from fedkd.config import federation_spec
+    from fedkd.data import build_federation
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+    fed = build_federation(federation_spec(cfg))
+    n, m, c = cfg["num_clients"], len(fed.transfer_x), fed.num_classes
+    contexts = [Context(run_id=1, node_id=i + 1, node_config={"partition-id": i}, state=RecordDict(),
+                        run_config={}) for i in range(n)]
+    inner = {"s": 0.0}
+    original = client_module.local_round
+
+    def timed_local_round(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            inner["s"] += time.perf_counter() - start
+
+    client_module.local_round = timed_local_round
+    targets = np.random.default_rng(0).dirichlet(np.ones(c), size=m).astype(np.float32)
+    total = 0.0
+    try:
+        for rnd in range(1, rounds + 1):
+            for i, ctx in enumerate(contexts):
+                content = protocol.build_train_content(rnd, cfg["temperature"], fed.transfer_fingerprint,
+                                                       cfg.to_flower(), targets if rnd > 1 else None)
+                msg = protocol.build_train_message(i + 1, content)
+                start = time.perf_counter()
+                client_module.app(msg, ctx)
+                total += time.perf_counter() - start
+    finally:
+        client_module.local_round = original
+    assert client_round  # imported for its side effect of being loaded before timing
+    return total, inner["s"]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--html", help="also write pyinstrument's HTML report here")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    import torch
+    from pyinstrument import Profiler
+
+    from fedkd.config import make_config, parse_assignments
+
+    torch.set_num_threads(1)  # what a Ray actor with num_cpus=1 gets
+    cfg = make_config(dict(parse_assignments(args.sets), num_clients=args.clients, save_models=False))
+    drive(cfg, 1)  # warm caches (dataset, federation, imports) outside the profile
+    profiler = Profiler(interval=0.002)
+    profiler.start()
+    total, inner = drive(cfg, args.rounds)
+    profiler.stop()
+    say(profiler.output_text(unicode=False, color=False, show_all=False))
+    if args.html:
+        with open(args.html, "w") as fh:
+            fh.write(profiler.output_html())
+    overhead = total / inner if inner else float("nan")
+    return finish("profile_client", overhead, 1.05, handler_s=round(total, 3), local_round_s=round(inner, 3),
+                  client_rounds=args.clients * args.rounds)
+
+
+if __name__ == "__main__":
+    main()

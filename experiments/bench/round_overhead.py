@@ -1,0 +1,130 @@
+"""Round overhead: Flower-simulated rounds vs a bare PyTorch loop doing the same work in one process.
+
+Both sides run the same clients through the same code -- ``fedkd.client_round.local_round`` (digest,
+revisit, evaluation, prediction), the same upload (``fedkd.privacy.release``), the same fusion rule --
+with the same data, models, seeds, epochs and one torch thread per client. The Flower side is
+``server.simulate.simulate`` with Ray limited to one CPU (``sim.num_cpus=1``, ``sim.client_cpus=1``): one
+client actor, so clients run one after another exactly like the bare loop and the ratio measures the
+framework, not parallelism. (The default simulation runs one actor per core; on this 2-core machine
+that halves round time for both sides alike, see docs/performance.md.)
+
+Runs alternate (Flower, bare, bare, Flower, ...) so background load hits both; per-round times are
+medians over rounds 2..R of all repeats. Round 1 of the simulation includes Ray's and the actor's
+start-up, reported separately. The bare loop also checks that it reproduces the simulation's accuracies
+bit for bit, so both really did the same work.
+
+    .venv/bin/python experiments/bench/round_overhead.py                      # 10 clients, 4 rounds, 2 repeats
+    .venv/bin/python experiments/bench/round_overhead.py --repeats 3 --set num_clients=20
+
+ratio = Flower round time / bare round time; goal <= 1.15.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (sys.path and environment)
+from _common import finish, median, say
+
+GOAL_RATIO = 1.15
+
+
+def bare_run(cfg) -> dict:
+    """The federation's rounds as one plain loop: clients in order, models kept in memory."""
+    import torch
+
+    from fedkd.client_round import local_round, new_client_model
+    from fedkd.config import federation_spec
+    from fedkd.data import build_federation
+    from fedkd.fusion import fuse
+    from fedkd.privacy.release import release
+    from fedkd.training import resolve_device
+    from server.loop import fusion_params
+
+    torch.set_num_threads(1)  # what Ray gives an actor with num_cpus=1
+    fed = build_federation(federation_spec(cfg))
+    device = resolve_device(cfg["device"])
+    models = [new_client_model(cfg, cid, fed)[0] for cid in range(cfg["num_clients"])]
+    targets: dict[int, object] = {}
+    rounds, alma = [], []
+    for rnd in range(1, cfg["rounds"] + 1):
+        started = time.perf_counter()
+        uploads, counts, local_acc = [], [], []
+        for cid, client in enumerate(fed.clients):
+            logits, metrics = local_round(cfg, client, fed, models[cid], round_num=rnd,
+                                          targets=targets.get(cid), device=device)
+            soft, _ = release(cfg, logits, targets.get(cid), cid, rnd)
+            uploads.append(soft)
+            counts.append(len(client.train_y))
+            local_acc.append(metrics["acc_local"])
+        import numpy as np
+
+        result = fuse(cfg["algorithm"], np.stack(uploads), np.array(counts, dtype=np.float64),
+                      **fusion_params(cfg))
+        targets = ({} if result.targets is None else
+                   {cid: result.targets[cid] for cid in range(len(uploads)) if result.has_targets[cid]})
+        rounds.append(time.perf_counter() - started)
+        alma.append(float(np.mean(local_acc)))
+    return {"round_seconds": rounds, "alma_per_round": alma}
+
+
+def flower_run(cfg, out: Path) -> dict:
+    """One simulation; round times from its metrics.jsonl, start-up = wall time not spent in rounds."""
+    from server.simulate import simulate
+
+    started = time.perf_counter()
+    summary = simulate(cfg, str(out), progress=False)
+    wall = time.perf_counter() - started
+    rounds = [json.loads(line)["round_seconds"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {"round_seconds": rounds, "alma_per_round": summary["alma_per_round"], "wall_s": wall,
+            "outside_rounds_s": wall - sum(rounds)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2, help="Flower/bare pairs, alternating order")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="fedkd config overrides (default: the project defaults, 4 rounds)")
+    args = parser.parse_args(argv)
+
+    from fedkd.config import make_config, parse_assignments
+
+    cfg = make_config(dict({"rounds": 4, "save_models": False}, **parse_assignments(args.sets),
+                           **{"sim.num_cpus": 1, "sim.client_cpus": 1}))
+    say(f"config: {cfg['num_clients']} clients, {cfg['rounds']} rounds, {cfg['algorithm']}, models {cfg['models']}")
+    flower, bare = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        for rep in range(args.repeats):
+            order = ("flower", "bare") if rep % 2 == 0 else ("bare", "flower")
+            for side in order:
+                if side == "flower":
+                    # same-length output paths: the path travels in the run config
+                    flower.append(flower_run(cfg, Path(tmp) / f"flower{rep:03d}"))
+                    say(f"repeat {rep}: flower rounds {[round(s, 2) for s in flower[-1]['round_seconds']]}, "
+                        f"outside rounds {flower[-1]['outside_rounds_s']:.1f}s")
+                else:
+                    bare.append(bare_run(cfg))
+                    say(f"repeat {rep}: bare   rounds {[round(s, 2) for s in bare[-1]['round_seconds']]}")
+
+    steady_flower = median([s for r in flower for s in r["round_seconds"][1:]])
+    steady_bare = median([s for r in bare for s in r["round_seconds"][1:]])
+    first_extra = median([r["round_seconds"][0] - median(r["round_seconds"][1:]) for r in flower])
+    same = all(f["alma_per_round"] == bare[0]["alma_per_round"] for f in flower)
+    if not same:
+        say("WARNING: the bare loop's ALMA differs from the simulation's -- the two did not do the same work")
+    return finish("round_overhead", steady_flower / steady_bare, GOAL_RATIO,
+                  met=steady_flower / steady_bare <= GOAL_RATIO,
+                  flower_round_s=round(steady_flower, 4), bare_round_s=round(steady_bare, 4),
+                  overhead_per_round_s=round(steady_flower - steady_bare, 4),
+                  ray_startup_outside_rounds_s=round(median([r["outside_rounds_s"] for r in flower]), 2),
+                  round1_extra_s=round(first_extra, 3), identical_accuracies=same,
+                  clients=cfg["num_clients"], rounds=cfg["rounds"], repeats=args.repeats,
+                  config_overrides=args.sets,
+                  flower_rounds=[r["round_seconds"] for r in flower], bare_rounds=[r["round_seconds"] for r in bare])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Read what a finished run left on disk, in the form the audit needs.
+
+A run folder (``fedkd simulate --out DIR``) holds ``config.json`` (the resolved
+config), ``metrics.jsonl`` (one record per round), ``summary.json`` and, with
+``save_models=true``, ``models/client_<id>.pt``. The data is not stored: every party
+rebuilds it from the config, so the audit does the same and gets the exact arrays
+the clients trained on.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["RunArtifacts", "load_run", "is_run_dir", "is_sweep_dir"]
+
+
+@dataclass
+class RunArtifacts:
+    """One finished run, rebuilt for auditing.
+
+    Attributes
+    ----------
+    run_dir : Path
+    cfg : fedkd.config.Config
+        The run's resolved config.
+    federation : fedkd.data.Federation
+        The run's data, rebuilt from ``cfg`` (identical arrays to the clients').
+    rounds : list of dict
+        ``metrics.jsonl``, one record per round.
+    summary : dict
+        ``summary.json`` ({} if the run did not finish).
+    models : dict int -> (torch.nn.Module, str)
+        Each saved client model and its architecture name, by partition id.
+    """
+
+    run_dir: Path
+    cfg: object
+    federation: object
+    rounds: list[dict]
+    summary: dict
+    models: dict[int, tuple[torch.nn.Module, str]] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.federation.num_classes)
+
+    def private_data(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the client trained on: its partition, with canaries planted if it owns them."""
+        from fedkd.privacy.canary_plan import private_training_data
+
+        return private_training_data(self.cfg, self.federation, self.federation.clients[client_id])
+
+    def never_held_classes(self, client_id: int) -> list[int]:
+        """Classes with no sample in the client's own partition: it can know them only through fusion."""
+        hist = np.asarray(self.federation.clients[client_id].label_histogram)
+        return [int(c) for c in np.flatnonzero(hist == 0)]
+
+    def local_training_epochs(self) -> int:
+        """Epochs of cross-entropy a client ran over the whole run (revisit or joint steps)."""
+        return int(self.cfg["rounds"]) * int(self.cfg["revisit_epochs"])
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (Path(path) / "sweep.json").is_file()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(run_dir, clients=None) -> RunArtifacts:
+    """Rebuild a run's config, data and saved client models.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Output folder of ``fedkd simulate``.
+    clients : iterable of int, optional
+        Partition ids whose models to load (default: all ``num_clients``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_dir`` is not a run folder or a requested model was not saved (the
+        message names ``save_models=true``, the setting that writes them).
+    ValueError
+        When ``clients`` names an id outside the run.
+    """
+    from fedkd.config import federation_spec, make_config
+    from fedkd.data import build_federation
+    from fedkd.model_store import load_client_model
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no config.json "
+                                "(give the --out folder of `fedkd simulate`)")
+    cfg = make_config(json.loads(config_path.read_text()))
+    federation = build_federation(federation_spec(cfg))
+    n = int(cfg["num_clients"])
+    wanted = list(range(n)) if clients is None else [int(c) for c in clients]
+    bad = [c for c in wanted if not 0 <= c < n]
+    if bad:
+        raise ValueError(f"client ids {bad} are not in this run (num_clients={n}, ids 0..{n - 1})")
+    models_dir = run_dir / "models"
+    if not models_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} has no models/ folder; run the simulation with --set save_models=true "
+            "(experiments/configs/fashion.toml turns it off)")
+    models = {}
+    for cid in wanted:
+        models[cid] = load_client_model(models_dir, cid, federation.input_shape, federation.num_classes)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return RunArtifacts(run_dir=run_dir, cfg=cfg, federation=federation,
+                        rounds=_read_jsonl(run_dir / "metrics.jsonl"), summary=summary, models=models)
+
+
+def finite_or_none(value):
+    """A float for JSON, or None for NaN/inf (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

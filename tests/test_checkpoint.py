@@ -1,0 +1,138 @@
+"""Server checkpoint/resume: the files, the refusals, and a resumed run that matches an uninterrupted one."""
+import json
+import os
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, Context, MetricRecord, RecordDict
+
+from clients.node_checkpoint import restore_node_state, save_node_state
+from fedkd.cli import main as fedkd_main
+from fedkd.config import make_config
+from fedkd.metrics import RunRecorder
+from server import checkpoint
+from server.checkpoint import CheckpointError
+
+TINY = dict(dataset="digits", num_clients=3, rounds=3, alpha=0.5, transfer_size=100, local_test_size=60,
+            models=["cnn_small", "mlp"], digest_epochs=1, revisit_epochs=2, seed=11, algorithm="knfu")
+
+
+class _State:
+    """Stands in for the loop's fusion state: only its ``targets`` attribute is read."""
+
+    def __init__(self, targets):
+        self.targets = targets
+
+
+def _targets(seed):
+    rng = np.random.default_rng(seed)
+    return {pid: rng.dirichlet(np.ones(4), size=5).astype(np.float32) for pid in (0, 2)}
+
+
+def test_checkpoint_round_trip_and_old_arrays_removed(tmp_path):
+    cfg = make_config(TINY)
+    rounds = [{"round": 1, "alma": 0.5}, {"round": 2, "alma": 0.625}]
+    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), rounds[:1])
+    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(2)), rounds)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-r2.npz", "checkpoint.json"]
+    ckpt = checkpoint.load_checkpoint(tmp_path)
+    assert ckpt.round == 2 and ckpt.rounds == rounds and ckpt.arrays is None
+    assert sorted(ckpt.targets) == [0, 2]
+    for pid, target in _targets(2).items():
+        np.testing.assert_array_equal(ckpt.targets[pid], target)
+
+
+def test_fedavg_weights_survive_exactly(tmp_path):
+    cfg = make_config(dict(TINY, algorithm="fedavg", models=["mlp"]))
+    weights = {"fc.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "steps": np.array(7, dtype=np.int64)}
+
+    class FedAvgState:
+        arrays = ArrayRecord({k: Array(v) for k, v in weights.items()})
+
+    checkpoint.save_checkpoint(tmp_path, 4, cfg, FedAvgState(), [])
+    state = FedAvgState()
+    state.arrays = None
+    recorder = RunRecorder(tmp_path / "run", dict(cfg), {})
+    assert checkpoint.restore(checkpoint.load_checkpoint(tmp_path), state, recorder) == 4
+    assert list(state.arrays.keys()) == list(weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(state.arrays[name].numpy(), value)
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path):
+    cfg = make_config(TINY)
+    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), [{"round": 1}])
+    # a crash after the next round's arrays were written but before checkpoint.json was switched
+    (tmp_path / "checkpoint-r2.npz").write_bytes(b"half a file")
+    (tmp_path / "checkpoint.json.tmp").write_text("{")
+    assert checkpoint.load_checkpoint(tmp_path).round == 1
+
+
+def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        checkpoint.load_checkpoint(tmp_path)
+    cfg = make_config(TINY)
+    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(1)), [])
+    with pytest.raises(CheckpointError, match=r"algorithm: 'knfu' -> 'fedmd'.*seed: 11 -> 12"):
+        checkpoint.load_for_resume(tmp_path, cfg.replace(algorithm="fedmd", seed=12))
+    # more rounds, another device or other server settings are fine
+    checkpoint.load_for_resume(tmp_path, cfg.replace(rounds=9, device="cpu", server__reply_timeout=5.0))
+
+
+def test_cli_resume_config_and_its_refusals(tmp_path, capsys):
+    cfg = make_config(TINY)
+    checkpoint.save_checkpoint(tmp_path, 2, cfg.replace(server__stop_after_round=2), _State({}), [])
+    resumed = checkpoint.resume_config(tmp_path, assignments=["rounds=5"])
+    assert resumed["server.resume"] and resumed["server.stop_after_round"] == 0 and resumed["rounds"] == 5
+    assert resumed["seed"] == 11  # the checkpoint's config, not the defaults
+    assert fedkd_main(["simulate", "--resume", "--out", str(tmp_path), "--set", "alpha=0.1"]) == 2
+    assert "alpha: 0.5 -> 0.1" in capsys.readouterr().err
+    assert fedkd_main(["simulate", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert fedkd_main(["simulate", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+
+
+def test_server_only_keys_are_not_sent_to_clients():
+    sent = checkpoint.client_run_config(make_config(dict(TINY, **{"server.resume": True})))
+    assert "server.resume" not in sent and "server.stop_after_round" not in sent
+    assert sent["server.checkpoint"] is True  # clients need this one: it switches the node-side checkpoint
+
+
+def test_node_state_round_trip_keeps_two_rounds(tmp_path):
+    def context(state):
+        return Context(run_id=1, node_id=1, node_config={"partition-id": 2}, state=state, run_config={})
+
+    for rnd in (1, 2, 3):
+        state = RecordDict({"model": ArrayRecord({"w": Array(np.full(3, rnd, np.float32))}),
+                            "privacy": MetricRecord({"releases": rnd})})
+        save_node_state(tmp_path, 2, rnd, context(state))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client_2_round_2.state", "client_2_round_3.state"]
+    fresh = context(RecordDict())
+    assert restore_node_state(tmp_path, 2, 2, fresh)
+    np.testing.assert_array_equal(fresh.state["model"]["w"].numpy(), np.full(3, 2, np.float32))
+    assert fresh.state["privacy"]["releases"] == 2
+    assert not restore_node_state(tmp_path, 2, 1, context(RecordDict()))
+
+
+@pytest.mark.slow
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    """3 rounds straight vs. 'crash' after round 2 (server.stop_after_round) and `fedkd simulate --resume`."""
+    from server.simulate import simulate
+
+    cfg = make_config(TINY)
+    full, half = tmp_path / "full", tmp_path / "half"  # equal lengths: the path travels in the run config
+    straight = simulate(cfg, str(full), progress=False)
+
+    stopped = simulate(cfg.replace(server__stop_after_round=2), str(half), progress=False)
+    assert stopped["rounds"] == 2
+    assert json.loads((half / "checkpoint.json").read_text())["round"] == 2
+    assert sorted(os.listdir(half / "node_checkpoints")) == [
+        f"client_{c}_round_{r}.state" for c in range(3) for r in (1, 2)]
+
+    assert fedkd_main(["simulate", "--resume", "--out", str(half), "--quiet"]) == 0
+    resumed = json.loads((half / "summary.json").read_text())
+    assert resumed == straight
+    lines = [json.loads(x) for x in (half / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in lines] == [1, 2, 3]
+    assert json.loads((half / "checkpoint.json").read_text())["round"] == 3

@@ -1,0 +1,447 @@
+"""Deployment: credentials, run config, the Docker entrypoint, and real Flower processes on 127.0.0.1.
+
+The tests marked ``deployment`` start real ``flower-superlink`` / ``flower-supernode`` processes (TLS and
+SuperNode authentication on) and stop every one by PID in a ``finally``. A deployment round costs 7-12 s of
+Flower's fixed latency plus a fresh ClientApp process per message, so the runs are tiny: digits, 3 nodes,
+2 rounds, an MLP, a 100-image transfer set.
+"""
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fedkd.cli import main as fedkd_main
+from fedkd.config import SCHEMA, ConfigError, make_config
+from fedkd.deploy import credentials as creds
+from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, flower_env, write_connection
+from fedkd.deploy.local import LocalFederation, LocalSetup
+from fedkd.deploy.processes import ProcessGroup, descendants, free_port, port_open, still_running, wait_until
+from fedkd.deploy.run_config import app_config_keys, run_config_string, toml_value
+from fedkd.prometheus import parse_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+TINY = {"num_clients": 3, "rounds": 2, "revisit_epochs": 2, "digest_epochs": 1, "transfer_size": 100,
+        "local_test_size": 50, "global_test_size": 300, "models": "mlp", "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def credentials_dir(tmp_path_factory):
+    return creds.make_credentials(tmp_path_factory.mktemp("creds"), sans=["superlink", "10.1.2.3"], nodes=3)
+
+
+# ---------------------------------------------------------------- credentials
+
+def test_credentials_cover_loopback_and_given_names(credentials_dir):
+    c = credentials_dir
+    cert = creds.load_certificate(c.server_cert)
+    assert creds.certificate_names(cert) == {"localhost", "127.0.0.1", "superlink", "10.1.2.3"}
+    creds.check_tls_files(c.ca_cert, c.server_cert, c.server_key, must_cover=("superlink", "127.0.0.1"))
+    for key in c.node_keys:
+        creds.check_node_key(key.private)
+        assert key.public.read_text().startswith("ecdsa-sha2-nistp384 ")
+        assert key.private.stat().st_mode & 0o077 == 0  # private keys: owner only
+    assert c.ca_key.stat().st_mode & 0o077 == 0 and c.server_key.stat().st_mode & 0o077 == 0
+
+
+def test_a_second_call_keeps_the_ca_and_the_node_keys(tmp_path):
+    first = creds.make_credentials(tmp_path, nodes=1)
+    ca, key0 = first.ca_cert.read_bytes(), first.node_keys[0].public.read_bytes()
+    second = creds.make_credentials(tmp_path, sans=["node.example"], nodes=2)
+    assert second.ca_cert.read_bytes() == ca and second.node_keys[0].public.read_bytes() == key0
+    assert second.node_keys[1].private in second.created and first.node_keys[0].private not in second.created
+    assert "node.example" in creds.certificate_names(creds.load_certificate(second.server_cert))
+    creds.check_tls_files(second.ca_cert, second.server_cert, second.server_key)
+
+
+def test_tls_files_that_would_fail_later_are_refused_by_name(tmp_path, credentials_dir):
+    c = credentials_dir
+    with pytest.raises(creds.CredentialError, match="certificate file not found: .*missing.pem"):
+        creds.check_tls_files(c.ca_cert, tmp_path / "missing.pem", c.server_key)
+    other = creds.make_credentials(tmp_path / "other")
+    with pytest.raises(creds.CredentialError, match="is not the private key of"):
+        creds.check_tls_files(c.ca_cert, c.server_cert, other.server_key)
+    with pytest.raises(creds.CredentialError, match="was not signed by the CA"):
+        creds.check_tls_files(c.ca_cert, other.server_cert, other.server_key)
+    # a certificate without 127.0.0.1: the SuperLink's own SuperExec could not connect to it
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = serialization.load_pem_private_key(c.ca_key.read_bytes(), None)
+    only_dns = creds._server_certificate(key, creds.load_certificate(c.ca_cert), ca_key,
+                                         [x509.DNSName("superlink")], days=1)
+    (tmp_path / "dns.pem").write_bytes(only_dns.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(creds.CredentialError, match="does not cover localhost, 127.0.0.1"):
+        creds.check_tls_files(c.ca_cert, tmp_path / "dns.pem")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(creds.CredentialError, match="junk.pem is not a PEM certificate"):
+        creds.check_tls_files(tmp_path / "junk.pem")
+
+
+def test_node_keys_must_be_openssh_ecdsa(tmp_path):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (tmp_path / "rsa").write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.OpenSSH,
+                                                         serialization.NoEncryption()))
+    with pytest.raises(creds.CredentialError, match="Flower needs an ECDSA key"):
+        creds.check_node_key(tmp_path / "rsa")
+    with pytest.raises(creds.CredentialError, match="SuperNode private key file not found"):
+        creds.check_node_key(tmp_path / "absent")
+    with pytest.raises(creds.CredentialError, match="neither an IP address nor a host name"):
+        creds.make_credentials(tmp_path / "x", sans=["bad name!"])
+
+
+def test_certs_command_writes_a_credentials_folder(tmp_path, capsys):
+    assert fedkd_main(["certs", "--out", str(tmp_path), "--san", "link.example", "--nodes", "2"]) == 0
+    assert (tmp_path / "keys" / "node-1.pub").is_file() and "keep" in capsys.readouterr().out
+    cert = creds.load_certificate(tmp_path / "server.pem")
+    assert cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=300)
+
+
+# ---------------------------------------------------------------- run config
+
+def test_run_config_string_survives_flowers_own_parser():
+    from flwr.common.config import parse_config_args
+
+    cfg = make_config({**TINY, "out": "/tmp/a run dir", "knfu.include_self": True, "lr": 1e-4,
+                       "models": "cnn_small,mlp"})
+    parsed = parse_config_args([run_config_string(cfg)])
+    assert make_config(parsed) == cfg  # what the ServerApp rebuilds is what we sent
+
+
+def test_the_apps_config_table_lists_every_key_with_its_default():
+    table = app_config_keys(ROOT)
+    missing = sorted(set(SCHEMA) - set(table))
+    assert not missing, f"pyproject.toml [tool.flwr.app.config] lacks {missing}: `flwr run --run-config` " \
+                        "would refuse them; run `python -m fedkd.deploy.run_config --write pyproject.toml`"
+    assert make_config(table) == make_config({})  # the table's values are fedkd's defaults
+    assert not set(table) - set(SCHEMA), "the table has keys fedkd does not know"
+
+
+def test_rewriting_the_table_touches_nothing_else(tmp_path):
+    from fedkd.deploy.run_config import rewrite_app_config_table
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n\n[tool.flwr.app.config]\nrounds = 5\n\n'
+                         '[tool.other]\nkeep = true\n')
+    rewrite_app_config_table(pyproject)
+    data = tomllib.loads(pyproject.read_text())
+    assert data["project"] == {"name": "x"} and data["tool"]["other"] == {"keep": True}
+    assert set(app_config_keys(tmp_path)) == set(SCHEMA)
+
+
+def test_keys_the_app_cannot_take_are_refused_before_submitting():
+    cfg = make_config({"rounds": 3})
+    assert run_config_string(cfg, {"rounds": 5}) == "rounds=3"  # defaults of undeclared keys are left out
+    with pytest.raises(ConfigError, match="lacks rounds"):
+        run_config_string(cfg, {"dataset": "digits"})
+    with pytest.raises(ConfigError, match="cannot travel"):
+        toml_value("out", 'a"b')
+
+
+# ---------------------------------------------------------------- refused before anything starts
+
+@pytest.mark.parametrize("args, message", [
+    (["--credentials", "{tmp}/no-such-folder"], "credentials folder not found: .*no-such-folder"),
+    (["--credentials", "{empty}"], "file not found: .*ca.crt"),
+    (["--set", "rounds=0"], "'rounds'"),
+    (["--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["--insecure", "--auth"], "--auth needs TLS"),
+    (["--nodes", "0"], "'num_clients'"),
+])
+def test_federation_refuses_bad_input_before_starting_anything(tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    workdir = tmp_path / "work"
+    argv = ["federation", "--workdir", str(workdir)] + [a.format(tmp=tmp_path, empty=tmp_path / "empty")
+                                                        for a in args]
+    assert fedkd_main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (workdir / "logs").exists()  # no process was started
+
+
+def test_a_workdir_packed_into_the_app_bundle_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not in its .gitignore"):
+        LocalFederation(LocalSetup(nodes=1, workdir=ROOT / "fedkd-scratch-federation"))
+
+
+# ---------------------------------------------------------------- process bookkeeping
+
+def test_stopping_a_process_also_stops_the_children_it_left(tmp_path):
+    group = ProcessGroup(dict(os.environ), cwd=tmp_path, log_dir=tmp_path)
+    parent = group.start("parent", ["bash", "-c", "sleep 300 & sleep 300 & wait"])
+    try:
+        wait_until(lambda: len(descendants(parent.pid)) == 2, 20, "two children")
+        children = descendants(parent.pid)
+        group.stop(parent, grace=5)
+        assert not parent.alive()
+        assert not any(still_running(c) for c in children)
+    finally:
+        group.close()
+
+
+# ---------------------------------------------------------------- Docker entrypoint, run natively
+
+def entrypoint(role: str, env: dict, *args: str, dry_run: bool = True) -> subprocess.CompletedProcess:
+    argv = ["bash", str(ENTRYPOINT), role] + (["--dry-run"] if dry_run else []) + list(args)
+    full_env = {"PATH": os.environ["PATH"], "FLWR_HOME": "/nonexistent-never-created", **env}
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=30)
+
+
+def test_entrypoint_builds_each_roles_command(credentials_dir):
+    certs = {"FEDKD_CERTS": str(credentials_dir.root)}
+    link = entrypoint("superlink", certs).stdout.split()
+    assert link[0] == "flower-superlink" and "--enable-supernode-auth" in link
+    assert link[link.index("--ssl-certfile") + 1] == str(credentials_dir.server_cert)
+    assert link[link.index("--fleet-api-address") + 1] == "0.0.0.0:9092"
+
+    node = entrypoint("supernode", {**certs, "FEDKD_SUPERLINK": "link:9092", "FEDKD_PARTITION_ID": "2",
+                                    "FEDKD_NUM_PARTITIONS": "3"}, "--max-retries", "4")
+    assert node.returncode == 0, node.stderr
+    assert "partition-id=2\\ num-partitions=3" in node.stdout
+    assert f"--auth-supernode-private-key {credentials_dir.node_keys[2].private}" in node.stdout
+    assert node.stdout.split()[-2:] == ["--max-retries", "4"]
+
+    insecure = entrypoint("supernode", {"FEDKD_INSECURE": "1", "FEDKD_SUPERLINK": "l:9092",
+                                        "FEDKD_PARTITION_ID": "0", "FEDKD_NUM_PARTITIONS": "1"}).stdout
+    assert "--insecure" in insecure and "--auth-supernode" not in insecure  # auth needs TLS
+
+    app = entrypoint("app", {**certs, "FEDKD_CONTROL": "link:8000", "FEDKD_SET": "rounds=2 metrics.port=9400"})
+    assert app.stdout.split() == ["fedkd", "submit", "--app", "/app", "--superlink", "link:8000", "--ca",
+                                  str(credentials_dir.ca_cert), "--set", "rounds=2", "--set", "metrics.port=9400"]
+    register = entrypoint("register", {**certs, "FEDKD_CONTROL": "link:8000"}).stdout.split()
+    assert register[:2] == ["fedkd", "register"] and register[-3:] == [str(k.public) for k in
+                                                                        credentials_dir.node_keys]
+
+
+@pytest.mark.parametrize("role, env, message", [
+    ("supernode", {"FEDKD_SUPERLINK": "l:9092", "FEDKD_NUM_PARTITIONS": "3"}, "FEDKD_PARTITION_ID is required"),
+    ("supernode", {"FEDKD_SUPERLINK": "l:9092", "FEDKD_PARTITION_ID": "3", "FEDKD_NUM_PARTITIONS": "3"},
+     "must be below FEDKD_NUM_PARTITIONS"),
+    ("supernode", {"FEDKD_SUPERLINK": "l:9092", "FEDKD_PARTITION_ID": "x", "FEDKD_NUM_PARTITIONS": "3"},
+     "FEDKD_PARTITION_ID must be a non-negative integer"),
+    ("superlink", {"FEDKD_CERTS": "/no/certs"}, "CA certificate not found: /no/certs/ca.crt"),
+    ("superlink", {"FEDKD_AUTH": "maybe"}, "FEDKD_AUTH must be 0 or 1"),
+    ("app", {"FEDKD_INSECURE": "1"}, "FEDKD_CONTROL is required"),
+    ("app", {"FEDKD_INSECURE": "1", "FEDKD_CONTROL": "l:8000", "FEDKD_SET": "rounds"}, "expected KEY=VALUE"),
+    ("launch", {}, "unknown role 'launch'"),
+])
+def test_entrypoint_refuses_bad_arguments(role, env, message):
+    done = entrypoint(role, env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_every_compose_service_passes_the_entrypoints_checks(credentials_dir):
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"superlink", "register", "node-0", "node-1", "node-2", "app"} <= set(services)
+    for name, service in services.items():
+        if "image" not in service or not service["image"].startswith("fedkd"):
+            continue  # prometheus, grafana
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        env["FEDKD_CERTS"] = str(credentials_dir.root)  # stands in for the /certs mount
+        done = entrypoint(service["command"][0], env, *service["command"][1:])
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+    partitions = sorted(services[f"node-{i}"]["environment"]["FEDKD_PARTITION_ID"] for i in range(3))
+    assert partitions == ["0", "1", "2"]
+    assert "superlink" in creds.certificate_names(creds.load_certificate(credentials_dir.server_cert))
+
+
+def test_grafana_dashboard_queries_exported_metrics():
+    from prometheus_client import generate_latest
+
+    from fedkd.prometheus import ServerMetrics
+
+    dashboard = json.loads((ROOT / "docker" / "grafana-dashboard.json").read_text())
+    exported = {name.split("{")[0] for name in
+                parse_metrics(generate_latest(ServerMetrics(make_config({})).registry).decode())}
+    exported |= {"fedkd_rounds_completed_total", "fedkd_replies_rejected_total", "fedkd_client_local_accuracy",
+                 "fedkd_client_global_accuracy"}  # labelled or not yet observed
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"fedkd_[a-z_]+", target["expr"]):
+                assert name in exported, f"panel {panel['title']!r} queries unknown metric {name}"
+
+
+# ---------------------------------------------------------------- real processes
+
+def _scrape_loop(port: int, stop: threading.Event, seen: list) -> None:
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                seen.append(parse_metrics(answer.read().decode()))
+        except OSError:
+            pass
+        stop.wait(1.0)
+
+
+@pytest.mark.deployment
+def test_federation_command_runs_two_rounds_with_tls_auth_and_metrics(tmp_path):
+    """`fedkd federation`: flower-superlink + 3 flower-supernode, TLS + node auth, /metrics scraped."""
+    workdir, metrics_port = tmp_path / "fed", free_port()
+    sets = [f"{k}={v}" for k, v in TINY.items()] + [f"metrics.port={metrics_port}", "metrics.linger=5"]
+    argv = [sys.executable, "-m", "fedkd.cli", "federation", "--nodes", "3", "--workdir", str(workdir)]
+    for item in sets:
+        argv += ["--set", item]
+    stop, scrapes = threading.Event(), []
+    scraper = threading.Thread(target=_scrape_loop, args=(metrics_port, stop, scrapes), daemon=True)
+    scraper.start()
+    with open(tmp_path / "launcher.log", "w") as log:
+        launcher = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        code = launcher.wait(timeout=900)
+    finally:
+        if launcher.poll() is None:  # SIGTERM makes the launcher stop its own processes first
+            launcher.terminate()
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+        stop.set()
+        scraper.join(timeout=5)
+    output = (tmp_path / "launcher.log").read_text()
+    assert code == 0, output[-4000:]
+
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    rounds = [json.loads(line) for line in (workdir / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["rounds"] == 2 and [r["replies"] for r in rounds] == [3, 3]
+    assert summary["missing_replies"] == 0 and summary["rejected_replies"] == 0
+    assert summary["alma"] > 0.3  # learned: chance is 0.1
+    assert "2 rounds" in output and "finished:completed" in output
+
+    link_log = (workdir / "logs" / "superlink.log").read_text()
+    assert "--enable-supernode-auth" in link_log and "--ssl-certfile" in link_log
+    assert link_log.count("/v1/control/register-node") == 3  # every node key registered first
+    for i in range(3):
+        assert "--auth-supernode-private-key" in (workdir / "logs" / f"supernode-{i}.log").read_text()
+
+    assert scrapes, "/metrics was never reachable during the run"
+    final = scrapes[-1]
+    assert final["fedkd_rounds_completed_total"] == 2 and final["fedkd_replies_received_total"] == 6
+    assert final["fedkd_active_nodes"] == 3 and final["fedkd_round_duration_seconds_count"] == 2
+    assert abs(final["fedkd_alma"] - summary["alma"]) < 1e-9
+    assert final["fedkd_bytes_up_total"] > 2 * 3 * 100 * 10 * 4  # 2 rounds x 3 replies x M x C float32
+    launcher_scrape = parse_metrics((workdir / "run" / "metrics.prom").read_text())
+    assert launcher_scrape["fedkd_rounds_completed_total"] == 2
+
+
+@pytest.fixture(scope="module")
+def node_loss_run(tmp_path_factory):
+    """One TLS + auth federation of 3 nodes; two intruders try to join; node 2 is SIGKILLed mid-round 1."""
+    workdir = tmp_path_factory.mktemp("node-loss")
+    fed = LocalFederation(LocalSetup(nodes=3, workdir=workdir), say=lambda msg: print(msg, flush=True))
+    try:
+        creds.make_credentials(fed.credentials.root, nodes=4)  # node-3: a key nobody registered
+        fed.start()
+        intruders = {
+            "unregistered": fed.start_extra_node("intruder-unregistered", 2,
+                                                 private_key=fed.credentials.root / "keys" / "node-3"),
+            "insecure": fed.start_extra_node("intruder-insecure", 1, tls=False, private_key=None,
+                                             max_retries=2, max_wait_time=20),
+        }
+        # a generous reply timeout: the healthy nodes must not miss it on a loaded machine
+        run_id, cfg = fed.submit(make_config({**TINY, "server.reply_timeout": 150.0}))
+        victim = fed.nodes[2]
+        wait_until(lambda: any("flwr-clientapp" in _cmdline(c.pid) for c in descendants(victim.pid)),
+                   300, "node 2 to run its ClientApp", [victim], poll=0.3)
+        fed.kill_node(2)
+        result = fed.wait(run_id, cfg, timeout=900)
+        for proc in intruders.values():
+            wait_until(lambda p=proc: not p.alive(), 120, f"{proc.name} to give up", poll=1)
+        yield fed, result, intruders
+    finally:
+        fed.close()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.deployment
+def test_a_node_killed_mid_round_does_not_stop_the_run(node_loss_run):
+    _, result, _ = node_loss_run
+    assert result.status == FINISHED_OK and result.ok
+    rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rounds) == 2
+    first, second = rounds
+    assert first["nodes"] == 3 and first["replies"] == 2
+    # the dead node's message: no reply before the timeout, or the SuperLink's "node unavailable" error
+    assert first["missing"] + first["rejected"].get("error_reply", 0) == 1
+    assert second["replies"] == 2
+    assert sorted(first["per_client_local_acc"]) == ["0", "1"]
+    assert result.summary["missing_replies"] + result.summary["rejected_replies"] >= 1  # the loss is reported
+
+
+@pytest.mark.deployment
+def test_a_node_with_an_unregistered_key_is_refused(node_loss_run):
+    _, _, intruders = node_loss_run
+    proc = intruders["unregistered"]
+    assert proc.exit_code() == 1
+    assert "[code: 2004] Failed to activate SuperNode" in proc.log_text()
+
+
+@pytest.mark.deployment
+def test_a_node_without_tls_cannot_join_the_tls_link(node_loss_run):
+    _, _, intruders = node_loss_run
+    proc = intruders["insecure"]
+    assert proc.exit_code() == 1
+    log = proc.log_text()
+    assert "Exit Code: 305" in log and "UNAVAILABLE" in log
+
+
+@pytest.mark.deployment
+def test_every_process_is_stopped_by_pid(node_loss_run):
+    fed, _, _ = node_loss_run
+    for proc in fed.group.processes:
+        proc.note_children()
+    children = [c for proc in fed.group.processes for c in proc.seen_children]
+    fed.close()
+    assert not any(proc.alive() for proc in fed.group.processes)
+    assert not any(still_running(c) for c in children)
+
+
+@pytest.mark.deployment
+def test_entrypoint_roles_run_natively(tmp_path, credentials_dir):
+    """The container roles without Docker: superlink, register (twice: idempotent), supernode joins."""
+    control, fleet, node_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "FEDKD_CERTS": str(credentials_dir.root), "FLWR_HOME": str(tmp_path / "home"),
+           "FEDKD_CONTROL_HOST": "127.0.0.1", "FEDKD_CONTROL_PORT": str(control),
+           "FEDKD_FLEET_ADDRESS": f"127.0.0.1:{fleet}", "FEDKD_DATABASE": str(tmp_path / "link.db"),
+           "FEDKD_CONTROL": f"127.0.0.1:{control}", "FEDKD_SUPERLINK": f"127.0.0.1:{fleet}",
+           "FEDKD_PARTITION_ID": "1", "FEDKD_NUM_PARTITIONS": "3", "FEDKD_CLIENTAPPIO_PORT": str(node_port),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    group = ProcessGroup(env, cwd=tmp_path, log_dir=tmp_path / "logs")
+    try:
+        link = group.start("superlink", ["bash", str(ENTRYPOINT), "superlink"])
+        wait_until(lambda: port_open("127.0.0.1", control) and port_open("127.0.0.1", fleet), 120,
+                   "the SuperLink", [link])
+        register = ["bash", str(ENTRYPOINT), "register"]
+        first = subprocess.run(register, env=env, capture_output=True, text=True, timeout=180)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.stdout.count("registered") == 3 and "node id" in first.stdout
+        again = subprocess.run(register, env=env, capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0 and again.stdout.count("registered already") == 3, again.stderr
+
+        node_id = next(line.split("node id ")[1] for line in first.stdout.splitlines() if "node-1.pub" in line)
+        node = group.start("supernode-1", ["bash", str(ENTRYPOINT), "supernode"])
+        write_connection(tmp_path / "cli", "link", f"127.0.0.1:{control}", root_certificates=credentials_dir.ca_cert)
+        cli = FlwrCli(flower_env(dict(os.environ), FLWR_HOME=str(tmp_path / "cli")), "link")
+        wait_until(lambda: {n["node-id"]: n["status"] for n in cli.nodes()}.get(node_id) == "online", 120,
+                   f"SuperNode {node_id} (partition 1) to be online", [node, link], poll=1)
+    finally:
+        group.close()
+    assert not any(p.alive() for p in group.processes)
