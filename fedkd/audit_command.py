@@ -5,8 +5,8 @@
     fedkd audit --config FILE [--set K=V ...] [--out RUN_DIR]   # simulate, then audit
 
 Writes ``audit/report.html`` and ``audit/audit.json`` into the audited folder (or --out
-when auditing an existing folder). ``fedkd/cli.py`` adds the subcommand; this module stays free of torch at import time so
-that building the parser stays fast.
+when auditing an existing folder). ``fedkd/cli.py`` adds the subcommand; this module
+imports no torch at import time, so building the parser stays fast.
 """
 from __future__ import annotations
 

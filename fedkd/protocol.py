@@ -4,13 +4,16 @@ This is the only module of the library that knows Flower's record types.
 
 Server -> client (message type ``train``), a RecordDict with
   ``config``  ConfigRecord: ``round`` (int), ``temperature`` (float),
-              ``fingerprint`` (str, of the transfer set), ``run_config`` (JSON str)
-  ``targets`` ArrayRecord ``{"targets": (M, C) float32}``; absent in round 1,
+              ``fingerprint`` (str, of the transfer set), ``run_config`` (JSON str: the
+              keys that differ from the defaults and a digest, see :func:`compact_run_config`)
+  ``targets`` ArrayRecord ``{"targets": (M, C) float32}`` (or the compact form of
+              ``fedkd.wire`` set by ``wire_dtype``/``wire_topk``); absent in round 1,
               for ``local`` and for a client without neighbours
   ``arrays``  ArrayRecord of model weights (``fedavg`` only, built by Flower's FedAvg)
 
 Client -> server, a RecordDict with
-  ``knowledge`` ArrayRecord ``{"soft_labels": (M, C) float32}`` (absent for fedavg)
+  ``knowledge`` ArrayRecord ``{"soft_labels": (M, C) float32}`` or its ``fedkd.wire``
+                form (absent for fedavg)
   ``arrays``    ArrayRecord of weights (fedavg only)
   ``metrics``   MetricRecord: ``num-examples`` and the client's accuracies
   ``meta``      ConfigRecord: ``round``, ``fingerprint``, ``partition_id``, ``model``
@@ -72,6 +75,35 @@ def message_bytes(content: RecordDict) -> int:
 
 # ---------------------------------------------------------------- server -> client
 
+CONFIG_DIGEST_KEY = "_config_digest"
+
+
+def compact_run_config(run_config: dict) -> dict:
+    """The keys of ``run_config`` that differ from fedkd's defaults, plus a digest of the resolved config.
+
+    Every train message carries the run config; with all ~60 keys that was ~1.4 KB per message, more
+    than compact soft labels themselves. The client rebuilds the full config from its own defaults
+    (``make_config``) and :func:`parse_train_message` checks the digest, so a node whose fedkd has other
+    keys or defaults (another version) fails loudly instead of running a different experiment.
+    """
+    from fedkd.config import make_config
+
+    defaults = make_config({}).to_flower()
+    compact = {k: v for k, v in run_config.items() if k not in defaults or defaults[k] != v}
+    compact[CONFIG_DIGEST_KEY] = config_digest(compact)
+    return compact
+
+
+def config_digest(run_config: dict) -> str:
+    """Short hash of the full config that ``run_config`` resolves to on this node."""
+    import hashlib
+
+    from fedkd.config import make_config
+
+    resolved = make_config({k: v for k, v in run_config.items() if k != CONFIG_DIGEST_KEY}).to_flower()
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def train_config(round_num: int, temperature: float, fingerprint: str, run_config: dict) -> ConfigRecord:
     return ConfigRecord({
         "round": int(round_num),
@@ -124,11 +156,16 @@ def parse_train_message(content: RecordDict) -> TrainInstruction:
     if "targets" in content.array_records:
         targets = wire.decode(_record_arrays(content["targets"], dense_key="targets"))
     weights = content["arrays"] if "arrays" in content.array_records else None
+    run_config = json.loads(str(cfg["run_config"]))
+    digest = run_config.pop(CONFIG_DIGEST_KEY, None)
+    if digest is not None and config_digest(run_config) != digest:
+        raise ValueError("run config mismatch: this node's fedkd resolves the server's config differently "
+                         "(another fedkd version or other defaults?); install the server's version")
     return TrainInstruction(
         round=int(cfg["round"] if "round" in cfg else cfg["server-round"]),
         temperature=float(cfg["temperature"]),
         fingerprint=str(cfg["fingerprint"]),
-        run_config=json.loads(str(cfg["run_config"])),
+        run_config=run_config,
         targets=targets,
         weights=weights,
     )

@@ -100,7 +100,7 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
     wait_for_nodes(grid, n, cfg["server.node_wait_timeout"])
     shape = None if cfg["algorithm"] == "fedavg" else (info.transfer_size, info.num_classes)
     wire_format = WireFormat.from_config(cfg)
-    run_config = checkpoint.client_run_config(cfg)
+    run_config = protocol.compact_run_config(checkpoint.client_run_config(cfg))  # defaults left out
 
     state = _FedAvgState(cfg) if cfg["algorithm"] == "fedavg" else _FusionState(cfg)
     first_round = 1 if resume_from is None else checkpoint.restore(resume_from, state, recorder) + 1

@@ -26,11 +26,13 @@ from fedkd.audit import LoktConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ENV = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
-           FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1", RAY_USAGE_STATS_ENABLED="0")
+           FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1", RAY_USAGE_STATS_ENABLED="0",
+           OMP_NUM_THREADS="1")  # one torch thread: on 2 shared cores, more threads only contend
 RUN_SETTINGS = ["dataset=digits", "num_clients=3", "rounds=2", "transfer_size=200", "local_test_size=100",
                 "revisit_epochs=8", "canaries.enabled=true", "canaries.count=5", "canaries.references=200"]
 
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="needs Debian's chromium (.ci/run installs it)")
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                    reason="needs Debian's chromium (.ci/run installs it)")
 
 
 # --------------------------------------------------------------------------- a DevTools client
@@ -49,6 +51,7 @@ class Chromium:
     def __init__(self):
         from websockets.sync.client import connect
 
+        self._stack = contextlib.ExitStack()  # holds the websocket
         self.profile = tempfile.mkdtemp(prefix="fedkd-chromium-")
         self.proc = subprocess.Popen([CHROMIUM, *self.FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -56,7 +59,8 @@ class Chromium:
             port = self._devtools_port()
             pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
             page = next(p for p in pages if p["type"] == "page")
-            self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=20)
+            self.ws = self._stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None,
+                                                        open_timeout=20))
         except BaseException:
             self.close()
             raise
@@ -107,7 +111,7 @@ class Chromium:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ws.close()
+            self._stack.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -166,7 +170,7 @@ def audited(tmp_path_factory):
     run = tmp_path_factory.mktemp("audit") / "run"
     cmd = [sys.executable, "-m", "fedkd.cli", "audit", *[a for s in RUN_SETTINGS for a in ("--set", s)],
            "--quick", "--out", str(run)]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=1800)  # a hang guard only
     assert proc.returncode == 0, proc.stderr[-4000:]
     return run, proc
 

@@ -256,3 +256,22 @@ def test_windowed_compact_simulation_loses_no_reply(tmp_path):
     # 3 of 10 classes at 2 bytes each: 600 payload bytes, under half of float32's 4000 even with the framing
     assert summary["bytes_up_per_client_round"] < m * c * 4 / 2
     assert summary["alma"] > 0.4  # it still learns (chance is 0.1)
+
+
+# ------------------------------------------------------------------ the run config travels without its defaults
+
+def test_compact_run_config_round_trips_and_is_small():
+    cfg = make_config({"alpha": 0.1, "models": "cnn_small", "wire_dtype": "uint8", "out": "/tmp/x"})
+    full = cfg.to_flower()
+    compact = protocol.compact_run_config(full)
+    assert set(compact) == {"alpha", "models", "wire_dtype", "out", protocol.CONFIG_DIGEST_KEY}
+    order = protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, compact, None))
+    assert make_config(order.run_config) == cfg
+    assert len(json.dumps(compact)) < len(json.dumps(full)) / 4
+
+
+def test_a_node_that_resolves_the_config_differently_refuses_it():
+    compact = protocol.compact_run_config(make_config({"alpha": 0.1}).to_flower())
+    compact[protocol.CONFIG_DIGEST_KEY] = "0" * 16  # what another fedkd version would compute
+    with pytest.raises(ValueError, match="run config mismatch"):
+        protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, compact, None))

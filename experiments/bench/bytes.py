@@ -87,10 +87,14 @@ def main(argv=None) -> dict:
     for r in results.values():
         r["fewer_bytes_than_fedavg"] = round(fedavg["bytes_per_client_round"] / r["bytes_per_client_round"], 2)
         r["payload_ratio"] = round(fedavg["payload_bytes_per_client_round"] / r["payload_bytes_per_client_round"], 2)
-    eligible = {k: r for k, r in results.items() if r["alma"] >= fedavg["alma"] and r["rejected"] == 0}
-    best_name = max(eligible, key=lambda k: eligible[k]["fewer_bytes_than_fedavg"]) if eligible else None
-    ratio = eligible[best_name]["fewer_bytes_than_fedavg"] if best_name else 0.0
-    return finish("bytes", ratio, GOAL_RATIO, met=ratio >= GOAL_RATIO, best_format=best_name,
+    # The goal needs both: >= 20x fewer bytes and ALMA at least FedAvg's. Report the smallest format whose
+    # ALMA is at least FedAvg's, else the smallest one with its ALMA gap.
+    eligible = [k for k, r in results.items() if r["alma"] >= fedavg["alma"] and r["rejected"] == 0]
+    best_name = max(eligible or results, key=lambda k: results[k]["fewer_bytes_than_fedavg"])
+    best = results[best_name]
+    ratio = best["fewer_bytes_than_fedavg"]
+    return finish("bytes", ratio, GOAL_RATIO, met=ratio >= GOAL_RATIO and bool(eligible), best_format=best_name,
+                  alma_at_least_fedavg=bool(eligible), alma_gap_to_fedavg=round(fedavg["alma"] - best["alma"], 4),
                   fedavg=fedavg, formats=results, alpha=base["alpha"], clients=base["num_clients"],
                   rounds=args.rounds, transfer_size=m, classes=c, cnn_small_parameters=params,
                   config_overrides=args.sets)

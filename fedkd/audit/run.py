@@ -305,6 +305,8 @@ def _summarise_attack(res: dict, held: list[int], never: list[int]) -> dict:
     out["per_class_acc"] = {str(c): v for c, v in res["per_class_acc"].items()}
     out["per_class_acc_top5"] = {str(c): v for c, v in res["per_class_acc_top5"].items()}
     out["knn_distance_per_class"] = {str(c): finite_or_none(v) for c, v in res["knn_distance_per_class"].items()}
+    rec = res["reconstructions"]  # (K, n, C, H, W), K = all classes in order
+    out["per_class_mean_intensity"] = {str(c): float(rec[i].mean()) for i, c in enumerate(res["classes"])}
     out["held_acc_top1"] = mean_over(res["per_class_acc"], held)
     out["cross_client_acc_top1"] = mean_over(res["per_class_acc"], never)
     out["cross_client_acc_top5"] = mean_over(res["per_class_acc_top5"], never)
@@ -321,11 +323,11 @@ def _summarise_attack(res: dict, held: list[int], never: list[int]) -> dict:
 def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: AuditSettings,
                            clock: _Clock, log, cache: dict) -> tuple[dict, dict]:
     """LOKT against every target (and its local-only twin); returns (JSON section, images)."""
-    from fedkd.training import evaluate_accuracy
+    from fedkd.training import evaluate_accuracy, predict_logits
 
     px, py = _all_private(art)
     public_x = np.array(art.federation.transfer_x)  # a writable copy: torch warns on read-only arrays
-    judge_arch = _judge_arch(arch for _, arch in art.models.values())
+    judge_arch = _judge_arch(art.cfg["models"])  # every architecture of the run, audited or not
     key = ("judge", art.federation.spec, judge_arch, settings.evaluator_epochs, settings.seed)
     with clock.stage("judge (evaluation classifier)"):
         if key not in cache:
@@ -337,7 +339,11 @@ def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: Audi
         judge = cache[key]
         judge_acc = evaluate_accuracy(judge, art.federation.global_test_x, art.federation.global_test_y,
                                       device=settings.device)
-    log(f"judge accuracy on the global test set: {judge_acc:.3f}")
+        # What the judge calls an all-black image: reconstructions that collapse to blank (a class
+        # the target never learned) "hit" this class without showing anything.
+        blank = np.zeros((1, *art.federation.input_shape), np.float32)
+        blank_class = int(predict_logits(judge, blank, device=settings.device).argmax(axis=1)[0])
+    log(f"judge accuracy on the global test set: {judge_acc:.3f}; it labels a blank image {blank_class}")
     section_targets, images = {}, {"class_means": _class_means(px, py, art.num_classes), "targets": {}}
     attack_seed = derive_seed(settings.seed, "lokt")
 
@@ -400,7 +406,8 @@ def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: Audi
                              for t in section_targets.values()),
         "public_images": int(len(public_x)),
         "judge": {"architecture": judge_arch, "epochs": settings.evaluator_epochs,
-                  "global_test_acc": float(judge_acc), "trained_on": "all clients' private training data"},
+                  "global_test_acc": float(judge_acc), "blank_image_class": blank_class,
+                  "trained_on": "all clients' private training data"},
         "config": dataclasses.asdict(settings.lokt),
     }
     return section, images
