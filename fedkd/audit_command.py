@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="small budgets: a first look in about a minute on digits")
     p.add_argument("--device", default="cpu", help="'cpu', 'auto' or 'cuda[:N]' for the attacks (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the audit's models are tiny, and on a busy machine more "
+                        "threads mostly spin; 0 = torch's default, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs while simulating")
 
@@ -126,6 +129,12 @@ def cmd_audit(args) -> int:
     from fedkd.audit.artifacts import is_run_dir, is_sweep_dir
 
     settings = settings_from_args(args)
+    if args.threads < 0:
+        raise ConfigError(f"--threads: must be >= 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.path and (args.config or args.sets):
         raise ConfigError("give either a folder to audit or --config/--set for a run to simulate, not both")
     if not args.path and not (args.config or args.sets):
