@@ -204,6 +204,8 @@ def test_audit_writes_every_number(audited):
     # the target picked is the client with the most never-held classes
     assert len(target["never_held_classes"]) == max(sum(n == 0 for n in h) for h in audit["run"]["label_histograms"])
     assert "local_only" in target and target["local_only"]["queries"] == inv["queries"]
+    assert set(target["near_blank_classes"]) == {"federated", "local_only"}
+    assert isinstance(inv["judge"]["blank_image_class"], int)
     # LOKT on a federated digits model recovers its classes well above the generator's chance floor
     assert inv["attack_acc_top1"] > inv["random_latent_acc_top1"] + 0.2
     assert audit["canaries"]["round"] == [1, 2] and audit["fusion_weights"]["round"] == 2

@@ -44,6 +44,9 @@ QUICK_LOKT = LoktConfig(
     surrogate_epochs=10, n_per_class=8, invert_steps=60,
 )
 
+# Reconstructions darker than this on average show nothing: the attack found no image of the class.
+NEAR_BLANK_INTENSITY = 0.05
+
 # Judges to choose from, in order of preference: the first one no audited client uses.
 _JUDGE_ARCHS = ("cnn_medium", "cnn_large", "cnn_small", "mlp")
 
@@ -375,6 +378,10 @@ def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: Audi
                 local_res, local_acc = cache[key]
             entry["local_only"] = {**_summarise_attack(local_res, held, never), "model_acc_local": local_acc}
             images["targets"][str(cid)]["local_only"] = local_res["reconstructions"]
+        entry["near_blank_classes"] = {
+            kind: [c for c in range(art.num_classes)
+                   if entry[kind]["per_class_mean_intensity"][str(c)] < NEAR_BLANK_INTENSITY]
+            for kind in ("federated", "local_only") if kind in entry}
         section_targets[str(cid)] = entry
         log(f"LOKT client {cid}: top-1 {fed_res['attack_acc_top1']:.3f} (all classes), never-held classes "
             f"{entry['federated']['cross_client_acc_top1']}, random-latent floor "
