@@ -34,6 +34,7 @@ from flwr.app import Array, ArrayRecord
 from fedkd import protocol
 from fedkd.config import Config, ConfigError, flatten, make_config, parse_assignments
 from fedkd.metrics import write_json_atomic
+from server.dispatch import send_and_receive
 
 log = logging.getLogger("fedkd.server")
 
@@ -156,7 +157,7 @@ def identify_nodes(grid, node_ids: Iterable[int], num_partitions: int, timeout: 
     """Ask nodes which partition they hold (node ids change across restarts); {node id: partition}."""
     messages = [protocol.build_identify_message(nid) for nid in node_ids]
     found: dict[int, int] = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
+    for reply in send_and_receive(grid, messages, timeout=timeout):
         try:
             found[reply.metadata.src_node_id] = protocol.parse_identify_reply(reply, num_partitions)
         except protocol.InvalidReply as exc:

@@ -2,7 +2,8 @@
 
 Flower's strategies send one payload to every node, while knowledge fusion
 sends every client its *own* targets, so the distillation runs use a plain
-loop over ``grid.send_and_receive``. The FedAvg reference run drives Flower's
+loop (``server/dispatch.py``: Flower's own ``send_and_receive`` waits up to 3 s
+between pulls). The FedAvg reference run drives Flower's
 own ``FedAvg`` strategy (``configure_train`` / ``aggregate_train``) inside the
 same loop so that both are recorded alike.
 """

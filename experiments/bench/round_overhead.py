@@ -13,7 +13,7 @@ medians over rounds 2..R of all repeats. Round 1 of the simulation includes Ray'
 start-up, reported separately. The bare loop also checks that it reproduces the simulation's accuracies
 bit for bit, so both really did the same work.
 
-    .venv/bin/python experiments/bench/round_overhead.py                      # 10 clients, 4 rounds, 2 repeats
+    .venv/bin/python experiments/bench/round_overhead.py                      # 10 clients, 5 rounds, 3 repeats (~3 min)
     .venv/bin/python experiments/bench/round_overhead.py --repeats 3 --set num_clients=20
 
 ratio = Flower round time / bare round time; goal <= 1.15.
@@ -85,14 +85,14 @@ def flower_run(cfg, out: Path) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2, help="Flower/bare pairs, alternating order")
+    parser.add_argument("--repeats", type=int, default=3, help="Flower/bare pairs, alternating order")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="fedkd config overrides (default: the project defaults, 4 rounds)")
+                        help="fedkd config overrides (default: the project defaults, 5 rounds)")
     args = parser.parse_args(argv)
 
     from fedkd.config import make_config, parse_assignments
 
-    cfg = make_config(dict({"rounds": 4, "save_models": False}, **parse_assignments(args.sets),
+    cfg = make_config(dict({"rounds": 5, "save_models": False}, **parse_assignments(args.sets),
                            **{"sim.num_cpus": 1, "sim.client_cpus": 1}))
     say(f"config: {cfg['num_clients']} clients, {cfg['rounds']} rounds, {cfg['algorithm']}, models {cfg['models']}")
     flower, bare = [], []

@@ -41,7 +41,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         log = out / f"{name}.log"
         with open(log, "w") as fh:
-            code = subprocess.run([sys.executable, str(HERE / f"{name}.py")], stdout=fh, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run([sys.executable, str(HERE / f"{name}.py")], stdout=fh,
+                                  stderr=subprocess.STDOUT).returncode
         lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
         result = json.loads(lines[-1]) if code == 0 and lines else {"bench": name, "ratio": None, "error": code}
         (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,74 @@
+"""Every benchmark in experiments/bench runs end to end at tiny sizes and closes with its JSON line.
+
+These check what the scripts report, never how fast anything was (docs/performance.md has the timings):
+the bare loop of round_overhead reproduces the simulation's accuracies, the byte counts of bytes.py
+match the wire format's payload, scale.py sees every reply and a memory sample, and so on.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench"
+TINY = ["--set", "transfer_size=50", "--set", "local_test_size=20", "--set", "global_test_size=50",
+        "--set", "revisit_epochs=1", "--set", "digest_epochs=1"]
+
+
+def run_bench(name: str, *args: str, timeout: int = 600) -> dict:
+    """Run one benchmark script as a user would; return its closing JSON object."""
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    record = json.loads(last)
+    assert record["bench"] == name and "goal" in record and "machine" in record
+    return record
+
+
+def test_fusion_bench_reports_every_rule_and_size():
+    record = run_bench("fusion", "--sizes", "5,20", "--transfer", "50", "--repeats", "1")
+    assert [row["N"] for row in record["rows"]] == [5, 20]
+    for row in record["rows"]:
+        for alg in ("local", "fedmd", "dsfl", "knfu"):
+            assert row[f"{alg}_s"] > 0 and row[f"{alg}_peak_bytes_per_entry"] > 0
+    assert record["ratio"] == pytest.approx(record["rows"][-1]["knfu_ratio"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_round_overhead_bare_loop_does_the_simulations_work():
+    record = run_bench("round_overhead", "--repeats", "1", "--set", "num_clients=2", "--set", "rounds=2", *TINY)
+    assert record["identical_accuracies"] is True
+    assert record["ratio"] > 0 and len(record["flower_rounds"][0]) == len(record["bare_rounds"][0]) == 2
+
+
+@pytest.mark.slow
+def test_bytes_bench_counts_what_the_wire_format_sends():
+    record = run_bench("bytes", "--seeds", "0", "--rounds", "2", "--formats", "float32,uint8:1",
+                       "--set", "num_clients=3", *TINY)
+    f32, top1, fedavg = record["formats"]["float32"], record["formats"]["uint8:1"], record["fedavg"]
+    m, c = record["transfer_size"], record["classes"]
+    assert f32["payload_bytes_per_client_round"] == 2 * m * c * 4
+    assert top1["payload_bytes_per_client_round"] < f32["payload_bytes_per_client_round"] / 10
+    # whole messages: the payload plus framing, metrics and the run config
+    assert f32["bytes_per_client_round"] >= f32["payload_bytes_per_client_round"]
+    assert fedavg["bytes_per_client_round"] >= 2 * 4 * record["cnn_small_parameters"]
+    assert top1["fewer_bytes_than_fedavg"] > f32["fewer_bytes_than_fedavg"] > 1
+    assert 0 <= record["local_only"]["alma"] <= 1
+
+
+@pytest.mark.slow
+def test_scale_bench_sees_every_reply_and_the_process_tree():
+    record = run_bench("scale", "--clients", "12", "--rounds", "2")
+    assert record["replies_last_round"] == 12 and record["rounds_run"] == 2
+    assert record["peak_processes"] > 1  # Ray's processes are counted with the driver
+    assert 0 < record["peak_rss_gb"] < 24
+
+
+def test_gpu_bench_runs_its_cpu_half_without_cuda():
+    record = run_bench("gpu", "--workers", "1", "--clients", "2", "--rounds", "1", *TINY)
+    cpu_rows = [row for row in record["rows"] if row["device"] == "cpu"]
+    assert cpu_rows and cpu_rows[0]["client_rounds"] == 2
+    if not record["cuda"]:
+        assert record["ratio"] is None
