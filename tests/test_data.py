@@ -105,6 +105,17 @@ def test_digits_shapes_ranges_and_fixed_split():
         ds.x_train[0, 0, 0, 0] = 5.0
 
 
+def test_digits_read_without_sklearn_equal_load_digits():
+    """The fast path (sklearn's digits.csv.gz read directly) gives exactly what load_digits gives."""
+    from sklearn.datasets import load_digits
+
+    from fedkd.data.datasets import digits_arrays
+
+    images, labels = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(labels, bunch.target)
+
+
 def test_digits_split_does_not_depend_on_global_numpy_state():
     from fedkd.data.datasets import _load_digits
 

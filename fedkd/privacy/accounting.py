@@ -33,9 +33,13 @@ not change the numbers.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import dp_accounting
-from dp_accounting import pld, rdp
+if TYPE_CHECKING:
+    import dp_accounting
+
+# dp_accounting (and the scipy.signal/stats it pulls in) is imported where it is used: it costs ~1.6 s at
+# start-up, which every deployed ClientApp process pays each round, and only swing runs account.
 
 __all__ = [
     "ACCOUNTING_BACKENDS",
@@ -201,7 +205,9 @@ class SoftLabelAccountant:
             out.append(float(accountant.get_epsilon(delta)))
         return out
 
-    def _new_accountant(self) -> dp_accounting.PrivacyAccountant:
+    def _new_accountant(self) -> "dp_accounting.PrivacyAccountant":
+        from dp_accounting import pld, rdp
+
         return rdp.RdpAccountant() if self.backend == "rdp" else pld.PLDAccountant()
 
     def __repr__(self) -> str:
@@ -210,8 +216,10 @@ class SoftLabelAccountant:
                 f"rounds={len(self.history)})")
 
 
-def _compose_events(mechanism: str, multipliers: list[float]) -> dp_accounting.DpEvent:
+def _compose_events(mechanism: str, multipliers: list[float]) -> "dp_accounting.DpEvent":
     """One DpEvent for the whole sequence; runs of equal noise become SelfComposed."""
+    import dp_accounting
+
     event_cls = dp_accounting.GaussianDpEvent if mechanism == "gaussian" else dp_accounting.LaplaceDpEvent
     runs: list[list] = []
     for m in multipliers:
