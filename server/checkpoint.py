@@ -6,8 +6,10 @@ Files in the run folder (``out``):
     the arrays after round k: ``targets/<partition>`` (each client's next
     distillation targets) or ``arrays/<name>`` (FedAvg's global weights).
 ``checkpoint.json``
-    the round k, the resolved config, every round record so far, and the
-    name of the ``.npz`` above.
+    the round k, the resolved config, the name of the ``.npz`` above and how
+    many round records it covers: those are the first lines of the run's
+    ``metrics.jsonl`` (written before the checkpoint, read back on resume), so a
+    checkpoint costs the same in round 1000 as in round 1.
 
 The ``.npz`` is written first under its round's own name, then
 ``checkpoint.json`` is switched to it with one ``os.replace``; older ``.npz``
@@ -39,6 +41,7 @@ from server.dispatch import send_and_receive
 log = logging.getLogger("fedkd.server")
 
 CHECKPOINT_FILE = "checkpoint.json"
+METRICS_FILE = "metrics.jsonl"  # RunRecorder's, in the same folder
 # Keys that steer only the server process: clients never see them, so a resumed
 # run sends byte-identical messages to an uninterrupted one.
 SERVER_ONLY_KEYS = ("server.resume", "server.stop_after_round")
@@ -65,8 +68,11 @@ class Checkpoint:
 # ---------------------------------------------------------------- writing
 
 def save_checkpoint(out_dir: str | Path, round_num: int, cfg: Mapping[str, Any], state,
-                    rounds: list[dict]) -> Path:
-    """Checkpoint ``state`` (the loop's fusion or FedAvg state) after ``round_num``; return the JSON path."""
+                    num_records: int) -> Path:
+    """Checkpoint ``state`` (the loop's fusion or FedAvg state) after ``round_num``; return the JSON path.
+
+    ``num_records``: how many lines of ``<out_dir>/metrics.jsonl`` belong to the run so far (already written).
+    """
     out = Path(out_dir)
     arrays_name = f"checkpoint-r{round_num}.npz"
     blobs: dict[str, np.ndarray] = {}
@@ -85,7 +91,7 @@ def save_checkpoint(out_dir: str | Path, round_num: int, cfg: Mapping[str, Any],
         "arrays_file": arrays_name,
         "array_keys": array_keys,
         "config": dict(cfg),
-        "rounds": rounds,
+        "records": int(num_records),
     })
     for old in out.glob("checkpoint-r*.npz"):
         if old.name != arrays_name:
@@ -106,14 +112,29 @@ def load_checkpoint(out_dir: str | Path) -> Checkpoint:
         meta = json.loads(path.read_text())
         with np.load(out / meta["arrays_file"]) as npz:
             blobs = {name: npz[name] for name in npz.files}
+        rounds = meta["rounds"] if "rounds" in meta else _round_records(out, int(meta["records"]))
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint in {out} cannot be read: {exc}") from None
     targets = {int(name.split("/", 1)[1]): value for name, value in blobs.items() if name.startswith("targets/")}
     arrays = None
     if meta["array_keys"]:
         arrays = {name: blobs[f"arrays/{name}"] for name in meta["array_keys"]}
-    return Checkpoint(round=int(meta["round"]), config=meta["config"], rounds=meta["rounds"],
+    return Checkpoint(round=int(meta["round"]), config=meta["config"], rounds=rounds,
                       targets=targets, arrays=arrays)
+
+
+def _round_records(out: Path, count: int) -> list[dict]:
+    """The first ``count`` lines of ``metrics.jsonl``; later ones (a round after the checkpoint) are ignored."""
+    records = []
+    if count:
+        with open(out / METRICS_FILE) as fh:
+            for line in fh:
+                records.append(json.loads(line))
+                if len(records) == count:
+                    break
+    if len(records) < count:
+        raise ValueError(f"{METRICS_FILE} holds {len(records)} round records, the checkpoint needs {count}")
+    return records
 
 
 def check_compatible(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:

@@ -147,7 +147,7 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None,
         recorder.log_round(record)
         observer.on_round(record)
         if cfg["server.checkpoint"]:
-            checkpoint.save_checkpoint(out, rnd, cfg, state, recorder.rounds)
+            checkpoint.save_checkpoint(out, rnd, cfg, state, len(recorder.rounds))
         bar.set_postfix(alma=f"{record['alma']:.3f}", glob=f"{record['global_acc']:.3f}")
         if rnd == cfg["server.stop_after_round"]:
             log.warning("stopping after round %d as server.stop_after_round asks; continue with --resume", rnd)

@@ -31,15 +31,42 @@ def _targets(seed):
 
 def test_checkpoint_round_trip_and_old_arrays_removed(tmp_path):
     cfg = make_config(TINY)
-    rounds = [{"round": 1, "alma": 0.5}, {"round": 2, "alma": 0.625}]
-    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), rounds[:1])
-    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(2)), rounds)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-r2.npz", "checkpoint.json"]
+    rounds = [{"round": 1, "alma": 0.5}, {"round": 2, "alma": 0.625}, {"round": 3, "alma": 0.75}]
+    recorder = RunRecorder(tmp_path, dict(cfg), {})  # the round records live in its metrics.jsonl
+    recorder.log_round(rounds[0])
+    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), 1)
+    recorder.log_round(rounds[1])
+    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(2)), 2)
+    recorder.log_round(rounds[2])  # a crash after round 3 was logged but before its checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-r2.npz", "checkpoint.json", "config.json",
+                                                          "metrics.jsonl"]
     ckpt = checkpoint.load_checkpoint(tmp_path)
-    assert ckpt.round == 2 and ckpt.rounds == rounds and ckpt.arrays is None
+    assert ckpt.round == 2 and ckpt.rounds == rounds[:2] and ckpt.arrays is None
     assert sorted(ckpt.targets) == [0, 2]
     for pid, target in _targets(2).items():
         np.testing.assert_array_equal(ckpt.targets[pid], target)
+
+
+def test_a_checkpoint_costs_the_same_every_round(tmp_path):
+    """checkpoint.json names how many metrics.jsonl lines it covers instead of copying them (O(1) per round)."""
+    cfg = make_config(TINY)
+    recorder = RunRecorder(tmp_path, dict(cfg), {})
+    sizes = []
+    for rnd in range(1, 6):
+        recorder.log_round({"round": rnd, "weights": np.full((30, 30), 0.5).tolist()})
+        checkpoint.save_checkpoint(tmp_path, rnd, cfg, _State(_targets(rnd)), rnd)
+        sizes.append((tmp_path / "checkpoint.json").stat().st_size)
+    assert len(set(sizes)) == 1
+    assert [r["round"] for r in checkpoint.load_checkpoint(tmp_path).rounds] == [1, 2, 3, 4, 5]
+
+
+def test_a_checkpoint_whose_round_records_are_gone_is_refused(tmp_path):
+    cfg = make_config(TINY)
+    recorder = RunRecorder(tmp_path, dict(cfg), {})
+    recorder.log_round({"round": 1})
+    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(1)), 2)
+    with pytest.raises(CheckpointError, match="1 round records, the checkpoint needs 2"):
+        checkpoint.load_checkpoint(tmp_path)
 
 
 def test_fedavg_weights_survive_exactly(tmp_path):
@@ -49,7 +76,7 @@ def test_fedavg_weights_survive_exactly(tmp_path):
     class FedAvgState:
         arrays = ArrayRecord({k: Array(v) for k, v in weights.items()})
 
-    checkpoint.save_checkpoint(tmp_path, 4, cfg, FedAvgState(), [])
+    checkpoint.save_checkpoint(tmp_path, 4, cfg, FedAvgState(), 0)
     state = FedAvgState()
     state.arrays = None
     recorder = RunRecorder(tmp_path / "run", dict(cfg), {})
@@ -61,7 +88,7 @@ def test_fedavg_weights_survive_exactly(tmp_path):
 
 def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), [{"round": 1}])
+    checkpoint.save_checkpoint(tmp_path, 1, cfg, _State(_targets(1)), 0)
     # a crash after the next round's arrays were written but before checkpoint.json was switched
     (tmp_path / "checkpoint-r2.npz").write_bytes(b"half a file")
     (tmp_path / "checkpoint.json.tmp").write_text("{")
@@ -72,7 +99,7 @@ def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         checkpoint.load_checkpoint(tmp_path)
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(1)), [])
+    checkpoint.save_checkpoint(tmp_path, 2, cfg, _State(_targets(1)), 0)
     with pytest.raises(CheckpointError, match=r"algorithm: 'knfu' -> 'fedmd'.*seed: 11 -> 12"):
         checkpoint.load_for_resume(tmp_path, cfg.replace(algorithm="fedmd", seed=12))
     # more rounds, another device or other server settings are fine
@@ -81,7 +108,7 @@ def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path):
 
 def test_cli_resume_config_and_its_refusals(tmp_path, capsys):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 2, cfg.replace(server__stop_after_round=2), _State({}), [])
+    checkpoint.save_checkpoint(tmp_path, 2, cfg.replace(server__stop_after_round=2), _State({}), 0)
     resumed = checkpoint.resume_config(tmp_path, assignments=["rounds=5"])
     assert resumed["server.resume"] and resumed["server.stop_after_round"] == 0 and resumed["rounds"] == 5
     assert resumed["seed"] == 11  # the checkpoint's config, not the defaults

@@ -14,7 +14,7 @@ start-up, reported separately. The bare loop also checks that it reproduces the 
 bit for bit, so both really did the same work.
 
     .venv/bin/python experiments/bench/round_overhead.py                      # 10 clients, 5 rounds, 3 repeats (~3 min)
-    .venv/bin/python experiments/bench/round_overhead.py --repeats 3 --set num_clients=20
+    .venv/bin/python experiments/bench/round_overhead.py --config experiments/configs/fashion.toml  # heavier rounds
 
 ratio = Flower round time / bare round time; goal <= 1.15.
 """
@@ -86,14 +86,16 @@ def flower_run(cfg, out: Path) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="Flower/bare pairs, alternating order")
+    parser.add_argument("--config", help="a fedkd TOML config (default: the project defaults)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="fedkd config overrides (default: the project defaults, 5 rounds)")
+                        help="fedkd config overrides (default: 5 rounds)")
     args = parser.parse_args(argv)
 
-    from fedkd.config import make_config, parse_assignments
+    from fedkd.config import load_config, make_config, parse_assignments
 
+    base = load_config(args.config) if args.config else make_config()
     cfg = make_config(dict({"rounds": 5, "save_models": False}, **parse_assignments(args.sets),
-                           **{"sim.num_cpus": 1, "sim.client_cpus": 1}))
+                           **{"sim.num_cpus": 1, "sim.client_cpus": 1}), base=base)
     say(f"config: {cfg['num_clients']} clients, {cfg['rounds']} rounds, {cfg['algorithm']}, models {cfg['models']}")
     flower, bare = [], []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
@@ -122,7 +124,7 @@ def main(argv=None) -> dict:
                   ray_startup_outside_rounds_s=round(median([r["outside_rounds_s"] for r in flower]), 2),
                   round1_extra_s=round(first_extra, 3), identical_accuracies=same,
                   clients=cfg["num_clients"], rounds=cfg["rounds"], repeats=args.repeats,
-                  config_overrides=args.sets,
+                  config_file=args.config, config_overrides=args.sets,
                   flower_rounds=[r["round_seconds"] for r in flower], bare_rounds=[r["round_seconds"] for r in bare])
 
 

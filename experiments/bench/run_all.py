@@ -1,12 +1,12 @@
 """Run every CPU benchmark one after another and collect their closing JSON lines.
 
-    .venv/bin/python experiments/bench/run_all.py                  # all five, default sizes (~20 min)
+    .venv/bin/python experiments/bench/run_all.py                  # all six, default sizes (~35 min)
     .venv/bin/python experiments/bench/run_all.py fusion bytes     # some of them
     .venv/bin/python experiments/bench/run_all.py --out runs/bench # where the JSON files go
 
 Each benchmark runs in its own process (Ray and torch state never leak between them); its full output
 goes to ``<out>/<name>.log`` and its result to ``<out>/<name>.json``. A table of bench, ratio, goal and
-whether the goal was met is printed at the end. ``gpu`` runs the CPU half only where there is no CUDA.
+whether the goal was met is printed at the end (cold_start is a profile without a goal). ``gpu`` runs the CPU half only where there is no CUDA.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("fusion", "round_overhead", "bytes", "scale", "gpu")
+BENCHES = ("fusion", "round_overhead", "bytes", "scale", "cold_start", "gpu")
 
 
 def lower_is_better(name: str) -> bool:
