@@ -72,3 +72,14 @@ def test_gpu_bench_runs_its_cpu_half_without_cuda():
     assert cpu_rows and cpu_rows[0]["client_rounds"] == 2
     if not record["cuda"]:
         assert record["ratio"] is None
+
+
+def test_checkpoint_cost_bench_restores_every_round():
+    record = run_bench("checkpoint_cost", "--clients", "20", "--rounds", "3")
+    assert record["records_restored"] == 3 and len(record["seconds_by_round"]) == 3
+
+
+def test_cold_start_bench_times_each_step_in_fresh_processes():
+    record = run_bench("cold_start", "--repeats", "1")
+    assert all(record[k] > 0 for k in ("import_s", "data_s", "first_round_s", "warm_round_s"))
+    assert "dp_accounting" not in record["modules_loaded"] and "sklearn" not in record["modules_loaded"]
