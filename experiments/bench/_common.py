@@ -32,10 +32,13 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
+_LOAD_AT_START = load_average()  # when the benchmark's process started (it imports this module first)
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     info = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg_start": load_average()}
+            "load_avg_start": _LOAD_AT_START}
     try:
         import torch
 

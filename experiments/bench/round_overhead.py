@@ -6,7 +6,7 @@ with the same data, models, seeds, epochs and one torch thread per client. The F
 ``server.simulate.simulate`` with Ray limited to one CPU (``sim.num_cpus=1``, ``sim.client_cpus=1``): one
 client actor, so clients run one after another exactly like the bare loop and the ratio measures the
 framework, not parallelism. (The default simulation runs one actor per core; on this 2-core machine
-that halves round time for both sides alike, see docs/performance.md.)
+that makes a digits round 1.55x faster, see docs/performance.md.)
 
 Runs alternate (Flower, bare, bare, Flower, ...) so background load hits both; per-round times are
 medians over rounds 2..R of all repeats. Round 1 of the simulation includes Ray's and the actor's
