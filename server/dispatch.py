@@ -2,7 +2,9 @@
 
 Why not ``grid.send_and_receive``: Flower 1.39's grids wait between pulls -- 0.1 s in simulation, 3 s
 against a SuperLink -- so every round ended up to that long after its last reply. This loop pulls
-every ``poll`` seconds instead (:func:`poll_seconds`: 5 ms in memory, 50 ms over gRPC).
+every ``poll`` seconds instead (:func:`poll_seconds`): every 5 ms in memory, where a pull is cheap; over
+gRPC from 50 ms, backing off by half again after each empty pull up to 1 s, so a SuperLink is not asked
+twenty times a second through a long round.
 
 Why a window: in the simulation engine a thread hands messages to the client actors by asking the
 in-memory link state, every 0.1 s and once per node, for that node's next message -- and each ask
@@ -22,19 +24,20 @@ from collections.abc import Iterable
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-IN_MEMORY_POLL_SECONDS = 0.005  # a pull walks only the messages in flight: cheap
-REMOTE_POLL_SECONDS = 0.05      # a pull is one RPC to the SuperLink
+IN_MEMORY_POLL_SECONDS = (0.005, 0.005)  # (first, longest) wait; a pull walks only the messages in flight
+REMOTE_POLL_SECONDS = (0.05, 1.0)         # a pull is one RPC to the SuperLink
+BACKOFF = 1.5
 
 
-def poll_seconds(grid: Grid) -> float:
-    """How long to wait between pulls that brought nothing."""
+def poll_seconds(grid: Grid) -> tuple[float, float]:
+    """(first, longest) wait between pulls that brought nothing."""
     from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
     return IN_MEMORY_POLL_SECONDS if isinstance(grid, InMemoryGrid) else REMOTE_POLL_SECONDS
 
 
 def send_and_receive(grid: Grid, messages: Iterable[Message], *, timeout: float,
-                     max_in_flight: int = 0, poll: float | None = None) -> list[Message]:
+                     max_in_flight: int = 0, poll: tuple[float, float] | None = None) -> list[Message]:
     """Like ``grid.send_and_receive`` but with at most ``max_in_flight`` messages unanswered.
 
     max_in_flight: 0 or less pushes everything at once. ``timeout`` bounds the whole exchange, as
@@ -42,7 +45,8 @@ def send_and_receive(grid: Grid, messages: Iterable[Message], *, timeout: float,
     """
     messages = list(messages)
     window = len(messages) if max_in_flight <= 0 else max_in_flight
-    poll = poll_seconds(grid) if poll is None else poll
+    first_wait, longest_wait = poll_seconds(grid) if poll is None else poll
+    wait = first_wait
     pending = deque(messages)
     in_flight: set[str] = set()
     replies: list[Message] = []
@@ -55,6 +59,9 @@ def send_and_receive(grid: Grid, messages: Iterable[Message], *, timeout: float,
         got = list(grid.pull_messages(in_flight)) if in_flight else []
         replies.extend(got)
         in_flight.difference_update(m.metadata.reply_to_message_id for m in got)
-        if not got:
-            time.sleep(poll)
+        if got:
+            wait = first_wait
+        else:
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            wait = min(wait * BACKOFF, longest_wait)
     return replies
