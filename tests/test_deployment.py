@@ -25,7 +25,7 @@ from fedkd.cli import main as fedkd_main
 from fedkd.config import SCHEMA, ConfigError, make_config
 from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, flower_env, write_connection
-from fedkd.deploy.local import LocalFederation, LocalSetup
+from fedkd.deploy.local import LocalFederation, LocalSetup, client_threads
 from fedkd.deploy.processes import ProcessGroup, descendants, free_port, port_open, still_running, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string, toml_value
 from fedkd.prometheus import parse_metrics
@@ -445,3 +445,12 @@ def test_entrypoint_roles_run_natively(tmp_path, credentials_dir):
     finally:
         group.close()
     assert not any(p.alive() for p in group.processes)
+
+
+def test_local_nodes_split_the_cores_between_their_torch_threads(monkeypatch):
+    """Several ClientApps on the same cores must not each start a thread per core (docs/performance.md §6)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [client_threads(n) for n in (1, 3, 8, 20)] == ["8", "2", "1", "1"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice wins
+    assert client_threads(3) == "4"

@@ -40,6 +40,16 @@ NO_NETWORK_ENV = {  # Flower would otherwise phone home and try to install depen
 }
 
 
+def client_threads(nodes: int) -> str:
+    """Torch threads per ClientApp when ``nodes`` SuperNodes share this machine: its cores split between them.
+
+    Why: each ClientApp process otherwise starts one torch thread per core, and several of them on the same
+    cores spin against each other; 3 nodes on 2 cores made a 0.1 s client-round take ~16 s
+    (docs/performance.md). An ``OMP_NUM_THREADS`` already set by the user wins.
+    """
+    return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, nodes)))
+
+
 def default_app_dir() -> Path:
     """The Flower app to run: ``$FEDKD_APP_DIR``, else this project (editable install), else the cwd."""
     if os.environ.get("FEDKD_APP_DIR"):
@@ -93,7 +103,7 @@ class LocalFederation:
 
         self.flwr_home = self.workdir / "flwr-home"
         self.env = flower_env(dict(os.environ), **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
-                              PYTHONUNBUFFERED="1")
+                              PYTHONUNBUFFERED="1", OMP_NUM_THREADS=client_threads(setup.nodes))
         self.control_port = free_port()
         self.fleet_port = free_port()
         self.node_ports = [free_port() for _ in range(setup.nodes)]
