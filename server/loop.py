@@ -187,11 +187,12 @@ class _FusionState:
             self.node_partition.update(checkpoint.identify_nodes(
                 grid, unknown, self.cfg["num_clients"], self.cfg["server.reply_timeout"]))
         out = {}
+        wire_format = WireFormat.from_config(self.cfg)
         for nid in node_ids:
             pid = self.node_partition.get(nid)
             targets = self.targets.get(pid) if pid is not None else None
             out[nid] = protocol.build_train_content(rnd, self.cfg["temperature"], fingerprint, run_config, targets,
-                                                    WireFormat.from_config(self.cfg))
+                                                    wire_format)
         return out
 
     def aggregate(self, rnd, valid) -> dict:

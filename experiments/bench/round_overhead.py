@@ -34,6 +34,7 @@ GOAL_RATIO = 1.15
 
 def bare_run(cfg) -> dict:
     """The federation's rounds as one plain loop: clients in order, models kept in memory."""
+    import numpy as np
     import torch
 
     from fedkd.client_round import local_round, new_client_model
@@ -60,8 +61,6 @@ def bare_run(cfg) -> dict:
             uploads.append(soft)
             counts.append(len(client.train_y))
             local_acc.append(metrics["acc_local"])
-        import numpy as np
-
         result = fuse(cfg["algorithm"], np.stack(uploads), np.array(counts, dtype=np.float64),
                       **fusion_params(cfg))
         targets = ({} if result.targets is None else
