@@ -42,6 +42,29 @@ def mean_or_nan(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _add_counts(counters) -> dict[str, int]:
+    """Sum per-round {reason: count} dicts into one (sorted by reason)."""
+    total: dict[str, int] = {}
+    for counts in counters:
+        for reason, n in counts.items():
+            total[reason] = total.get(reason, 0) + int(n)
+    return dict(sorted(total.items()))
+
+
+def weight_matrix(record: dict, num_clients: int) -> np.ndarray | None:
+    """A round record's fusion weights as an N x N matrix (zero rows and columns for clients not fused).
+
+    Records keep the weights only over ``fused_clients`` (rows and columns in that order), so a round
+    record grows with the clients that took part, not with the clients registered.
+    """
+    if not record.get("weights"):
+        return None
+    ids = np.asarray(record["fused_clients"], dtype=np.int64)
+    full = np.zeros((num_clients, num_clients))
+    full[np.ix_(ids, ids)] = np.asarray(record["weights"], dtype=np.float64)
+    return full
+
+
 class RunRecorder:
     """Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``timing.json`` into ``out_dir``."""
 
@@ -92,9 +115,10 @@ class RunRecorder:
             "per_client_global_acc": last.get("per_client_global_acc", {}),
             "bytes_up_per_client_round": mean_or_nan(r["bytes_up_per_client"] for r in rounds),
             "bytes_down_per_client_round": mean_or_nan(r["bytes_down_per_client"] for r in rounds),
-            "rejected_replies": sum(sum(r["rejected"].values()) for r in rounds),
+            "rejected_replies": _add_counts(r.get("rejected", {}) for r in rounds),
+            "identity_alarms": _add_counts(r.get("identity_alarms", {}) for r in rounds),
+            "dropped_metric_keys": _add_counts(r.get("dropped_metric_keys", {}) for r in rounds),
             "missing_replies": sum(r["missing"] for r in rounds),
-            "label_histograms": self.federation_info["label_histograms"],
             "transfer_fingerprint": self.federation_info["fingerprint"],
         }
         summary.update(extra or {})

@@ -7,21 +7,26 @@ from pathlib import Path
 import torch
 
 
-def save_client_model(folder: Path, partition_id: int, model_name: str, model: torch.nn.Module) -> Path:
-    """Write ``client_<id>.pt`` atomically: the architecture name and the weights."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"client_{partition_id}.pt"
+def client_model_path(run_dir: str | Path, client_id: int) -> Path:
+    """Where a simulated client's final model lies: its node folder under the run folder."""
+    return Path(run_dir) / "nodes" / f"client-{int(client_id)}" / "model.pt"
+
+
+def save_client_model(path: Path, model_name: str, model: torch.nn.Module) -> Path:
+    """Write the architecture name and the weights atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".pt.tmp")
     torch.save({"model": model_name, "state_dict": model.state_dict()}, tmp)
     os.replace(tmp, path)
     return path
 
 
-def load_client_model(folder: Path, partition_id: int, input_shape, num_classes: int) -> tuple[torch.nn.Module, str]:
+def load_client_model(path: Path, input_shape, num_classes: int) -> tuple[torch.nn.Module, str]:
     """Rebuild a saved client model; a missing file names the run setting that writes it."""
     from fedkd.models import build_model
 
-    path = Path(folder) / f"client_{partition_id}.pt"
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no saved model {path}; run the simulation with save_models=true")
     blob = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,8 +1,7 @@
 """Prometheus metrics of the server's round loop, served on ``/metrics``.
 
-:class:`ServerMetrics` is a round observer (the two hooks of
-``server.loop.RoundObserver``: ``on_reject`` and ``on_round``; duck-typed so the
-library does not import Flower). It keeps its metrics in a registry of its own,
+:class:`ServerMetrics` is a round observer (``fedkd.observers.RoundObserver``:
+``on_reject`` and ``on_round``). It keeps its metrics in a registry of its own,
 so several can live in one process (tests, several simulations in a row).
 
 :func:`serve_metrics` is what the ServerApp calls: with ``metrics.port = 0`` it
@@ -24,6 +23,8 @@ from typing import Any, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from fedkd.observers import FanOut, RoundObserver
+
 log = logging.getLogger("fedkd.prometheus")
 
 # A deployment round costs 7-12 s of fixed latency; a simulated one well under a second.
@@ -34,7 +35,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class ServerMetrics:
+class ServerMetrics(RoundObserver):
     """Counters and gauges fed by the round loop's records."""
 
     def __init__(self, cfg: Mapping[str, Any] | None = None, registry: CollectorRegistry | None = None):
@@ -49,6 +50,10 @@ class ServerMetrics:
         self.replies = Counter("fedkd_replies_received", "valid client replies", registry=r)
         self.rejected = Counter("fedkd_replies_rejected", "client replies refused, by reason", ["reason"],
                                 registry=r)
+        self.identity_alarms = Counter("fedkd_identity_alarms", "nodes that claimed a client id not theirs, "
+                                       "by reason", ["reason"], registry=r)
+        self.dropped_metrics = Counter("fedkd_metric_keys_dropped", "unknown metric keys dropped from replies",
+                                       registry=r)
         self.missing = Counter("fedkd_replies_missing", "messages sent that got no reply before the timeout",
                                registry=r)
         self.bytes_up = Counter("fedkd_bytes_up", "bytes of valid replies received (clients to server)",
@@ -92,6 +97,9 @@ class ServerMetrics:
         self.current_round.set(record.get("round", 0))
         self.replies.inc(replies)
         self.missing.inc(int(record.get("missing", 0)))
+        for reason, count in (record.get("identity_alarms") or {}).items():
+            self.identity_alarms.labels(reason=reason).inc(count)
+        self.dropped_metrics.inc(sum((record.get("dropped_metric_keys") or {}).values()))
         self.active_nodes.set(nodes)
         up, down = record.get("bytes_up_per_client"), record.get("bytes_down_per_client")
         if _finite(up):
@@ -129,21 +137,6 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-class FanOut:
-    """Pass each round-loop event to several observers."""
-
-    def __init__(self, *observers: Any):
-        self.observers = [o for o in observers if o is not None]
-
-    def on_reject(self, reason: str) -> None:
-        for observer in self.observers:
-            observer.on_reject(reason)
-
-    def on_round(self, record: Mapping[str, Any]) -> None:
-        for observer in self.observers:
-            observer.on_round(record)
 
 
 @contextmanager

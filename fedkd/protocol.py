@@ -1,11 +1,11 @@
-"""The wire format between the ServerApp and ClientApps: build, parse, validate.
+"""The messages between the ServerApp and ClientApps: build, parse, validate.
 
 This is the only module of the library that knows Flower's record types.
 
 Server -> client (message type ``train``), a RecordDict with
   ``config``  ConfigRecord: ``round`` (int), ``temperature`` (float),
               ``fingerprint`` (str, of the transfer set), ``run_config`` (JSON str: the
-              keys that differ from the defaults and a digest, see :func:`compact_run_config`)
+              client keys that differ from the defaults and a digest, see :func:`compact_run_config`)
   ``targets`` ArrayRecord ``{"targets": (M, C) float32}`` (or the compact form of
               ``fedkd.wire`` set by ``wire_dtype``/``wire_topk``); absent in round 1,
               for ``local`` and for a client without neighbours
@@ -13,36 +13,43 @@ Server -> client (message type ``train``), a RecordDict with
 
 Client -> server, a RecordDict with
   ``knowledge`` ArrayRecord ``{"soft_labels": (M, C) float32}`` or its ``fedkd.wire``
-                form (absent for fedavg)
+                form, and nothing else (absent for fedavg)
   ``arrays``    ArrayRecord of weights (fedavg only)
-  ``metrics``   MetricRecord: ``num-examples`` and the client's accuracies
+  ``metrics``   MetricRecord: ``num-examples`` and the client's accuracies (:data:`METRIC_RULES`)
   ``meta``      ConfigRecord: ``round``, ``fingerprint``, ``partition_id``, ``model``
 
-Every reply goes through :func:`validate_reply`; an invalid one raises
-:class:`InvalidReply` carrying a short machine-readable ``reason``.
+Every reply goes through :func:`validate_reply`, which believes nothing a client
+says about itself that it can bound: an invalid reply raises :class:`InvalidReply`
+carrying a short machine-readable ``reason``; metric keys it does not know are
+dropped (and reported), never fatal.
+
+The identify query (``query``) asks a node which client it is; it carries a fresh
+nonce, which a node with an identity key signs (``fedkd.identity``).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.serde import recorddict_to_proto
 
 from fedkd import wire
+from fedkd.probability import ROW_SUM_TOLERANCE
 from fedkd.wire import WireFormat
 
 MESSAGE_TYPE = "train"
-ROW_SUM_TOLERANCE = 1e-3
 # Soft labels are M x C float32; anything far larger than that is refused unread.
 SIZE_SLACK_BYTES = 64 * 1024
 
 REASONS = (
     "error_reply", "missing_key", "bad_dtype", "bad_shape", "non_finite", "negative",
     "not_normalised", "wrong_fingerprint", "wrong_round", "oversized", "bad_metrics",
-    "bad_partition", "duplicate_partition",
+    "bad_num_examples", "bad_partition", "stray_arrays", "identity_mismatch", "unexpected_sender",
+    "duplicate_reply", "internal",
 )
 
 
@@ -56,9 +63,57 @@ class InvalidReply(ValueError):
         self.detail = detail
 
 
+def _unit(v: float) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0.0
+
+
+# Every metric a client may report and the range it must lie in; all must be finite except
+# ``epsilon``, which is +inf when swing runs without noise (no guarantee).
+METRIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "acc_local": (_unit, "within [0, 1]"),
+    "acc_global": (_unit, "within [0, 1]"),
+    "acc_local_after_digest": (_unit, "within [0, 1]"),
+    "acc_local_after_revisit": (_unit, "within [0, 1]"),
+    "digest_loss": (_non_negative, ">= 0"),
+    "revisit_loss": (_non_negative, ">= 0"),
+    "joint_loss": (_non_negative, ">= 0"),
+    "epsilon": (_non_negative, ">= 0"),
+    "swing_mean_score": (_unit, "within [0, 1]"),
+    "swing_mean_temperature": (lambda v: v > 0, "> 0"),
+    "swing_top1_agreement": (_unit, "within [0, 1]"),
+    "canary_exposure": (_non_negative, ">= 0"),
+    "canary_exposure_max": (_non_negative, ">= 0"),
+}
+LABEL_HISTOGRAM_KEY = "label_histogram"  # opt-in (record_label_histograms): a list of C counts
+
+
+@dataclass(frozen=True)
+class ReplyRules:
+    """What a valid reply of this round looks like.
+
+    shape: (M, C) of the soft labels, or None for a weights reply (fedavg).
+    weights_spec: for weights replies, every array's name -> (shape, dtype) of the global model.
+    require_global_acc: whether the run has a global test set, so ``acc_global`` must be there.
+    """
+
+    round: int
+    fingerprint: str
+    shape: tuple[int, int] | None
+    num_partitions: int
+    max_num_examples: int
+    wire_format: WireFormat = field(default_factory=WireFormat)
+    require_global_acc: bool = True
+    weights_spec: dict[str, tuple[tuple[int, ...], str]] | None = None
+    tolerance: float = ROW_SUM_TOLERANCE
+
+
 @dataclass
 class KnowledgeReply:
-    """A validated client reply."""
+    """A validated client reply; ``partition_id`` is what it claims (the server checks it is the sender's)."""
 
     partition_id: int
     soft_labels: np.ndarray | None  # (M, C) float32; None for fedavg
@@ -66,6 +121,8 @@ class KnowledgeReply:
     metrics: dict
     model: str
     nbytes: int
+    dropped_metrics: tuple[str, ...] = ()
+    label_histogram: list[int] | None = None
 
 
 def message_bytes(content: RecordDict) -> int:
@@ -78,29 +135,29 @@ def message_bytes(content: RecordDict) -> int:
 CONFIG_DIGEST_KEY = "_config_digest"
 
 
-def compact_run_config(run_config: dict) -> dict:
-    """The keys of ``run_config`` that differ from fedkd's defaults, plus a digest of the resolved config.
+def compact_run_config(client_config: dict) -> dict:
+    """The client keys that differ from fedkd's defaults, plus a digest of the resolved client config.
 
-    Every train message carries the run config; with all ~60 keys that was ~1.4 KB per message, more
-    than compact soft labels themselves. The client rebuilds the full config from its own defaults
-    (``make_config``) and :func:`parse_train_message` checks the digest, so a node whose fedkd has other
-    keys or defaults (another version) fails loudly instead of running a different experiment.
+    Every train message carries the run config; sending all keys cost more than compact soft
+    labels themselves. The client rebuilds the full config from its own defaults
+    (``make_config``) and :func:`parse_train_message` checks the digest, so a node whose fedkd has
+    other keys or defaults (another version) fails loudly instead of running a different experiment.
     """
     from fedkd.config import make_config
 
-    defaults = make_config({}).to_flower()
-    compact = {k: v for k, v in run_config.items() if k not in defaults or defaults[k] != v}
+    defaults = make_config({}).for_clients()
+    compact = {k: v for k, v in client_config.items() if k not in defaults or defaults[k] != v}
     compact[CONFIG_DIGEST_KEY] = config_digest(compact)
     return compact
 
 
 def config_digest(run_config: dict) -> str:
-    """Short hash of the full config that ``run_config`` resolves to on this node."""
+    """Short hash of the client config that ``run_config`` resolves to on this node."""
     import hashlib
 
     from fedkd.config import make_config
 
-    resolved = make_config({k: v for k, v in run_config.items() if k != CONFIG_DIGEST_KEY}).to_flower()
+    resolved = make_config({k: v for k, v in run_config.items() if k != CONFIG_DIGEST_KEY}).for_clients()
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -121,6 +178,16 @@ def build_train_content(round_num: int, temperature: float, fingerprint: str, ru
         targets = np.ascontiguousarray(targets, dtype=np.float32)
         content["targets"] = _soft_label_record(targets, wire_format, dense_key="targets")
     return content
+
+
+def knowledge_record(p: np.ndarray, wire_format: WireFormat | None = None) -> ArrayRecord:
+    """The ``knowledge`` record a client sends for soft labels ``p``."""
+    return _soft_label_record(p, wire_format, dense_key="soft_labels")
+
+
+def read_soft_labels(content: RecordDict) -> np.ndarray:
+    """The soft labels of a reply's ``knowledge`` record, decoded to (M, C) float32 (unchecked)."""
+    return wire.decode(_record_arrays(content["knowledge"], dense_key="soft_labels"))
 
 
 def _soft_label_record(p: np.ndarray, wire_format: WireFormat | None, dense_key: str) -> ArrayRecord:
@@ -175,9 +242,12 @@ def parse_train_message(content: RecordDict) -> TrainInstruction:
 
 def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, model: str,
                         num_examples: int, metrics: dict, soft_labels: np.ndarray | None = None,
-                        weights: ArrayRecord | None = None, wire_format: WireFormat | None = None) -> RecordDict:
-    record = {"num-examples": int(num_examples)}
+                        weights: ArrayRecord | None = None, wire_format: WireFormat | None = None,
+                        label_histogram: list[int] | None = None) -> RecordDict:
+    record: dict = {"num-examples": int(num_examples)}
     record.update({k: float(v) for k, v in metrics.items()})
+    if label_histogram is not None:
+        record[LABEL_HISTOGRAM_KEY] = [int(v) for v in label_histogram]
     content = RecordDict({
         "metrics": MetricRecord(record),
         "meta": ConfigRecord({"round": int(round_num), "fingerprint": fingerprint,
@@ -190,64 +260,126 @@ def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, 
     return content
 
 
-def validate_reply(message: Message, *, expected_round: int, fingerprint: str,
-                   shape: tuple[int, int] | None, num_partitions: int,
-                   tolerance: float = ROW_SUM_TOLERANCE, wire_format: WireFormat | None = None) -> KnowledgeReply:
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate_reply(message: Message, rules: ReplyRules) -> KnowledgeReply:
     """Check one reply from a client; return it parsed or raise :class:`InvalidReply`.
 
-    shape: the expected (M, C) of the soft labels, or None for a weights reply
-    (fedavg), where the ``knowledge`` record must be absent and ``arrays`` present.
-    wire_format: how soft labels must be encoded (default float32, all classes); the
-    parsed reply carries them decoded to float32.
+    Soft labels must be in ``rules.wire_format`` and nothing else; the parsed reply
+    carries them decoded to float32. Weights replies must hold exactly the global
+    model's arrays, with its shapes and dtypes, all finite.
     """
-    wire_format = wire_format or WireFormat()
     if message.has_error():
         raise InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
     content = message.content
     nbytes = message_bytes(content)
-    if shape is not None:
-        limit = wire_format.payload_bytes(*shape) + SIZE_SLACK_BYTES
+    if rules.shape is not None:
+        limit = rules.wire_format.payload_bytes(*rules.shape) + SIZE_SLACK_BYTES
         if nbytes > limit:
             raise InvalidReply("oversized", f"{nbytes} bytes > limit {limit}")
 
     for name, records in (("meta", content.config_records), ("metrics", content.metric_records)):
         if name not in records:
             raise InvalidReply("missing_key", f"record {name!r} is missing")
-    meta, metrics = content["meta"], content["metrics"]
+    meta = content["meta"]
     for key in ("round", "fingerprint", "partition_id", "model"):
         if key not in meta:
             raise InvalidReply("missing_key", f"meta.{key} is missing")
-    if "num-examples" not in metrics:
-        raise InvalidReply("missing_key", "metrics.num-examples is missing")
-
-    if meta["fingerprint"] != fingerprint:
+    if meta["fingerprint"] != rules.fingerprint:
         raise InvalidReply("wrong_fingerprint",
-                           f"transfer set {meta['fingerprint']!r} != expected {fingerprint!r}")
-    if meta["round"] != expected_round:
-        raise InvalidReply("wrong_round", f"reply for round {meta['round']}, expected {expected_round}")
+                           f"transfer set {meta['fingerprint']!r} != expected {rules.fingerprint!r}")
+    if meta["round"] != rules.round:
+        raise InvalidReply("wrong_round", f"reply for round {meta['round']!r}, expected {rules.round}")
     pid = meta["partition_id"]
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < num_partitions:
-        raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {num_partitions})")
-    values = {k: metrics[k] for k in metrics}
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values.values()):
-        raise InvalidReply("bad_metrics", f"metrics must be finite numbers, got {values}")
-    if values["num-examples"] < 0:
-        raise InvalidReply("bad_metrics", "num-examples is negative")
+    if not _is_int(pid) or not 0 <= pid < rules.num_partitions:
+        raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {rules.num_partitions})")
+    num_examples, metrics, dropped, histogram = _check_metrics(content["metrics"], rules)
 
     soft = None
-    if shape is None:
-        if "arrays" not in content.array_records:
-            raise InvalidReply("missing_key", "record 'arrays' (model weights) is missing")
+    if rules.shape is None:
+        _check_weights(content, rules.weights_spec)
     else:
-        soft = (_check_soft_labels(content, shape, tolerance) if wire_format.is_default
-                else _check_encoded_soft_labels(content, shape, tolerance, wire_format))
-    return KnowledgeReply(partition_id=pid, soft_labels=soft, num_examples=int(values["num-examples"]),
-                          metrics=values, model=str(meta["model"]), nbytes=nbytes)
+        if "arrays" in content.array_records:
+            raise InvalidReply("stray_arrays", "a soft-label reply carries model weights")
+        soft = (_check_soft_labels(content, rules.shape, rules.tolerance) if rules.wire_format.is_default
+                else _check_encoded_soft_labels(content, rules.shape, rules.tolerance, rules.wire_format))
+    return KnowledgeReply(partition_id=pid, soft_labels=soft, num_examples=num_examples, metrics=metrics,
+                          model=str(meta["model"]), nbytes=nbytes, dropped_metrics=dropped,
+                          label_histogram=histogram)
+
+
+def _check_metrics(record: MetricRecord, rules: ReplyRules):
+    """(num-examples, known metrics, dropped unknown keys, label histogram or None)."""
+    if "num-examples" not in record:
+        raise InvalidReply("missing_key", "metrics.num-examples is missing")
+    n = record["num-examples"]
+    if not _is_int(n) or not 1 <= n <= rules.max_num_examples:
+        raise InvalidReply("bad_num_examples", f"num-examples {n!r} is not an integer in [1, "
+                           f"{rules.max_num_examples}] (server.max_num_examples)")
+    required = ("acc_local", "acc_global") if rules.require_global_acc else ("acc_local",)
+    missing = [k for k in required if k not in record]
+    if missing:
+        raise InvalidReply("bad_metrics", f"required metrics {missing} are missing")
+    metrics, dropped, histogram = {}, [], None
+    for key in record:
+        value = record[key]
+        if key == "num-examples":
+            continue
+        if key == LABEL_HISTOGRAM_KEY and rules.shape is not None:
+            if (not isinstance(value, list) or len(value) != rules.shape[1]
+                    or not all(_is_int(v) and 0 <= v <= rules.max_num_examples for v in value)):
+                raise InvalidReply("bad_metrics", f"{LABEL_HISTOGRAM_KEY} is not {rules.shape[1]} counts")
+            histogram = list(value)
+            continue
+        if key not in METRIC_RULES:
+            dropped.append(key)
+            continue
+        check, rule = METRIC_RULES[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        finite = number and (math.isfinite(value) or (key == "epsilon" and value == math.inf))
+        if not finite or not check(value):
+            raise InvalidReply("bad_metrics", f"metric {key}={value!r} is not a finite number {rule}")
+        metrics[key] = float(value)
+    return int(n), metrics, tuple(sorted(dropped)), histogram
+
+
+def _check_weights(content: RecordDict, spec: dict[str, tuple[tuple[int, ...], str]] | None) -> None:
+    if "arrays" not in content.array_records:
+        raise InvalidReply("missing_key", "record 'arrays' (model weights) is missing")
+    if "knowledge" in content.array_records:
+        raise InvalidReply("stray_arrays", "a weights reply carries soft labels")
+    if len(content.array_records) != 1:
+        raise InvalidReply("stray_arrays", f"records {sorted(content.array_records)}; expected only 'arrays'")
+    arrays = content["arrays"]
+    if spec is None:
+        return
+    if list(arrays.keys()) != list(spec):
+        raise InvalidReply("bad_shape", f"weights hold {len(arrays)} arrays named differently from the global "
+                           f"model's {len(spec)}")
+    for name, (shape, dtype) in spec.items():
+        array = arrays[name]
+        if tuple(array.shape) != tuple(shape):
+            raise InvalidReply("bad_shape", f"weights {name!r} have shape {tuple(array.shape)}, expected {shape}")
+        if array.dtype != dtype:
+            raise InvalidReply("bad_dtype", f"weights {name!r} are {array.dtype}, expected {dtype}")
+        try:
+            values = array.numpy()
+        except Exception as exc:  # corrupt bytes behind a valid-looking header
+            raise InvalidReply("bad_shape", f"weights {name!r} cannot be decoded: {exc}") from None
+        if values.shape != tuple(shape):
+            raise InvalidReply("bad_shape", f"weights {name!r} decode to {values.shape}, expected {shape}")
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            raise InvalidReply("non_finite", f"weights {name!r} hold NaN or Inf")
 
 
 def _check_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: float) -> np.ndarray:
     if "knowledge" not in content.array_records or "soft_labels" not in content["knowledge"]:
         raise InvalidReply("missing_key", "knowledge.soft_labels is missing")
+    if list(content["knowledge"].keys()) != ["soft_labels"]:
+        raise InvalidReply("stray_arrays", f"knowledge holds {sorted(content['knowledge'].keys())}; "
+                           "expected only soft_labels")
     array = content["knowledge"]["soft_labels"]
     if array.dtype != "float32":
         raise InvalidReply("bad_dtype", f"soft labels are {array.dtype}, expected float32")
@@ -259,7 +391,7 @@ def _check_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: f
         raise InvalidReply("bad_shape", f"soft labels cannot be decoded: {exc}") from None
     if p.shape != tuple(shape) or p.dtype != np.float32:
         raise InvalidReply("bad_shape", f"decoded soft labels are {p.dtype}{p.shape}, expected float32{shape}")
-    return _check_probabilities(p, tolerance)
+    return check_probabilities(p, tolerance)
 
 
 def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tolerance: float,
@@ -275,46 +407,71 @@ def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tole
     if reason is not None:
         found = {k: f"{v.dtype}{v.shape}" for k, v in arrays.items()}
         raise InvalidReply(reason, f"soft labels {found} do not match wire format {wire_format} for {shape}")
-    return _check_probabilities(wire.decode(arrays), tolerance)
+    return check_probabilities(wire.decode(arrays), tolerance)
 
 
-def _check_probabilities(p: np.ndarray, tolerance: float) -> np.ndarray:
+def check_probabilities(p: np.ndarray, tolerance: float = ROW_SUM_TOLERANCE) -> np.ndarray:
+    """Rows that are finite, non-negative and sum to 1 (within ``tolerance``), or InvalidReply."""
     if not np.all(np.isfinite(p)):
         raise InvalidReply("non_finite", f"{int(np.sum(~np.isfinite(p)))} NaN/Inf entries")
     if np.any(p < -tolerance):
         raise InvalidReply("negative", f"minimum entry {float(p.min()):.4g} < 0")
-    worst = float(np.max(np.abs(p.sum(axis=1) - 1.0)))
+    worst = float(np.max(np.abs(p.sum(axis=1) - 1.0))) if p.size else 0.0
     if worst > tolerance:
-        raise InvalidReply("not_normalised", f"a row sums to 1 {'+' if worst > 0 else ''}{worst:.4g} (tolerance {tolerance})")
+        raise InvalidReply("not_normalised", f"a row sums to 1 +- {worst:.4g} (tolerance {tolerance})")
     return p
 
 
-# ---------------------------------------------------------------- identify handshake (after a resume)
-# Node ids change when processes restart, so a resumed server does not know which
-# node holds which partition; it asks with a ``query`` message before sending targets.
+# ---------------------------------------------------------------- identify handshake
+# Node ids change when processes restart, so the server asks a node it does not know which
+# client it is before it sends it anything personal. The query carries a fresh nonce; a node
+# with an identity key answers with its signature over (nonce, its node id), see fedkd.identity.
 
 IDENTIFY_TYPE = "query"
 
 
-def build_identify_message(node_id: int) -> Message:
-    return Message(content=RecordDict({"config": ConfigRecord({"ask": "partition_id"})}),
+def build_identify_message(node_id: int, nonce: bytes) -> Message:
+    return Message(content=RecordDict({"config": ConfigRecord({"ask": "partition_id", "nonce": nonce.hex()})}),
                    dst_node_id=node_id, message_type=IDENTIFY_TYPE)
 
 
-def build_identify_reply(partition_id: int) -> RecordDict:
-    return RecordDict({"meta": ConfigRecord({"partition_id": int(partition_id)})})
+def parse_identify_message(content: RecordDict) -> bytes:
+    """The nonce of an identify query (empty for a query without one)."""
+    if "config" not in content.config_records:
+        raise ValueError("identify query has no 'config' record")
+    return bytes.fromhex(str(content["config"]["nonce"])) if "nonce" in content["config"] else b""
 
 
-def parse_identify_reply(message: Message, num_partitions: int) -> int:
-    """The partition id a node reports, or :class:`InvalidReply`."""
+def build_identify_reply(partition_id: int, signature: bytes | None = None) -> RecordDict:
+    meta = {"partition_id": int(partition_id)}
+    if signature is not None:
+        meta["signature"] = signature.hex()
+    return RecordDict({"meta": ConfigRecord(meta)})
+
+
+@dataclass(frozen=True)
+class IdentifyAnswer:
+    partition_id: int
+    signature: bytes | None
+
+
+def parse_identify_reply(message: Message, num_partitions: int) -> IdentifyAnswer:
+    """The client id a node claims (and its signature, if any), or :class:`InvalidReply`."""
     if message.has_error():
         raise InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
     if "meta" not in message.content.config_records or "partition_id" not in message.content["meta"]:
         raise InvalidReply("missing_key", "meta.partition_id is missing")
-    pid = message.content["meta"]["partition_id"]
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < num_partitions:
+    meta = message.content["meta"]
+    pid = meta["partition_id"]
+    if not _is_int(pid) or not 0 <= pid < num_partitions:
         raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {num_partitions})")
-    return pid
+    signature = None
+    if "signature" in meta:
+        try:
+            signature = bytes.fromhex(str(meta["signature"]))
+        except ValueError:
+            raise InvalidReply("identity_mismatch", "the identity signature is not hex") from None
+    return IdentifyAnswer(pid, signature)
 
 
 # ---------------------------------------------------------------- node state on disk

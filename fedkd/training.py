@@ -27,10 +27,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fedkd.probability import ROW_SUM_TOLERANCE
+
 OPTIMIZERS = ("adam", "sgd")
 
 # Soft-label rows may drift from 1 by float32 rounding, noise-and-renormalise steps and the like.
-_ROW_SUM_TOLERANCE = 1e-3
 
 DeviceLike = str | torch.device
 ArrayLike = np.ndarray | torch.Tensor
@@ -146,7 +147,7 @@ def _as_probabilities(targets: ArrayLike, n: int, num_classes: int, name: str = 
         if not torch.isfinite(tensor).all() or (tensor < 0).any():
             raise ValueError(f"{name} must hold finite, non-negative probabilities")
         worst = (tensor.sum(dim=1, dtype=torch.float64) - 1.0).abs().max().item()
-        if worst > _ROW_SUM_TOLERANCE:
+        if worst > ROW_SUM_TOLERANCE:
             raise ValueError(f"{name} rows must sum to 1 (largest deviation {worst:.3g})")
     return tensor
 
@@ -185,9 +186,8 @@ def _make_optimizer(name: str, params: Iterator[nn.Parameter], lr: float) -> tor
 
 def _fit(
     model: nn.Module,
-    x: torch.Tensor,
-    targets: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    n: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
     *,
     epochs: int,
     batch_size: int,
@@ -195,17 +195,19 @@ def _fit(
     seed: int,
     device: torch.device,
     optimizer: str,
+    shuffler: torch.Generator | None = None,
 ) -> dict[str, float | int]:
-    """Mini-batch optimisation of ``loss_fn(logits, batch_targets)`` (a batch mean) over shuffled epochs.
+    """Mini-batch optimisation over shuffled epochs of ``n`` samples; ``batch_loss(idx)`` is a batch mean.
 
-    Returns the sample-weighted mean loss of the last epoch and the number of optimiser steps.
+    ``shuffler`` (default: seeded with ``seed``) draws each epoch's order; a caller that draws more
+    from it (the joint step's transfer batches) passes its own. The running loss stays on the device,
+    so a step never waits for the host. Returns the sample-weighted mean loss of the last epoch and
+    the number of optimiser steps.
     """
-    n = len(x)
     if epochs == 0 or n == 0:
         return {"loss": float("nan"), "steps": 0}
     opt = _make_optimizer(optimizer, model.parameters(), lr)
-    x_dev, t_dev = x.to(device), targets.to(device)
-    shuffler = torch.Generator().manual_seed(seed)
+    shuffler = shuffler if shuffler is not None else torch.Generator().manual_seed(seed)
     # Fork the global generators so seeded dropout (if a model has any) leaves the caller's RNG state alone.
     cuda_devices = [device] if device.type == "cuda" else []
     steps = 0
@@ -220,7 +222,7 @@ def _fit(
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x_dev[idx]), t_dev[idx])
+                loss = batch_loss(idx)
                 loss.backward()
                 opt.step()
                 total += loss.detach().double() * len(idx)
@@ -287,8 +289,9 @@ def train_supervised(
     images = _as_images(x)
     model.to(dev)
     labels = _as_labels(y, len(images), _output_width(model, images, dev))
+    x_dev, y_dev = images.to(dev), labels.to(dev)
     return _fit(
-        model, images, labels, F.cross_entropy,
+        model, len(images), lambda idx: F.cross_entropy(model(x_dev[idx]), y_dev[idx]),
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev, optimizer=optimizer,
     )  # fmt: skip
 
@@ -335,15 +338,17 @@ def distill(
     model.to(dev)
     probs = _as_probabilities(targets, len(images), _output_width(model, images, dev))
 
-    def kd_loss(logits: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
-        log_student = F.log_softmax(logits / temperature, dim=1)
-        # kl_div treats 0 * log 0 as 0, so one-hot or sparse targets are fine.
-        return F.kl_div(log_student, batch_targets, reduction="batchmean") * temperature**2
-
+    x_dev, t_dev = images.to(dev), probs.to(dev)
     return _fit(
-        model, images, probs, kd_loss,
+        model, len(images), lambda idx: _kd_loss(model(x_dev[idx]), t_dev[idx], temperature),
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev, optimizer=optimizer,
     )  # fmt: skip
+
+
+def _kd_loss(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2-scaled KL(targets || softmax(logits / T)); kl_div treats 0 * log 0 as 0, so sparse targets are fine."""
+    log_student = F.log_softmax(logits / temperature, dim=1)
+    return F.kl_div(log_student, targets, reduction="batchmean") * temperature**2
 
 
 # ----------------------------------------------------------------------------------------------- prediction
@@ -383,37 +388,6 @@ def predict_logits(model: nn.Module, x: ArrayLike, *, device: DeviceLike, batch_
     return logits.numpy()
 
 
-def predict_proba(
-    model: nn.Module,
-    x: ArrayLike,
-    *,
-    device: DeviceLike,
-    temperature: float = 1.0,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """Class probabilities softmax(logits / T) of ``model`` on ``x``.
-
-    Parameters
-    ----------
-    model, x, device, batch_size
-        As in ``predict_logits``.
-    temperature : float, default 1.0
-        Softmax temperature (> 0); higher values give flatter (higher-entropy) rows.
-
-    Returns
-    -------
-    ndarray of float32, shape (M, C)
-        Non-negative rows summing to 1.
-    """
-    temperature = _check_positive(temperature, "temperature")
-    logits = predict_logits(model, x, device=device, batch_size=batch_size).astype(np.float64) / temperature
-    # Softmax in float64 so the float32 rows sum to 1 up to one rounding step.
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs.astype(np.float32)
-
-
 def evaluate_accuracy(
     model: nn.Module, x: ArrayLike, y: ArrayLike, *, device: DeviceLike, batch_size: int = 512
 ) -> float:
@@ -437,50 +411,6 @@ def evaluate_accuracy(
     if len(labels) == 0:
         return float("nan")
     return float(np.mean(logits.argmax(axis=1) == labels))
-
-
-# -------------------------------------------------------------------------------------------------- weights
-
-
-def get_weights(model: nn.Module) -> list[np.ndarray]:
-    """Copies of every entry of ``model.state_dict()`` (parameters and buffers), in state-dict order.
-
-    Returns
-    -------
-    list of ndarray
-        Independent CPU copies; batch-norm counters come back as 0-d int64 arrays.
-    """
-    return [t.detach().cpu().numpy().copy() for t in model.state_dict().values()]
-
-
-def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
-    """Load arrays produced by ``get_weights`` (of the same architecture) into ``model`` in place.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Target model; its parameters keep their device and dtype.
-    weights : list of ndarray
-        One array per state-dict entry, in state-dict order, with matching shapes.
-
-    Raises
-    ------
-    ValueError
-        When the number of arrays or any shape does not match the model's state dict.
-    """
-    state = model.state_dict()
-    weights = list(weights)
-    if len(weights) != len(state):
-        raise ValueError(f"weights has {len(weights)} arrays but the model's state dict has {len(state)} entries")
-    new_state = {}
-    for (key, current), value in zip(state.items(), weights):
-        arr = np.asarray(value)
-        if tuple(arr.shape) != tuple(current.shape):
-            raise ValueError(
-                f"weights entry for {key!r} has shape {tuple(arr.shape)}, expected {tuple(current.shape)}"
-            )
-        new_state[key] = torch.from_numpy(np.array(arr, copy=True)).to(current.dtype)
-    model.load_state_dict(new_state, strict=True)
 
 
 # ------------------------------------------------------------------------------------------ joint training
@@ -524,30 +454,18 @@ def train_joint(
     labels = _as_labels(y, len(images), width)
     probs = _as_probabilities(targets, len(public), width)
     n, m = len(images), len(public)
-    if epochs == 0 or n == 0:
-        return {"loss": float("nan"), "steps": 0}
-    opt = _make_optimizer(optimizer, model.parameters(), lr)
     x_dev, y_dev, p_dev, t_dev = images.to(dev), labels.to(dev), public.to(dev), probs.to(dev)
     shuffler = torch.Generator().manual_seed(seed)
-    public_order, cursor, steps = torch.randperm(m, generator=shuffler), 0, 0
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), _mode(model, training=True):
-        torch.random.default_generator.manual_seed(seed)
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=shuffler)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size].to(dev)
-                if cursor + batch_size > m:
-                    public_order, cursor = torch.randperm(m, generator=shuffler), 0
-                pidx = public_order[cursor : cursor + batch_size].to(dev)
-                cursor += batch_size
-                opt.zero_grad(set_to_none=True)
-                ce = F.cross_entropy(model(x_dev[idx]), y_dev[idx])
-                log_student = F.log_softmax(model(p_dev[pidx]) / temperature, dim=1)
-                kd = F.kl_div(log_student, t_dev[pidx], reduction="batchmean") * temperature**2
-                loss = ce + distill_weight * kd
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                steps += 1
-    return {"loss": total / n, "steps": steps}
+    public_order, cursor = torch.randperm(m, generator=shuffler), 0
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        nonlocal public_order, cursor
+        if cursor + batch_size > m:  # transfer batches cycle through their own shuffled order
+            public_order, cursor = torch.randperm(m, generator=shuffler), 0
+        pidx = public_order[cursor : cursor + batch_size].to(dev)
+        cursor += batch_size
+        ce = F.cross_entropy(model(x_dev[idx]), y_dev[idx])
+        return ce + distill_weight * _kd_loss(model(p_dev[pidx]), t_dev[pidx], temperature)
+
+    return _fit(model, n, batch_loss, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev,
+                optimizer=optimizer, shuffler=shuffler)

@@ -48,10 +48,6 @@ class WireFormat:
         if isinstance(self.topk, bool) or not isinstance(self.topk, (int, np.integer)) or self.topk < 0:
             raise ValueError(f"wire topk must be an int >= 0 (0 = all classes), got {self.topk!r}")
 
-    @classmethod
-    def from_config(cls, cfg) -> "WireFormat":
-        return cls(dtype=cfg["wire_dtype"], topk=cfg["wire_topk"])
-
     def sparse(self, num_classes: int) -> bool:
         """Whether rows of ``num_classes`` entries are sent as top-k (k >= C sends them whole)."""
         return 0 < self.topk < num_classes
@@ -84,20 +80,17 @@ def _quantise_rows(p: np.ndarray) -> np.ndarray:
     return counts.astype(np.uint8)
 
 
-def _valid_rows(p) -> bool:
-    """Only well-formed float32 probability rows are re-encoded (see :func:`encode`)."""
-    return (isinstance(p, np.ndarray) and p.dtype == np.float32 and p.ndim == 2 and p.shape[1] >= 2
-            and bool(np.all(np.isfinite(p))) and bool(np.all(p >= 0)) and bool(np.all(p.sum(axis=1) > 0)))
-
-
 def encode(p: np.ndarray, fmt: WireFormat) -> dict[str, np.ndarray]:
     """(M, C) float32 probability rows -> named arrays in ``fmt``.
 
-    Anything that is not a finite, non-negative float32 (M, C) array goes out unchanged as the dense
-    array, so that a malformed upload (``fedkd.adversary``) still reaches the server's checks as it is.
+    The default format sends the array as it is; the compact ones need well-formed rows (finite,
+    non-negative, positive sums) and refuse anything else with a ValueError.
     """
-    if fmt.is_default or not _valid_rows(p):
+    if fmt.is_default:
         return {DENSE_KEY: np.ascontiguousarray(p)}
+    if not (isinstance(p, np.ndarray) and p.ndim == 2 and p.shape[1] >= 2 and bool(np.all(np.isfinite(p)))
+            and bool(np.all(p >= 0)) and bool(np.all(p.sum(axis=1) > 0))):
+        raise ValueError("only finite, non-negative (M, C) probability rows can be sent in a compact wire format")
     m, c = p.shape
     if not fmt.sparse(c):
         dense = _quantise_rows(p) if fmt.dtype == "uint8" else p.astype(fmt.dtype)
@@ -124,12 +117,16 @@ def format_of(arrays: dict[str, np.ndarray]) -> tuple[str, bool]:
 def check_encoded(arrays: dict[str, np.ndarray], fmt: WireFormat, shape: tuple[int, int]) -> str | None:
     """Why ``arrays`` are not soft labels of ``shape`` in ``fmt`` (a short reason), or None if they are.
 
-    Returns ``"missing_key"``, ``"bad_dtype"`` or ``"bad_shape"``; values are checked after decoding.
+    Returns ``"missing_key"``, ``"stray_arrays"`` (arrays the format does not have), ``"bad_dtype"``
+    or ``"bad_shape"``; values are checked after decoding.
     """
     m, c = shape
+    expected = {TOPK_VALUES, TOPK_INDICES, NUM_CLASSES} if fmt.sparse(c) else {DENSE_KEY}
+    if not expected <= set(arrays):
+        return "missing_key"
+    if set(arrays) != expected:
+        return "stray_arrays"
     if fmt.sparse(c):
-        if not all(k in arrays for k in (TOPK_VALUES, TOPK_INDICES, NUM_CLASSES)):
-            return "missing_key"
         values, idx, classes = arrays[TOPK_VALUES], arrays[TOPK_INDICES], arrays[NUM_CLASSES]
         if str(values.dtype) != fmt.dtype or idx.dtype != _index_dtype(c):
             return "bad_dtype"
@@ -140,8 +137,6 @@ def check_encoded(arrays: dict[str, np.ndarray], fmt: WireFormat, shape: tuple[i
         if np.any(np.diff(idx.astype(np.int64), axis=1) <= 0):  # repeated class in a row
             return "bad_shape"
         return None
-    if DENSE_KEY not in arrays:
-        return "missing_key"
     if str(arrays[DENSE_KEY].dtype) != fmt.dtype:
         return "bad_dtype"
     if arrays[DENSE_KEY].shape != (m, c):

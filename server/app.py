@@ -10,7 +10,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedkd.config import Config, make_config
 from fedkd.prometheus import serve_metrics
-from server.loop import run_federation
+from server.rounds import run_federation
 
 app = ServerApp()
 

@@ -3,8 +3,8 @@
 Files in the run folder (``out``):
 
 ``checkpoint-r<k>.npz``
-    the arrays after round k: ``targets/<partition>`` (each client's next
-    distillation targets) or ``arrays/<name>`` (FedAvg's global weights).
+    the strategy's ``state_dict()`` after round k (each client's next targets,
+    or FedAvg's global weights, and the strategy's counters).
 ``checkpoint.json``
     the round k, the resolved config, the name of the ``.npz`` above and how
     many round records it covers: those are the first lines of the run's
@@ -16,38 +16,35 @@ The ``.npz`` is written first under its round's own name, then
 files are removed only after that. A crash at any moment therefore leaves a
 ``checkpoint.json`` that points at a complete arrays file.
 
-Node ids are not saved: they change whenever a process restarts. After a
-resume the server asks the nodes it does not know which partition they hold
-(:func:`identify_nodes`) before it sends them targets. The clients' models are
-not here either: each node keeps its own (``clients/node_checkpoint.py``).
+On resume nothing in these files is trusted blindly: a file that cannot be read,
+a config that changes what is learnt, and any restored array that a reply could
+not have carried (``load_state_dict`` validates each) are refused with the file
+and the problem named. Node ids are not saved (they change when processes
+restart); nodes are identified again (``server/identity.py``). The clients'
+models are not here either: each node keeps its own state.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
 
-from fedkd import protocol
-from fedkd.config import Config, ConfigError, flatten, make_config, parse_assignments
+from fedkd.config import Config, ConfigError, make_config, parse_assignments, read_toml
 from fedkd.metrics import write_json_atomic
-from server.dispatch import send_and_receive
 
 log = logging.getLogger("fedkd.server")
 
 CHECKPOINT_FILE = "checkpoint.json"
 METRICS_FILE = "metrics.jsonl"  # RunRecorder's, in the same folder
-# Keys that steer only the server process: clients never see them, so a resumed
-# run sends byte-identical messages to an uninterrupted one.
-SERVER_ONLY_KEYS = ("server.resume", "server.stop_after_round")
 # What a resume may change: how long to run, where and on what; never what is learnt.
-MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root")
-MAY_CHANGE_PREFIXES = ("server.", "sim.")
+MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "attack.stop_after_round")
+MAY_CHANGE_PREFIXES = ("server.", "sim.", "metrics.")
 
 
 class CheckpointError(ConfigError):
@@ -61,35 +58,26 @@ class Checkpoint:
     round: int
     config: dict
     rounds: list[dict]
-    targets: dict[int, np.ndarray]          # per-partition targets (distillation algorithms)
-    arrays: dict[str, np.ndarray] | None    # global weights, in order (fedavg only)
+    state: dict[str, np.ndarray]
+    path: Path
 
 
 # ---------------------------------------------------------------- writing
 
-def save_checkpoint(out_dir: str | Path, round_num: int, cfg: Mapping[str, Any], state,
+def save_checkpoint(out_dir: str | Path, round_num: int, cfg: Mapping[str, Any], state: dict[str, np.ndarray],
                     num_records: int) -> Path:
-    """Checkpoint ``state`` (the loop's fusion or FedAvg state) after ``round_num``; return the JSON path.
+    """Checkpoint a strategy's ``state_dict()`` after ``round_num``; return the JSON path.
 
     ``num_records``: how many lines of ``<out_dir>/metrics.jsonl`` belong to the run so far (already written).
     """
     out = Path(out_dir)
     arrays_name = f"checkpoint-r{round_num}.npz"
-    blobs: dict[str, np.ndarray] = {}
-    array_keys: list[str] = []
-    for pid, target in getattr(state, "targets", {}).items():
-        blobs[f"targets/{int(pid)}"] = np.asarray(target)
-    if getattr(state, "arrays", None) is not None:
-        for name, array in state.arrays.items():
-            blobs[f"arrays/{name}"] = array.numpy()
-            array_keys.append(name)
     tmp = out / f"{arrays_name}.tmp.npz"  # np.savez appends .npz to names without it
-    np.savez(tmp, **blobs)
+    np.savez(tmp, **{name: np.asarray(value) for name, value in state.items()})
     os.replace(tmp, out / arrays_name)
     write_json_atomic(out / CHECKPOINT_FILE, {
         "round": int(round_num),
         "arrays_file": arrays_name,
-        "array_keys": array_keys,
         "config": dict(cfg),
         "records": int(num_records),
     })
@@ -102,7 +90,7 @@ def save_checkpoint(out_dir: str | Path, round_num: int, cfg: Mapping[str, Any],
 # ---------------------------------------------------------------- reading
 
 def load_checkpoint(out_dir: str | Path) -> Checkpoint:
-    """Read the last complete checkpoint in ``out_dir`` or raise :class:`CheckpointError`."""
+    """Read the last complete checkpoint in ``out_dir`` or raise :class:`CheckpointError` naming the file."""
     out = Path(out_dir)
     path = out / CHECKPOINT_FILE
     if not path.is_file():
@@ -110,17 +98,26 @@ def load_checkpoint(out_dir: str | Path) -> Checkpoint:
                               "server.checkpoint=true and this --out folder?)")
     try:
         meta = json.loads(path.read_text())
-        with np.load(out / meta["arrays_file"]) as npz:
-            blobs = {name: npz[name] for name in npz.files}
-        rounds = meta["rounds"] if "rounds" in meta else _round_records(out, int(meta["records"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint in {out} cannot be read: {exc}") from None
-    targets = {int(name.split("/", 1)[1]): value for name, value in blobs.items() if name.startswith("targets/")}
-    arrays = None
-    if meta["array_keys"]:
-        arrays = {name: blobs[f"arrays/{name}"] for name in meta["array_keys"]}
-    return Checkpoint(round=int(meta["round"]), config=meta["config"], rounds=rounds,
-                      targets=targets, arrays=arrays)
+        round_num, arrays_name, records = int(meta["round"]), str(meta["arrays_file"]), int(meta["records"])
+        config = dict(meta["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a fedkd checkpoint: {type(exc).__name__}: {exc}") from None
+    if Path(arrays_name).name != arrays_name or round_num < 1:
+        raise CheckpointError(f"{path} names an arrays file {arrays_name!r} or round {round_num} it may not")
+    arrays_path = out / arrays_name
+    try:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            state = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} points at {arrays_path}, which does not exist") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"{arrays_path} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    try:
+        rounds = _round_records(out, records)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{out / METRICS_FILE} does not hold the {records} round records the checkpoint "
+                              f"needs: {exc}") from None
+    return Checkpoint(round=round_num, config=config, rounds=rounds, state=state, path=arrays_path)
 
 
 def _round_records(out: Path, count: int) -> list[dict]:
@@ -139,13 +136,16 @@ def _round_records(out: Path, count: int) -> list[dict]:
 
 def check_compatible(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
     """Refuse to resume with a config that changes what is learnt; name the keys that differ."""
-    saved_cfg = make_config(saved)  # fills keys added since the checkpoint with their defaults
+    try:
+        saved_cfg = make_config(saved)  # fills keys added since the checkpoint with their defaults
+    except ConfigError as exc:
+        raise CheckpointError(f"the checkpoint's config is not valid here: {exc}") from None
     differ = [k for k in cfg if k not in MAY_CHANGE and not k.startswith(MAY_CHANGE_PREFIXES)
               and saved_cfg[k] != cfg[k]]
     if differ:
         changes = ", ".join(f"{k}: {saved_cfg[k]!r} -> {cfg[k]!r}" for k in differ)
         raise CheckpointError(f"cannot resume: the checkpoint was made with other settings ({changes}); "
-                              f"only {', '.join(MAY_CHANGE)} and server.*/sim.* may change")
+                              f"only {', '.join(MAY_CHANGE)} and server.*/sim.*/metrics.* may change")
 
 
 def load_for_resume(out_dir: str | Path, cfg: Config) -> Checkpoint:
@@ -155,58 +155,33 @@ def load_for_resume(out_dir: str | Path, cfg: Config) -> Checkpoint:
     return ckpt
 
 
-def restore(ckpt: Checkpoint, state, recorder) -> int:
-    """Put the checkpoint back into the loop's state and run record; return the last complete round."""
-    if hasattr(state, "targets"):
-        state.targets = dict(ckpt.targets)
-    if ckpt.arrays is not None and hasattr(state, "arrays"):
-        state.arrays = ArrayRecord({name: Array(value) for name, value in ckpt.arrays.items()})
+def restore(ckpt: Checkpoint, strategy, recorder) -> int:
+    """Put the checkpoint back into the strategy and run record; return the last complete round."""
+    try:
+        strategy.load_state_dict(ckpt.state)
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path} cannot be restored: {exc}") from None
     for record in ckpt.rounds:  # rewrites metrics.jsonl up to the checkpoint, dropping any later lines
         recorder.log_round(record)
     log.warning("resuming after round %d from %s", ckpt.round, recorder.out_dir / CHECKPOINT_FILE)
     return ckpt.round
 
 
-# ---------------------------------------------------------------- around the loop
-
-def client_run_config(cfg: Config) -> dict:
-    """The run config sent to clients: everything but the server-only keys."""
-    return {k: v for k, v in cfg.to_flower().items() if k not in SERVER_ONLY_KEYS}
-
-
-def identify_nodes(grid, node_ids: Iterable[int], num_partitions: int, timeout: float) -> dict[int, int]:
-    """Ask nodes which partition they hold (node ids change across restarts); {node id: partition}."""
-    messages = [protocol.build_identify_message(nid) for nid in node_ids]
-    found: dict[int, int] = {}
-    for reply in send_and_receive(grid, messages, timeout=timeout):
-        try:
-            found[reply.metadata.src_node_id] = protocol.parse_identify_reply(reply, num_partitions)
-        except protocol.InvalidReply as exc:
-            log.warning("node %s did not say which partition it holds: %s", reply.metadata.src_node_id, exc)
-    log.info("identified %d of %d nodes", len(found), len(messages))
-    return found
-
-
 def resume_config(out_dir: str | Path, config_file: str | Path | None = None,
                   assignments: Iterable[str] = ()) -> Config:
     """For ``fedkd simulate --resume``: the checkpoint's config, then a config file and ``--set`` on top.
 
-    The result has ``server.resume=true`` and, unless set again, ``server.stop_after_round=0``;
+    The result has ``server.resume=true`` and, unless set again, ``attack.stop_after_round=0``;
     it is checked against the checkpoint before anything starts.
     """
-    import tomllib
-
     ckpt = load_checkpoint(out_dir)
-    overrides: dict[str, Any] = {"server.resume": True, "server.stop_after_round": 0}
+    overrides: dict[str, Any] = {"server.resume": True, "attack.stop_after_round": 0}
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            overrides.update(flatten(tomllib.loads(path.read_text())))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        overrides.update(read_toml(config_file))
     overrides.update(parse_assignments(assignments))
-    cfg = make_config(overrides, base=ckpt.config)
+    try:
+        cfg = make_config(overrides, base=ckpt.config)
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot resume from {out_dir}: {exc}") from None
     check_compatible(ckpt.config, cfg)
     return cfg

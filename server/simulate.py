@@ -1,10 +1,19 @@
-"""Run one experiment through Flower's simulation engine (Ray) in this process."""
+"""Run one experiment through Flower's simulation engine (Ray) in this process.
+
+Ray is started here with the CPUs and memory the config allows, or, with
+``sim.ray_address`` (or ``RAY_ADDRESS`` in the environment), attached to a Ray
+cluster that is already running: Ray refuses resource arguments when it connects
+to a cluster (the cluster's own ``ray start`` settings decide them), so none are
+passed then.
+"""
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from fedkd.config import Config
+from fedkd.observers import RoundObserver
 
 # No telemetry, no update checks, no dependency installs: nothing may reach the network.
 for _var, _value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHECK", "1"),
@@ -19,13 +28,40 @@ for _var, _value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHEC
 IN_FLIGHT_PER_ACTOR = 16
 
 
-def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False) -> dict:
-    """Simulate ``cfg['num_clients']`` SuperNodes on Ray and return the run summary."""
+def ray_address(cfg: Config) -> str:
+    """The Ray cluster to attach to ('' = start a private Ray instance here)."""
+    return cfg.sim.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+
+def backend_config(cfg: Config, verbose: bool = False) -> dict:
+    """Flower's backend config: client resources, and how Ray is started or attached."""
+    sim = cfg.sim
+    init_args: dict = {"logging_level": "ERROR" if not verbose else "INFO", "log_to_driver": verbose}
+    address = ray_address(cfg)
+    if address:
+        init_args["address"] = address  # resources belong to the cluster: Ray refuses num_cpus and the like here
+    else:
+        init_args.update(num_cpus=sim.num_cpus or os.cpu_count() or 1, include_dashboard=False)
+        if sim.object_store_mb:
+            init_args["object_store_memory"] = sim.object_store_mb * 2**20
+    return {"client_resources": {"num_cpus": sim.client_cpus, "num_gpus": sim.client_gpus},
+            "init_args": init_args}
+
+
+def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,
+             client_app=None, observer: RoundObserver | None = None) -> dict:
+    """Simulate ``cfg['num_clients']`` SuperNodes on Ray and return the run summary.
+
+    client_app: the ClientApp to run (default: fedkd's, with each node's state under
+    ``<out_dir>/nodes/``); fault-injection harnesses pass a wrapped one. observer: extra
+    round observer (``fedkd.observers``).
+    """
     import warnings
 
     from flwr.simulation import run_simulation
 
-    from clients.app import app as client_app
+    from clients.app import make_client_app
+    from clients.node import RunFolderStorage
     from server.app import make_server_app
 
     if not verbose:
@@ -33,20 +69,15 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
     result: dict = {}
     cfg = cfg.replace(out=str(out_dir))
     if cfg["server.max_in_flight"] == -1:  # auto: a window per client actor (why: server/dispatch.py)
-        actors = max(1, int((cfg["sim.num_cpus"] or os.cpu_count() or 1) // cfg["sim.client_cpus"]))
+        actors = max(1, int((cfg.sim.num_cpus or os.cpu_count() or 1) // cfg.sim.client_cpus))
         cfg = cfg.replace(server__max_in_flight=IN_FLIGHT_PER_ACTOR * actors)
-    backend = {
-        "client_resources": {"num_cpus": cfg["sim.client_cpus"], "num_gpus": cfg["sim.client_gpus"]},
-        "init_args": {"num_cpus": cfg["sim.num_cpus"] or os.cpu_count() or 1, "include_dashboard": False,
-                      "logging_level": "ERROR" if not verbose else "INFO",
-                      "log_to_driver": verbose},
-    }
-    if cfg["sim.object_store_mb"]:
-        backend["init_args"]["object_store_memory"] = cfg["sim.object_store_mb"] * 2**20
+    if client_app is None:
+        client_app = make_client_app(storage=RunFolderStorage(Path(out_dir).resolve() / "nodes"), simulated=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        run_simulation(server_app=make_server_app(cfg, result, progress=progress), client_app=client_app,
-                       num_supernodes=cfg["num_clients"], backend_config=backend, verbose_logging=verbose)
+        run_simulation(server_app=make_server_app(cfg, result, progress=progress, observer=observer),
+                       client_app=client_app, num_supernodes=cfg["num_clients"],
+                       backend_config=backend_config(cfg, verbose), verbose_logging=verbose)
     if "summary" not in result:
         raise RuntimeError(f"the simulation ended without a summary; see the log above and {out_dir}")
     return result["summary"]

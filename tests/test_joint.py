@@ -5,7 +5,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from fedkd.models import build_model
-from fedkd.training import evaluate_accuracy, predict_proba, train_joint, train_supervised
+from fedkd.training import evaluate_accuracy, train_joint, train_supervised
+from helpers import predict_proba
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from fedkd.models import MODEL_NAMES, build_model, count_parameters, model_for_client
-from fedkd.training import (
-    distill,
-    evaluate_accuracy,
-    get_weights,
-    predict_logits,
-    predict_proba,
-    resolve_device,
-    set_weights,
-    train_supervised,
-)
+from fedkd.training import distill, evaluate_accuracy, predict_logits, resolve_device, train_supervised
+from helpers import get_weights, predict_proba, set_weights
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 CPU = "cpu"

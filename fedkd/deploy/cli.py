@@ -144,7 +144,7 @@ def cmd_federation(args) -> int:
         print(f"the run did not complete; see {result.log_path} and {workdir / 'logs'}", file=sys.stderr)
         return 1
     if not args.quiet:
-        from fedkd.cli import print_run_table
+        from fedkd.report.run_table import print_run_table
 
         print_run_table(result.summary, result.out_dir)
     return 0

@@ -1,33 +1,47 @@
 """Fusion rules: pure functions from uploaded soft labels to per-client targets.
 
-``FUSERS`` maps an algorithm name to its function; each takes
-``(soft_labels (N, M, C), n_samples (N,) | None, **params)`` and returns a
-:class:`FusionResult`. ``fedavg`` is not here: it exchanges weights through
-Flower's own FedAvg strategy instead (see ``server/``).
+Each rule takes ``(soft_labels (N, M, C), n_samples (N,) | None, **params)`` and
+returns a :class:`FusionResult`; :mod:`fedkd.fusion.registry` maps algorithm
+names to rules and their config keys. ``fedavg`` is not here: it exchanges
+weights through Flower's own FedAvg strategy (``server/fedavg.py``).
 """
 from __future__ import annotations
+
+from fedkd.keys import NON_NEGATIVE, POSITIVE, Key
 
 from .base import FusionResult
 from .dsfl import fuse_dsfl
 from .fedmd import fuse_fedmd
 from .knfu import fuse_knfu
 from .local import fuse_local
+from .registry import FUSION_RULES, FusionRule, get_rule, register, rule_keys
 
-FUSERS = {
-    "local": fuse_local,
-    "fedmd": fuse_fedmd,
-    "dsfl": fuse_dsfl,
-    "knfu": fuse_knfu,
-}
+register(FusionRule("local", fuse_local, help="no fusion: every client trains on its own data only"))
+register(FusionRule(
+    "fedmd", fuse_fedmd, help="FedMD: every client distils toward the average of all soft labels",
+    keys={"fedmd.weighted": Key(False, bool, "weight FedMD's average by the clients' reported sample counts "
+                                "(bounded by server.max_num_examples)")},
+    params=lambda cfg, ids: {"weighted": cfg["fedmd.weighted"]}))
+register(FusionRule(
+    "dsfl", fuse_dsfl, help="DS-FL: the average, sharpened by entropy reduction",
+    keys={"dsfl.temperature": Key(0.5, float, "DS-FL entropy-reduction temperature (<1 sharpens)", *POSITIVE)},
+    params=lambda cfg, ids: {"temperature": cfg["dsfl.temperature"]}))
+register(FusionRule(
+    "knfu", fuse_knfu, help="KnFu: each client fuses only its semantic neighbours' knowledge",
+    keys={
+        "knfu.beta": Key(10.0, float, "KnFu effectiveness sharpness beta", *NON_NEGATIVE),
+        "knfu.tau": Key(-1.0, float, "KnFu neighbour threshold (-1 = 1/N)",
+                        lambda v: v == -1.0 or 0 <= v <= 1, "-1 or within [0, 1]"),
+        "knfu.include_self": Key(False, bool, "may a client be its own KnFu neighbour"),
+    },
+    params=lambda cfg, ids: {"beta": cfg["knfu.beta"], "tau": None if cfg["knfu.tau"] == -1.0 else cfg["knfu.tau"],
+                             "include_self": cfg["knfu.include_self"]}))
 
 
 def fuse(algorithm: str, soft_labels, n_samples=None, **params) -> FusionResult:
     """Run the fusion rule named ``algorithm``."""
-    try:
-        rule = FUSERS[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown fusion algorithm {algorithm!r}; known: {sorted(FUSERS)}") from None
-    return rule(soft_labels, n_samples, **params)
+    return get_rule(algorithm).fuse(soft_labels, n_samples, **params)
 
 
-__all__ = ["FUSERS", "FusionResult", "fuse", "fuse_dsfl", "fuse_fedmd", "fuse_knfu", "fuse_local"]
+__all__ = ["FUSION_RULES", "FusionResult", "FusionRule", "fuse", "fuse_dsfl", "fuse_fedmd", "fuse_knfu",
+           "fuse_local", "get_rule", "register", "rule_keys"]

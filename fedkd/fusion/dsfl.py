@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedkd.probability import softmax
+
 from .base import FusionResult, check_soft_labels, sample_weights
 
 _EPS = 1e-12
@@ -22,10 +24,7 @@ def fuse_dsfl(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     p = check_soft_labels(soft_labels)
     n = p.shape[0]
     w = sample_weights(None, n)
-    logits = np.log(np.tensordot(w, p, axes=1) + _EPS) / temperature  # (M, C)
-    logits -= logits.max(axis=1, keepdims=True)
-    sharp = np.exp(logits)
-    sharp /= sharp.sum(axis=1, keepdims=True)
+    sharp = softmax(np.log(np.tensordot(w, p, axes=1) + _EPS), temperature)  # (M, C)
     targets = np.broadcast_to(sharp, p.shape).astype(np.float32)
     return FusionResult(targets=targets, has_targets=np.ones(n, dtype=bool),
                         weights=np.tile(w, (n, 1)))

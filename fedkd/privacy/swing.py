@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedkd.probability import softmax
+
 __all__ = [
     "MECHANISMS",
     "POSTPROCESSING",
@@ -80,13 +82,6 @@ def _as_generator(rng) -> np.random.Generator:
     raise ValueError(f"rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64, shifted by the row max so that it never overflows."""
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 # ----------------------------------------------------------------------------
 # 1. privacy score
 # ----------------------------------------------------------------------------
@@ -132,7 +127,7 @@ def privacy_scores(client_logits, reference_logits=None) -> np.ndarray:
         Values in [0, 1].
     """
     z = _check_matrix(client_logits, "client_logits")
-    p = _softmax(z)
+    p = softmax(z)
     top = p.argmax(axis=1)
     rows = np.arange(p.shape[0])
     conf = p[rows, top]
@@ -146,7 +141,7 @@ def privacy_scores(client_logits, reference_logits=None) -> np.ndarray:
         raise ValueError(
             f"reference_logits must have the same shape as client_logits {z.shape}, got {zr.shape}"
         )
-    ref_conf = _softmax(zr)[rows, top]
+    ref_conf = softmax(zr)[rows, top]
     headroom = 1.0 - ref_conf
     excess = conf - ref_conf
     # Where the reference is already (numerically) certain there is no headroom: score 0.
@@ -219,7 +214,7 @@ def tempered_softmax(logits, temperatures) -> np.ndarray:
         )
     if not np.all(np.isfinite(t)) or t.min() <= 0:
         raise ValueError("temperatures must be finite and > 0")
-    p = _softmax(z / t[:, None])
+    p = softmax(z / t[:, None])
     return _renormalise_float32(p)
 
 

@@ -1,4 +1,4 @@
-"""The ``fedkd`` command line."""
+"""The ``fedkd`` command line: the top layer, the only part of ``fedkd`` that may import the apps."""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from fedkd.deploy import cli as deploy_cli
 from fedkd import audit_command
-from fedkd.config import ALGORITHMS, ConfigError, describe_keys, load_config
+from fedkd.cli.simulation import run_simulation
+from fedkd.config import ConfigError, algorithms, describe_keys, load_config
+from fedkd.deploy import cli as deploy_cli
 from fedkd.metrics import new_run_dir, write_json_atomic
+from fedkd.report.run_table import print_run_table
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -43,30 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_run_table(summary: dict, out_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    rounds = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line]
-    table = Table(title=f"{summary['algorithm']} on {summary['dataset']}: {summary['num_clients']} clients, "
-                        f"alpha={summary['alpha']}, seed={summary['seed']}")
-    for col in ("round", "ALMA", "global acc", "ALMA after digest", "replies", "rejected",
-                "bytes up/client", "bytes down/client"):
-        table.add_column(col, justify="right")
-    for r in rounds:
-        table.add_row(str(r["round"]), f"{r['alma']:.4f}", f"{r['global_acc']:.4f}",
-                      "-" if r["alma_after_digest"] != r["alma_after_digest"] else f"{r['alma_after_digest']:.4f}",
-                      str(r["replies"]), str(sum(r["rejected"].values())),
-                      f"{r['bytes_up_per_client']:,.0f}", f"{r['bytes_down_per_client']:,.0f}")
-    console = Console()
-    console.print(table)
-    console.print(f"final ALMA {summary['alma']:.4f}, global accuracy {summary['global_acc']:.4f}; "
-                  f"run record in {out_dir}")
-
-
 def cmd_simulate(args) -> int:
-    from server.simulate import simulate
-
     if args.resume:
         from server.checkpoint import resume_config
 
@@ -76,7 +55,7 @@ def cmd_simulate(args) -> int:
     else:
         cfg = load_config(args.config, args.sets)
     out = Path(args.out) if args.out else new_run_dir()
-    summary = simulate(cfg, str(out), progress=not args.quiet, verbose=args.verbose)
+    summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
         print_run_table(summary, out)
     return 0
@@ -84,21 +63,20 @@ def cmd_simulate(args) -> int:
 
 def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
-    from server.simulate import simulate
 
     base = load_config(args.config, args.sets)
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     for name in algorithms:
-        if name not in ALGORITHMS:
-            raise ConfigError(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+        if name not in algorithms():
+            raise ConfigError(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(algorithms())}")
     out = Path(args.out) if args.out else new_run_dir(name=None)
     results = {}
     for name in algorithms:
         if name == "fedavg" and len(set(base["models"])) > 1:
             print(f"skipping fedavg: it needs one architecture, models={base['models']}", file=sys.stderr)
             continue
-        summary = simulate(base.replace(algorithm=name), str(out / name), progress=not args.quiet,
-                           verbose=args.verbose)
+        summary = run_simulation(base.replace(algorithm=name), out / name, progress=not args.quiet,
+                                 verbose=args.verbose)
         results[name] = summary
     write_json_atomic(out / "compare.json", {"config": dict(base), "results": results})
     plot_alma(results, out / "alma.png")
@@ -110,7 +88,6 @@ def cmd_compare(args) -> int:
 
 def cmd_privacy_sweep(args) -> int:
     from fedkd.report.privacy_sweep import plot_sweep, print_sweep_table, sweep_rows, sweep_settings
-    from server.simulate import simulate
 
     base = load_config(args.config, args.sets + ["canaries.enabled=true"])
     try:
@@ -121,7 +98,7 @@ def cmd_privacy_sweep(args) -> int:
     results = {}
     for i, (label, overrides) in enumerate(sweep_settings(levels)):
         cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
-        results[label] = simulate(cfg, str(out / f"run{i}"), progress=not args.quiet, verbose=args.verbose)
+        results[label] = run_simulation(cfg, out / f"run{i}", progress=not args.quiet, verbose=args.verbose)
     rows = sweep_rows(results)
     write_json_atomic(out / "sweep.json", {"config": dict(base), "rows": rows, "results": results})
     plot_sweep(rows, out / "privacy_sweep.png")

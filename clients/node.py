@@ -1,0 +1,69 @@
+"""What a node brings to the federation: its client id, its data, its own storage folder.
+
+Read from the node's own configuration (Flower's ``node_config``), never from the
+server: ``partition-id`` (the client id it claims), ``state-dir`` (where it keeps
+its checkpoints and final model) and ``auth-key`` (the private key that proves its
+id). A simulated node builds its partition from the run's dataset through the
+same data-source interface a real node uses for its own files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+from fedkd.client_step import ClientInputs
+from fedkd.config import Config
+from fedkd.data import build_federation
+from fedkd.data.node_data import SimulatedSource
+from fedkd.node_inputs import assemble_inputs
+
+
+@dataclass(frozen=True)
+class Node:
+    client_id: int
+    inputs: ClientInputs
+    fingerprint: str
+
+
+def claimed_client_id(node_config: Mapping) -> int:
+    try:
+        return int(node_config["partition-id"])
+    except KeyError:
+        raise ValueError("this SuperNode has no 'partition-id' in its --node-config") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"node config partition-id={node_config['partition-id']!r} is not an integer") from None
+
+
+def state_dir_from_node_config(node_config: Mapping) -> Path | None:
+    """A real node's storage folder (``--node-config "state-dir=PATH"``), or None (nothing kept on disk)."""
+    value = node_config.get("state-dir")
+    return Path(str(value)) if value else None
+
+
+@dataclass(frozen=True)
+class RunFolderStorage:
+    """Simulated nodes keep their state in a folder each under the run folder: ``<root>/client-<id>``."""
+
+    root: Path
+
+    def __call__(self, context) -> Path:
+        return Path(self.root) / f"client-{claimed_client_id(context.node_config)}"
+
+
+def load_node(cfg: Config, node_config: Mapping) -> Node:
+    client_id = claimed_client_id(node_config)
+    if not 0 <= client_id < cfg["num_clients"]:
+        raise ValueError(f"node config partition-id={client_id} is not a client of this run "
+                         f"(num_clients={cfg['num_clients']})")
+    return _simulated_node(cfg, client_id)
+
+
+def _simulated_node(cfg: Config, client_id: int) -> Node:
+    fed = build_federation(cfg.federation)
+    inputs, fingerprint = assemble_inputs(
+        client_id, SimulatedSource(fed, client_id).load(), transfer_x=fed.transfer_x,
+        transfer_fingerprint=fed.transfer_fingerprint, input_shape=fed.input_shape, num_classes=fed.num_classes,
+        canaries=cfg.canaries, global_test=(fed.global_test_x, fed.global_test_y))
+    return Node(client_id, inputs, fingerprint)

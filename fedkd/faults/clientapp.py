@@ -1,0 +1,54 @@
+"""A hostile ClientApp: the honest handlers, then the plan's lie or malformation applied to the reply.
+
+The honest ``train`` and ``identify`` handlers are passed in (the command line
+gives it ``clients.app``'s), so a hostile client's model, and its accuracy, are
+those of an honest one; only what it sends differs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedkd import protocol
+from fedkd.faults.knowledge import lie
+from fedkd.faults.malformed import CATALOGUE, InjectedFault
+from fedkd.faults.plan import FaultPlan
+from fedkd.wire import WireFormat
+
+Handler = Callable[[Message, Context], Message]
+
+
+def _client(context: Context) -> int:
+    return int(context.node_config["partition-id"])
+
+
+def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_format: WireFormat) -> ClientApp:
+    app = ClientApp()
+
+    @app.train()
+    def _train(msg: Message, context: Context) -> Message:
+        client = _client(context)
+        round_num = int(msg.content["config"]["round"])
+        kind = plan.malformation(client, round_num)
+        if kind == "error_reply":
+            raise InjectedFault("injected fault (attack.malformed): this client fails its round on purpose")
+        content = train(msg, context).content
+        if client in plan.liars and "knowledge" in content.array_records:
+            soft = protocol.read_soft_labels(content)
+            content["knowledge"] = protocol.knowledge_record(
+                lie(plan.lie_kind, soft, plan.lie_rng(client, round_num)), wire_format)
+        if kind is not None and CATALOGUE[kind].target != "identify":
+            content = CATALOGUE[kind].apply(content, plan.num_clients)
+        return Message(content=content, reply_to=msg)
+
+    @app.query()
+    def _identify(msg: Message, context: Context) -> Message:
+        content = identify(msg, context).content
+        # an identify query is not tied to a round: any identify_lie entry of this client applies
+        if any(k == "identify_lie" for (c, _), k in plan.malformed.items() if c == _client(context)):
+            content = CATALOGUE["identify_lie"].apply(content, plan.num_clients)
+        return Message(content=content, reply_to=msg)
+
+    return app

@@ -1,0 +1,86 @@
+"""Malicious knowledge: what a lying client uploads instead of its honest soft labels.
+
+Each kind is a pure numpy transform of the liar's honest (M, C) soft labels on the transfer set into a
+well-formed reply (float32, rows on the simplex), so the server cannot reject it by form; only fusion can
+limit its influence. The kinds probe different blind spots of an effectiveness measure:
+
+``random``  rows drawn uniformly from the simplex (Dirichlet(1)): no knowledge, but not flat either.
+``flip``    class c -> C-1-c: confident, and wrong on every image; its class marginal is only mirrored.
+``shift``   one-hot rows of class (argmax + 1) mod C: maximally confident and wrong on every image, with
+            the honest marginal merely rotated by one class.
+``mimic``   every row equals one class distribution that matches the honest marginal: it agrees with
+            everybody "on average" and says nothing about any image. A rule that compares class profiles
+            (KnFu's original ``profile_kl``) sees a perfect neighbour; per-sample measures see an answer
+            that ignores the input.
+
+For ``mimic``, the federation's honest class marginal is not available to a single client. By default
+the liar uses its own soft labels' column mean, the best estimate it has (it is exactly its own honest
+knowledge profile, so under ``profile_kl`` the liar keeps precisely the weight its honest self had). A
+simulation that wants the stronger adversary who knows the honest marginal passes it as ``marginal``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LIE_KINDS = ("random", "flip", "shift", "mimic")
+
+
+def _check(soft: np.ndarray) -> np.ndarray:
+    s = np.asarray(soft)
+    if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 2:
+        raise ValueError(f"soft labels must be (M, C) with M >= 1 and C >= 2, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("soft labels contain NaN or Inf")
+    return s
+
+
+def random_rows(num_rows: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """(M, C) float32 rows drawn uniformly from the simplex (Dirichlet(1)), the draws earlier robustness runs used."""
+    rows = rng.dirichlet(np.ones(num_classes), size=num_rows)
+    return (rows / rows.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def flip(soft: np.ndarray) -> np.ndarray:
+    """Class c -> C-1-c on every row (sums are unchanged: the entries are only reordered)."""
+    return np.ascontiguousarray(_check(soft)[:, ::-1], dtype=np.float32)
+
+
+def shift(soft: np.ndarray) -> np.ndarray:
+    """One-hot rows of class (argmax + 1) mod C: the honest top class, moved on by one."""
+    s = _check(soft)
+    m, c = s.shape
+    out = np.zeros((m, c), dtype=np.float32)
+    out[np.arange(m), (s.argmax(axis=1) + 1) % c] = 1.0
+    return out
+
+
+def mimic(soft: np.ndarray, marginal: np.ndarray | None = None) -> np.ndarray:
+    """Every row equal to ``marginal`` (default: the column mean of ``soft``), renormalised, float32."""
+    s = _check(soft)
+    m, c = s.shape
+    row = s.astype(np.float64).mean(axis=0) if marginal is None else np.asarray(marginal, dtype=np.float64)
+    if row.shape != (c,) or np.any(row < 0) or not np.all(np.isfinite(row)) or row.sum() <= 0:
+        raise ValueError(f"marginal must be {c} finite non-negative numbers with a positive sum, got {row}")
+    row = (row / row.sum()).astype(np.float32)
+    return np.ascontiguousarray(np.broadcast_to(row, (m, c)))
+
+
+def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
+        marginal: np.ndarray | None = None) -> np.ndarray:
+    """What a liar of ``kind`` uploads instead of its honest soft labels ``soft`` (M, C).
+
+    rng:      used by ``random`` only (seed it per client and round for reproducible runs); the other
+              kinds are deterministic functions of ``soft``.
+    marginal: (C,) for ``mimic`` only: the class distribution to repeat on every row (see the module doc).
+    Returns float32 (M, C) with rows summing to 1.
+    """
+    s = _check(soft)
+    if kind == "random":
+        return random_rows(s.shape[0], s.shape[1], rng)
+    if kind == "flip":
+        return flip(s)
+    if kind == "shift":
+        return shift(s)
+    if kind == "mimic":
+        return mimic(s, marginal)
+    raise ValueError(f"unknown lie kind {kind!r}; known: {', '.join(LIE_KINDS)}")

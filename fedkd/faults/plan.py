@@ -1,0 +1,93 @@
+"""Which client misbehaves how, in which round: the fault plan a robustness run's ``attack.*`` keys describe."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from fedkd.config import ConfigError
+from fedkd.faults.knowledge import LIE_KINDS
+from fedkd.faults.malformed import CATALOGUE
+from fedkd.seeding import derive_seed
+
+
+def parse_malformed(entries: list[str]) -> dict[tuple[int, int | None], str]:
+    """``["1:2:nan", "3:*:bad_dtype"]`` -> ``{(1, 2): "nan", (3, None): "bad_dtype"}`` (None = every round).
+
+    Raises ValueError naming the first bad entry.
+    """
+    plan: dict[tuple[int, int | None], str] = {}
+    for entry in entries:
+        parts = [p.strip() for p in entry.split(":")]
+        if len(parts) != 3:
+            raise ValueError(f"{entry!r} is not CLIENT:ROUND:KIND")
+        client, rnd, kind = parts
+        if not client.isdigit():
+            raise ValueError(f"{entry!r}: client {client!r} is not a partition id")
+        if not (rnd == "*" or (rnd.isdigit() and int(rnd) >= 1)):
+            raise ValueError(f"{entry!r}: round {rnd!r} is not a round number >= 1 or *")
+        if kind not in CATALOGUE:
+            raise ValueError(f"{entry!r}: unknown kind {kind!r}; known: {', '.join(CATALOGUE)}")
+        key = (int(client), None if rnd == "*" else int(rnd))
+        if key in plan:
+            raise ValueError(f"{entry!r}: client {client} already has a fault for round {rnd}")
+        plan[key] = kind
+    return plan
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    num_clients: int
+    seed: int
+    lie_kind: str                                  # attack.kind ("none" = nobody lies)
+    liars: frozenset[int]
+    malformed: dict                                # (client, round or None) -> catalogue kind
+    stop_after_round: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "FaultPlan":
+        """The plan, checked against the run (ConfigError names the key)."""
+        n = cfg["num_clients"]
+        try:
+            malformed = parse_malformed(cfg["attack.malformed"])
+        except ValueError as exc:
+            raise ConfigError(f"config key 'attack.malformed': {exc}") from None
+        outside = sorted({c for c, _ in malformed if c >= n})
+        if outside:
+            raise ConfigError(f"config key 'attack.malformed': clients {outside} are not partition ids "
+                              f"(num_clients={n})")
+        weights_run = cfg["algorithm"] == "fedavg"
+        for (client, _), kind in malformed.items():
+            target = CATALOGUE[kind].target
+            if (target == "weights" and not weights_run) or (target == "soft_labels" and weights_run):
+                raise ConfigError(f"config key 'attack.malformed': {kind!r} breaks {target} replies, but "
+                                  f"algorithm {cfg['algorithm']!r} exchanges "
+                                  f"{'weights' if weights_run else 'soft labels'}")
+            if target == "soft_labels" and kind != "stray_wire_arrays" and (
+                    cfg["wire_dtype"] != "float32" or cfg["wire_topk"] != 0):
+                raise ConfigError(f"config key 'attack.malformed': {kind!r} is defined for the default wire "
+                                  "format; set wire_dtype=float32 and wire_topk=0")
+        liars: frozenset[int] = frozenset()
+        if cfg["attack.kind"] != "none":
+            if cfg["attack.kind"] not in LIE_KINDS:
+                raise ConfigError(f"config key 'attack.kind': {cfg['attack.kind']!r} is not one of {LIE_KINDS}")
+            if cfg["attack.clients"]:
+                liars = frozenset(int(x) for x in cfg["attack.clients"])
+            else:
+                liars = frozenset(range(n - cfg["attack.num_malicious"], n))
+        return cls(num_clients=n, seed=cfg["seed"], lie_kind=cfg["attack.kind"], liars=liars,
+                   malformed=malformed, stop_after_round=cfg["attack.stop_after_round"])
+
+    @staticmethod
+    def wanted(cfg: Mapping[str, Any]) -> bool:
+        """Does this config ask for any fault injection?"""
+        return (cfg["attack.kind"] != "none" or bool(cfg["attack.malformed"])
+                or cfg["attack.stop_after_round"] > 0)
+
+    def malformation(self, client: int, round_num: int) -> str | None:
+        """The catalogue kind this client injects in this round (a round-specific entry wins over *)."""
+        return self.malformed.get((client, round_num), self.malformed.get((client, None)))
+
+    def lie_rng(self, client: int, round_num: int) -> np.random.Generator:
+        return np.random.default_rng(derive_seed(self.seed, "attack", client, round_num))

@@ -1,0 +1,31 @@
+"""A node's round inputs from its data source: the same assembly for simulated and real nodes.
+
+Whatever the node's private data came from (a simulated partition or its own
+files, ``fedkd.data.node_data``), the client step sees one :class:`ClientInputs`:
+the private data with the canaries planted when this client owns them, the
+local test set, the public transfer set as the run uses it, and an optional
+public labelled global test set.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fedkd.client_step import ClientInputs
+from fedkd.data.node_data import NodeData
+from fedkd.privacy.canary_plan import canary_set, plant_if_owner, transfer_with_canaries
+from fedkd.settings import CanarySettings
+
+
+def assemble_inputs(client_id: int, data: NodeData, *, transfer_x: np.ndarray, transfer_fingerprint: str | None,
+                    input_shape, num_classes: int, canaries: CanarySettings,
+                    global_test: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ClientInputs, str]:
+    """(the node's inputs, the fingerprint of the transfer set as the run uses it)."""
+    planted = canary_set(canaries, input_shape, num_classes)
+    transfer, fingerprint = transfer_with_canaries(canaries, planted, transfer_x, transfer_fingerprint)
+    train_x, train_y = plant_if_owner(canaries, planted, client_id, data.train_x, data.train_y)
+    inputs = ClientInputs(
+        client_id=client_id, train_x=train_x, train_y=train_y, test_x=data.test_x, test_y=data.test_y,
+        transfer_x=transfer, input_shape=tuple(input_shape), num_classes=num_classes,
+        global_test_x=None if global_test is None else global_test[0],
+        global_test_y=None if global_test is None else global_test[1], canaries=planted)
+    return inputs, fingerprint

@@ -1,0 +1,50 @@
+"""Who takes part in a round: the clients sampled for it and the nodes bound to them.
+
+With ``clients_per_round = k`` (0 < k < N) each round draws k client ids without
+replacement from a generator seeded by (seed, round), so a run's sample is the
+same every time; otherwise every client takes part. Messages go only to the
+nodes bound to the chosen clients (``server/identity.py``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from flwr.serverapp import Grid
+
+from fedkd.seeding import derive_seed
+from fedkd.settings import ServerSettings
+from server.identity import IdentityBook
+
+log = logging.getLogger("fedkd.server")
+
+
+def sample_clients(settings: ServerSettings, round_num: int) -> list[int]:
+    """The client ids that take part in ``round_num`` (sorted)."""
+    if not settings.sampling:
+        return list(range(settings.num_clients))
+    rng = np.random.default_rng(derive_seed(settings.seed, "sample", round_num))
+    return sorted(int(c) for c in rng.choice(settings.num_clients, settings.clients_per_round, replace=False))
+
+
+class Participation:
+    def __init__(self, settings: ServerSettings, identities: IdentityBook):
+        self.settings = settings
+        self.identities = identities
+
+    def plan(self, grid: Grid, round_num: int) -> tuple[list[int], dict[int, int]]:
+        """(sampled client ids, {node id: client id} of those with a live, bound node)."""
+        chosen = sample_clients(self.settings, round_num)
+        live = sorted(grid.get_node_ids())
+        self.identities.refresh(grid, live, clients=set(chosen))
+        live_set = set(live)
+        plan = {}
+        for client in chosen:
+            node = self.identities.node_of.get(client)
+            if node is not None and node in live_set:
+                plan[node] = client
+        absent = len(chosen) - len(plan)
+        if absent:
+            log.warning("round %d: %d of the %d chosen clients have no identified live node", round_num, absent,
+                        len(chosen))
+        return chosen, plan

@@ -1,0 +1,115 @@
+"""The round loop: drive any Strategy, keep a bounded window of messages in flight, record, checkpoint.
+
+For every round: ``strategy.configure_train`` makes the messages (one per node,
+each with its own content), ``server/dispatch.py`` sends them and collects the
+replies, ``strategy.aggregate_train`` screens and fuses them, and the loop writes
+the strategy's round record to ``metrics.jsonl``, tells the observers and
+checkpoints ``strategy.state_dict()``. The loop knows nothing of fusion rules.
+
+The run stops early only by the operator's rule: ``server.max_failed_rounds``
+rounds in a row with fewer than ``server.min_replies`` valid replies (or an
+observer raising :class:`fedkd.observers.StopRun`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from flwr.app import ConfigRecord
+from flwr.serverapp import Grid
+
+from fedkd.config import Config, ConfigError
+from fedkd.fusion.registry import get_rule
+from fedkd.identity import load_registry
+from fedkd.metrics import RunRecorder, new_run_dir
+from fedkd.observers import RoundObserver, StopRun
+from fedkd.privacy.records import privacy_summary
+from server import checkpoint, dispatch
+from server.fedavg import CheckedFedAvg
+from server.identity import IdentityBook
+from server.public import PublicFacts, public_facts
+from server.strategy import KnowledgeFusion
+
+log = logging.getLogger("fedkd.server")
+RECORD_FILES = ("metrics.jsonl", "summary.json", "checkpoint.json")
+
+
+def build_strategy(cfg: Config, facts: PublicFacts, observer: RoundObserver):
+    """The algorithm named by ``cfg['algorithm']``: FedAvg, or knowledge fusion with a registered rule."""
+    settings = cfg.server
+    registry = load_registry(settings.identity_registry) if settings.identity_registry else None
+    identities = IdentityBook(settings.num_clients, registry, timeout=settings.reply_timeout)
+    if cfg["algorithm"] == "fedavg":
+        return CheckedFedAvg(cfg, facts, identities, on_reject=observer.on_reject)
+    return KnowledgeFusion(get_rule(cfg["algorithm"]), cfg, facts, identities, on_reject=observer.on_reject)
+
+
+def check_out_dir(out: Path, resume: bool) -> None:
+    """Refuse to write into another run's records unless resuming that run."""
+    if resume:
+        return
+    found = [name for name in RECORD_FILES if (out / name).exists()]
+    if found:
+        raise ConfigError(f"config key 'out': {out} already holds a run's records ({', '.join(found)}); "
+                          "choose another folder, or continue that run with --resume")
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float, poll: float = 0.2) -> list[int]:
+    """Node ids appear a little after start: wait until ``expected`` are connected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= expected:
+            return nodes
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(nodes)} of {expected} nodes connected after {timeout:.0f} s "
+                               "(server.node_wait_timeout)")
+        time.sleep(poll)
+
+
+def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None, progress: bool = True,
+                   observer: RoundObserver | None = None) -> dict:
+    """Run ``cfg['rounds']`` rounds on the nodes behind ``grid``; return the summary."""
+    from tqdm.auto import tqdm
+
+    observer = observer or RoundObserver()
+    settings = cfg.server
+    out = Path(out_dir or cfg["out"] or new_run_dir())
+    check_out_dir(out, settings.resume)
+    facts = public_facts(cfg)
+    # read the checkpoint before the recorder starts a fresh metrics.jsonl: a refused resume loses nothing
+    resume_from = checkpoint.load_for_resume(out, cfg) if settings.resume else None
+    strategy = build_strategy(cfg, facts, observer)
+    recorder = RunRecorder(out, dict(cfg), facts.as_dict())
+    first = 1 if resume_from is None else checkpoint.restore(resume_from, strategy, recorder) + 1
+    needed = settings.clients_per_round if settings.sampling else settings.num_clients
+    wait_for_nodes(grid, needed, settings.node_wait_timeout)
+    arrays = strategy.initial_arrays()
+    bar = tqdm(range(first, settings.rounds + 1), desc=f"{cfg['algorithm']} rounds", disable=not progress,
+               unit="round")
+    for rnd in bar:
+        started = time.perf_counter()
+        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(), grid))
+        replies = dispatch.send_and_receive(grid, messages, timeout=settings.reply_timeout,
+                                            max_in_flight=settings.max_in_flight)
+        new_arrays, _ = strategy.aggregate_train(rnd, replies)
+        if new_arrays is not None:
+            arrays = new_arrays
+        record = strategy.round_record()
+        record["round_seconds"] = time.perf_counter() - started
+        recorder.log_round(record)
+        if settings.checkpoint:
+            checkpoint.save_checkpoint(out, rnd, cfg, strategy.state_dict(), len(recorder.rounds))
+        bar.set_postfix(alma=f"{record['alma']:.3f}", glob=f"{record['global_acc']:.3f}")
+        try:
+            observer.on_round(record)
+        except StopRun as stop:
+            log.warning("stopping after round %d: %s; continue with --resume", rnd, stop)
+            break
+        if strategy.failed_rounds >= settings.max_failed_rounds:
+            log.error("stopping after round %d: %d rounds in a row had fewer than server.min_replies=%d valid "
+                      "replies (server.max_failed_rounds=%d)", rnd, strategy.failed_rounds, settings.min_replies,
+                      settings.max_failed_rounds)
+            break
+    return recorder.finish(privacy_summary(cfg.privacy, cfg.canaries, recorder.rounds))

@@ -1,0 +1,214 @@
+"""``KnowledgeFusion``: the soft-label algorithms as one Flower Strategy.
+
+Flower's strategies send one payload to every node; knowledge fusion sends every
+client its *own* targets. ``configure_train`` therefore returns one message per
+node, each with the targets fused for the client bound to that node, and
+``aggregate_train`` screens the round's replies (``server/screening.py``) and fuses
+the valid ones with the configured rule (``fedkd.fusion.registry``). A new
+algorithm is a fusion function and a registry entry; this class does not change.
+
+What a client receives (the rule a returning client follows under sampling):
+after each round the rule fuses the *pool* -- the round's valid replies, plus,
+when ``clients_per_round`` samples clients, every client's latest valid reply that
+is at most ``server.max_staleness`` rounds old. Every client in the pool gets its
+row of targets; a client sampled later receives its row if it still has one, and
+otherwise (never seen, or its own reply too old) trains without targets that
+round, as in round 1. A round with fewer than ``server.min_replies`` valid
+replies fuses nothing and keeps the previous targets.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedkd import protocol
+from fedkd.config import Config
+from fedkd.fusion.registry import FusionRule
+from server.identity import IdentityBook
+from server.participation import Participation
+from server.public import PublicFacts
+from server.round_record import mean_message_bytes, round_record
+from server.screening import Screened, screen
+
+log = logging.getLogger("fedkd.server")
+
+
+class RoundKeeping:
+    """What both strategies share: participation, screening, the round record, the failure count."""
+
+    def _setup(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None) -> None:
+        self.cfg = cfg
+        self.settings = cfg.server
+        self.facts = facts
+        self.identities = identities
+        self.participation = Participation(self.settings, identities)
+        self.on_reject = on_reject
+        self.failed_rounds = 0
+        self._sent: dict[int, int] = {}
+        self._sampled: list[int] = []
+        self._bytes_down = float("nan")
+        self._nodes = 0
+        self._record: dict = {}
+
+    def _plan(self, grid: Grid, server_round: int) -> dict[int, int]:
+        self._sampled, self._sent = self.participation.plan(grid, server_round)
+        self._nodes = len(grid.get_node_ids())
+        return self._sent
+
+    def _screen(self, server_round: int, replies: list[Message], rules: protocol.ReplyRules) -> Screened:
+        return screen(replies, rules, self.identities, set(self._sent), self.on_reject)
+
+    def _record_round(self, server_round: int, screened: Screened, received: int) -> dict:
+        return round_record(server_round, screened, sent=len(self._sent), received=received, nodes=self._nodes,
+                            sampled=self._sampled if self.settings.sampling else None,
+                            bytes_down=self._bytes_down, privacy=self.cfg.privacy, canaries=self.cfg.canaries,
+                            alarms=self.identities.take_alarms())
+
+    def _count_failure(self, server_round: int, valid: int) -> None:
+        if valid >= self.settings.min_replies:
+            self.failed_rounds = 0
+            return
+        self.failed_rounds += 1
+        log.warning("round %d: %d valid replies < server.min_replies=%d (%d such rounds in a row); nothing fused",
+                    server_round, valid, self.settings.min_replies, self.failed_rounds)
+
+    def round_record(self) -> dict:
+        """The last round's record (the line the loop writes to metrics.jsonl)."""
+        return dict(self._record)
+
+    # Flower's Strategy has evaluation hooks; fedkd clients evaluate inside the train step.
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return []
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return None
+
+
+class KnowledgeFusion(RoundKeeping, Strategy):
+    """Personalised soft-label fusion with one registered rule (``cfg['algorithm']``)."""
+
+    def __init__(self, rule: FusionRule, cfg: Config, facts: PublicFacts, identities: IdentityBook,
+                 on_reject=None):
+        self.rule = rule
+        self._setup(cfg, facts, identities, on_reject)
+        self.wire_format = cfg.wire
+        self.client_config = protocol.compact_run_config(cfg.for_clients())
+        self.targets: dict[int, np.ndarray] = {}
+        self.latest: dict[int, tuple[int, np.ndarray, int]] = {}  # client -> (round, soft labels, num-examples)
+
+    def summary(self) -> None:
+        log.info("KnowledgeFusion: rule %s, %d clients, %s per round", self.rule.name, self.settings.num_clients,
+                 self.settings.clients_per_round or "all")
+
+    def initial_arrays(self) -> ArrayRecord:
+        return ArrayRecord()
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        plan = self._plan(grid, server_round)
+        messages = [
+            protocol.build_train_message(node, protocol.build_train_content(
+                server_round, self.cfg["temperature"], self.facts.fingerprint, self.client_config,
+                self.targets.get(client), self.wire_format))
+            for node, client in sorted(plan.items(), key=lambda item: item[1])]
+        self._bytes_down = mean_message_bytes(messages)
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        rules = protocol.ReplyRules(
+            round=server_round, fingerprint=self.facts.fingerprint,
+            shape=(self.facts.transfer_size, self.facts.num_classes), num_partitions=self.settings.num_clients,
+            max_num_examples=self.settings.max_num_examples, wire_format=self.wire_format,
+            require_global_acc=self.facts.has_global_test)
+        screened = self._screen(server_round, replies, rules)
+        record = self._record_round(server_round, screened, len(replies))
+        self._count_failure(server_round, len(screened.accepted))
+        if len(screened.accepted) >= self.settings.min_replies:
+            for a in screened.accepted:
+                self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)
+            record.update(self._fuse(server_round, [a.client_id for a in screened.accepted]))
+        else:
+            record["fused_clients"] = []
+        self._record = record
+        return None, MetricRecord({"replies": len(screened.accepted)})
+
+    def _pool(self, server_round: int, fresh: list[int]) -> list[int]:
+        if not self.settings.sampling:
+            return fresh
+        horizon = server_round - self.settings.max_staleness
+        return sorted(c for c, (rnd, _, _) in self.latest.items() if rnd >= horizon)
+
+    def _fuse(self, server_round: int, fresh: list[int]) -> dict:
+        ids = self._pool(server_round, fresh)
+        soft = np.stack([self.latest[c][1] for c in ids])
+        counts = np.array([self.latest[c][2] for c in ids], dtype=np.float64)
+        try:
+            result = self.rule.fuse(soft, counts, **self.rule.params(self.cfg, np.asarray(ids)))
+        except Exception as exc:  # noqa: BLE001 -- a fusion failure keeps the previous targets
+            log.error("round %d: fusion rule %s failed (%s: %s); the previous targets stay", server_round,
+                      self.rule.name, type(exc).__name__, exc)
+            return {"fused_clients": [], "fusion_error": type(exc).__name__}
+        self.targets = {}
+        if result.targets is not None:
+            self.targets = {c: result.targets[i] for i, c in enumerate(ids) if result.has_targets[i]}
+        record = {"fused_clients": ids}
+        if result.weights is not None:
+            # rows and columns follow fused_clients (fedkd.metrics.weight_matrix expands it to N x N)
+            record["weights"] = np.round(result.weights, 6).tolist()
+        record.update(result.info)
+        return record
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {f"targets/{c}": t for c, t in self.targets.items()}
+        for c, (rnd, soft, count) in self.latest.items():
+            if self.settings.sampling:  # without sampling only this round's replies are ever fused
+                state[f"latest/{c}"] = soft
+                state[f"latest_meta/{c}"] = np.array([rnd, count], dtype=np.int64)
+        state["failed_rounds"] = np.array([self.failed_rounds], dtype=np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from a checkpoint, validating every array like a reply (ValueError names the entry)."""
+        shape = (self.facts.transfer_size, self.facts.num_classes)
+        targets, latest = {}, {}
+        for name, value in state.items():
+            kind, _, key = name.partition("/")
+            if kind in ("targets", "latest"):
+                client = _client_id(key, self.settings.num_clients, name)
+                array = _probabilities(value, shape, name)
+                if kind == "targets":
+                    targets[client] = array
+                else:
+                    meta = np.asarray(state.get(f"latest_meta/{key}", []))
+                    if meta.shape != (2,) or meta[1] < 1:
+                        raise ValueError(f"{name}: its latest_meta entry is missing or malformed")
+                    latest[client] = (int(meta[0]), array, int(meta[1]))
+            elif kind not in ("latest_meta", "failed_rounds"):
+                raise ValueError(f"unexpected entry {name!r}")
+        self.targets, self.latest = targets, latest
+        self.failed_rounds = int(np.asarray(state.get("failed_rounds", [0])).ravel()[0])
+
+
+def _client_id(key: str, num_clients: int, name: str) -> int:
+    if not key.isdigit() or not 0 <= int(key) < num_clients:
+        raise ValueError(f"{name}: {key!r} is not a client id in [0, {num_clients})")
+    return int(key)
+
+
+def _probabilities(value: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype != np.float32 or array.shape != shape:
+        raise ValueError(f"{name}: {array.dtype}{array.shape}, expected float32{shape}")
+    try:
+        return protocol.check_probabilities(array)
+    except protocol.InvalidReply as exc:
+        raise ValueError(f"{name}: {exc}") from None
