@@ -104,6 +104,10 @@ def table_row(audit: dict) -> dict:
         "canary_exposure_owner": (audit.get("canaries") or {}).get("owner", [None])[-1],
         "canary_exposure_peers_mean": (audit.get("canaries") or {}).get("peers_mean", [None])[-1],
         "audit_cpu_seconds": audit["timing"]["cpu_seconds"], "audit_wall_seconds": audit["timing"]["wall_seconds"],
+        "rmia_worst_auc": worst.get("rmia", {}).get("auc"),
+        "rmia_worst_tpr_at_0.1fpr": worst.get("rmia", {}).get("tpr_at_0.1fpr"),
+        "sli_acc_top1": (audit.get("soft_label_inversion") or {}).get("attack_acc_top1"),
+        "empirical_epsilon": (audit.get("empirical_epsilon") or {}).get("lower_bound"),
     }
 
 

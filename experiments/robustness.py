@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config  # noqa: E402
+from fedkd.metrics import weight_matrix  # noqa: E402
 
 BASE = ROOT / "configs" / "robustness.toml"
 LEDGER = ROOT / "results" / "robustness.jsonl"
@@ -53,7 +54,7 @@ def malicious_weight(records: list[dict], bad: set[int], n: int) -> dict:
     for record in records:
         if "weights" not in record or not bad:
             continue
-        w = np.asarray(record["weights"])
+        w = weight_matrix(record, n)
         per_round.append(float(w[np.ix_(honest, sorted(bad))].sum(axis=1).mean()))
     if not per_round:
         return {"weight_on_malicious_last": None, "weight_on_malicious_mean": None}
@@ -96,7 +97,7 @@ def seeded(name: str, seed: int) -> str:
 
 
 def run_grid(out_root: Path, seed: int = 0, only: set[str] | None = None) -> None:
-    from server.simulate import simulate
+    from fedkd.cli.simulation import run_simulation
 
     LEDGER.parent.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -113,7 +114,7 @@ def run_grid(out_root: Path, seed: int = 0, only: set[str] | None = None) -> Non
         cfg = load_config(BASE, [f"{key}={value}" for key, value in overrides.items()])
         out = out_root / name
         started = time.perf_counter()
-        simulate(cfg, str(out), progress=False)
+        run_simulation(cfg, out, progress=False)
         seconds = time.perf_counter() - started
         row = {"name": name, "overrides": overrides, "seconds": seconds,
                **measure(out, cfg["attack.num_malicious"], cfg["num_clients"])}

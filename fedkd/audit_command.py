@@ -95,11 +95,14 @@ def _print_summary(result: dict, sweep: bool) -> None:
     console = Console(stderr=False)
     if sweep:
         table = Table(title="privacy sweep audit")
-        for col in ("run", "epsilon", "ALMA", "worst MIA AUC", "LOKT top-1", "LOKT never-held"):
+        for col in ("run", "epsilon", "ALMA", "worst MIA AUC", "RMIA TPR@0.1%", "LOKT top-1", "LOKT never-held",
+                    "soft-label inversion", "empirical epsilon"):
             table.add_column(col, justify="right")
         for r in result["rows"]:
             table.add_row(r["run"], _fmt(r.get("epsilon")), _fmt(r.get("alma")), _fmt(r.get("mia_worst_auc")),
-                          _fmt(r.get("lokt_acc_top1")), _fmt(r.get("lokt_cross_client_acc_top1")))
+                          _fmt(r.get("rmia_worst_tpr_at_0.1fpr")), _fmt(r.get("lokt_acc_top1")),
+                          _fmt(r.get("lokt_cross_client_acc_top1")), _fmt(r.get("sli_acc_top1")),
+                          _fmt(r.get("empirical_epsilon")))
         console.print(table)
     else:
         table = Table(title="membership inference: worst client per attack")
@@ -117,6 +120,22 @@ def _print_summary(result: dict, sweep: bool) -> None:
                 f"{_fmt(inv['local_only_acc_top1'])}); never-held classes {_fmt(inv['cross_client_attack_acc_top1'])} "
                 f"(local-only {_fmt(inv['cross_client_baselines']['local_only'])}, random latents "
                 f"{_fmt(inv['cross_client_baselines']['random_latent'])}); {inv['queries']:,} queries per attack")
+        rmia = {cid: r["rmia"] for cid, r in result["membership"]["per_client"].items() if "rmia" in r}
+        if rmia:
+            worst = max(rmia, key=lambda c: rmia[c]["auc"])
+            console.print(f"RMIA (offline): worst client {worst}, AUC {_fmt(rmia[worst]['auc'])}, TPR at 0.1 % / 1 % FPR "
+                          f"{_fmt(rmia[worst]['tpr_at_0.1fpr'])} / {_fmt(rmia[worst]['tpr_at_1fpr'])}")
+        sli = result.get("soft_label_inversion")
+        if sli:
+            v = sli["variants"]
+            console.print(f"soft-label inversion by the server: top-1 {_fmt(sli['attack_acc_top1'])} ({sli['as_run']} "
+                          f"uploads; plain {_fmt(v['plain']['attack_acc_top1'])}, swing {_fmt(v['swing']['attack_acc_top1'])}, "
+                          f"chance {_fmt(sli['chance'])})")
+        emp = result.get("empirical_epsilon")
+        if emp:
+            console.print(f"empirical epsilon (one-run audit, 95 %): >= {_fmt(emp['lower_bound'])} "
+                          f"({emp['correct']}/{emp['guesses']} guesses right on {emp['canaries']} canaries); accounted "
+                          f"{'none (no guarantee)' if emp['accounted'] is None else _fmt(emp['accounted'])}")
     console.print(f"audit took {result['timing']['cpu_seconds']:.0f} s CPU, {result['timing']['wall_seconds']:.0f} s "
                   f"wall; wrote {result['paths']['report_html']} and {result['paths']['audit_json']}")
 

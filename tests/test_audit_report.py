@@ -183,12 +183,26 @@ def test_audit_writes_every_number(audited):
     # membership: every client, every attack, the three metrics, and a worst client per attack
     per_client = audit["membership"]["per_client"]
     assert set(per_client) == {"0", "1", "2"}
+    attacks = {"loss", "confidence", "reference", "rmia", "label_only"}
     for res in per_client.values():
-        assert set(res) == {"loss", "confidence", "reference", "label_only"}
+        assert set(res) == attacks
         for m in res.values():
-            assert 0 <= m["auc"] <= 1 and 0 <= m["tpr_at_0.1fpr"] <= m["tpr_at_1fpr"] <= 1
+            assert 0 <= m["auc"] <= 1 and 0 <= m["tpr_at_0fpr"] <= m["tpr_at_0.1fpr"] <= m["tpr_at_1fpr"] <= 1
             assert len(m["roc_fpr"]) == len(m["roc_tpr"]) == 101
-    assert set(audit["membership"]["worst_client"]) == {"loss", "confidence", "reference", "label_only"}
+            assert m["auc_ci"][0] <= m["auc_ci"][1] and m["n_members"] > 0 and m["n_nonmembers"] > 0
+        assert set(res["rmia"]) >= {"auc", "tpr_at_0.1fpr", "tpr_at_1fpr"}
+    assert set(audit["membership"]["worst_client"]) == attacks
+    assert set(audit["membership"]["rmia"]["offline_a"]) == {"0", "1", "2"}
+    # the server's soft-label inversion, plain and swing, judged per class
+    sli = audit["soft_label_inversion"]
+    assert sli["chance"] == pytest.approx(0.1) and set(sli["per_class"]) == {str(c) for c in range(10)}
+    assert set(sli["variants"]) == {"plain", "swing"} and sli["as_run"] == "plain"
+    assert sli["attack_acc_top1"] == sli["variants"]["plain"]["attack_acc_top1"] > 2 * sli["chance"]
+    # the one-run empirical epsilon: a plain run has no accounted epsilon; swing's training-set one bounds it
+    emp = audit["empirical_epsilon"]
+    assert emp["accounted"] is None and emp["lower_bound"] >= 0 and emp["canaries"] == 100
+    swing = emp["variants"]["swing"]
+    assert swing["lower_bound"] <= swing["accounted_training_set"]
     # inversion: the keys, and numbers that mean what they say
     inv = audit["inversion"]
     for key in ("attack_acc_top1", "attack_acc_top5", "chance", "queries", "cross_client_attack_acc_top1"):
@@ -222,8 +236,9 @@ def test_report_renders_in_chromium(audited):
     assert "http://" not in text and "https://" not in text  # nothing to fetch
     page = check_page(html, run / "audit" / "screenshot.png")
     assert_page_clean(page, html)
-    # ROC curves, canary exposure, fusion weights, and per LOKT target an inversion grid and per-class bars
-    assert len(page["images"]) == 5
+    # ROC curves (linear and log), canary exposure, fusion weights, per LOKT target an inversion grid and
+    # per-class bars, and the soft-label inversion's grid and per-class bars
+    assert len(page["images"]) == 8
     assert all(img["src"].startswith("data:image/png;base64,") for img in page["images"])
     assert "knfu on digits" in page["title"]
     from PIL import Image

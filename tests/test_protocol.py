@@ -21,8 +21,13 @@ def reply(soft=None, **overrides):
     return Message(content=protocol.build_reply_content(**fields), dst_node_id=7, message_type="train")
 
 
-def check(message, shape=(M, C)):
-    return validate_reply(message, expected_round=2, fingerprint=FP, shape=shape, num_partitions=3)
+def rules(shape=(M, C), **overrides):
+    return protocol.ReplyRules(**{**dict(round=2, fingerprint=FP, shape=shape, num_partitions=3,
+                                         max_num_examples=1000), **overrides})
+
+
+def check(message, shape=(M, C), **overrides):
+    return validate_reply(message, rules(shape, **overrides))
 
 
 def test_valid_reply_passes_and_reports_its_size():
@@ -38,6 +43,13 @@ def _drop(message, record, key=None):
         del content[record]
     else:
         del content[record][key]
+    return message
+
+
+def _with_stray(message):
+    arrays = {k: message.content["knowledge"][k] for k in message.content["knowledge"]}
+    arrays["topk_values"] = Array(np.ones((M, 1), np.float32))
+    message.content["knowledge"] = ArrayRecord(arrays)
     return message
 
 
@@ -63,7 +75,14 @@ CASES = {
     "wrong_round": [lambda: reply(round_num=1)],
     "bad_partition": [lambda: reply(partition_id=3), lambda: reply(partition_id=-1)],
     "bad_metrics": [lambda: reply(metrics={"acc_local": float("nan"), "acc_global": 0.1}),
-                    lambda: reply(num_examples=-5)],
+                    lambda: reply(metrics={"acc_local": 1e6, "acc_global": 0.1}),
+                    lambda: reply(metrics={"acc_local": 0.5, "acc_global": -0.1}),
+                    lambda: reply(metrics={"acc_global": 0.5}),
+                    lambda: reply(metrics={}),
+                    lambda: reply(metrics={"acc_local": 0.5, "acc_global": 0.5, "digest_loss": float("inf")})],
+    "bad_num_examples": [lambda: reply(num_examples=-5), lambda: reply(num_examples=0),
+                         lambda: reply(num_examples=10**12)],
+    "stray_arrays": [lambda: _with_stray(reply())],
     "oversized": [lambda: reply(soft=np.full((M * 1000, C), 1.0 / C, np.float32))],
 }
 
@@ -91,11 +110,45 @@ def test_corrupt_array_bytes_are_rejected():
 
 
 def test_weights_reply_for_fedavg():
+    spec = {"w": ((3,), "float32")}
     msg = reply(soft_labels=None, weights=ArrayRecord({"w": Array(np.zeros(3, np.float32))}))
-    parsed = check(msg, shape=None)
+    parsed = check(msg, shape=None, weights_spec=spec)
     assert parsed.soft_labels is None
     with pytest.raises(InvalidReply, match="missing_key"):
-        check(reply(soft_labels=None), shape=None)
+        check(reply(soft_labels=None), shape=None, weights_spec=spec)
+    cases = {"bad_shape": ArrayRecord({"w": Array(np.zeros(2, np.float32))}),
+             "bad_dtype": ArrayRecord({"w": Array(np.zeros(3, np.float64))}),
+             "non_finite": ArrayRecord({"w": Array(np.array([0, np.nan, 0], np.float32))})}
+    for reason, weights in cases.items():
+        with pytest.raises(InvalidReply) as info:
+            check(reply(soft_labels=None, weights=weights), shape=None, weights_spec=spec)
+        assert info.value.reason == reason
+    extra = ArrayRecord({"w": Array(np.zeros(3, np.float32)), "v": Array(np.zeros(1, np.float32))})
+    with pytest.raises(InvalidReply, match="bad_shape"):
+        check(reply(soft_labels=None, weights=extra), shape=None, weights_spec=spec)
+
+
+def test_unknown_metric_keys_are_dropped_and_reported_not_fatal():
+    parsed = check(reply(metrics={"acc_local": 0.9, "acc_global": 0.5, "mystery": 3.0}))
+    assert "mystery" not in parsed.metrics and parsed.dropped_metrics == ("mystery",)
+
+
+def test_global_accuracy_is_optional_without_a_global_test_set():
+    parsed = check(reply(metrics={"acc_local": 0.9}), require_global_acc=False)
+    assert parsed.metrics == {"acc_local": 0.9}
+
+
+def test_compact_wire_reply_with_stray_dense_array_is_refused():
+    from fedkd.wire import WireFormat
+
+    fmt = WireFormat("uint8", 2)
+    msg = reply(wire_format=fmt)
+    arrays = {k: msg.content["knowledge"][k] for k in msg.content["knowledge"]}
+    arrays["soft_labels"] = Array(np.full((M, C), 0.25, np.float32))
+    msg.content["knowledge"] = ArrayRecord(arrays)
+    with pytest.raises(InvalidReply) as info:
+        check(msg, wire_format=fmt)
+    assert info.value.reason == "stray_arrays"
 
 
 def test_train_message_round_trip():

@@ -1,66 +1,109 @@
-"""Hostile clients: the malformed-reply catalogue and malicious soft labels.
+"""Hostile clients: the malformed-reply catalogue (v1 and v2), lies, and no reply that ends a run.
 
-The unit tests build each catalogue entry into a real reply and check the
-protocol's reason; the slow test sends every entry through Flower's simulation
-engine and checks that the server rejects each with its reason, records it,
-and finishes the run with the valid replies.
+Unit tests build each catalogue entry into a real reply and check the protocol's
+reason; the slow tests send the entries through Flower's simulation engine and
+check the server rejects each with its reason, records it, and finishes the run.
 """
 import json
 import logging
+from collections import Counter
 
 import numpy as np
 import pytest
 from flwr.app import Message
 
 from fedkd import protocol
-from fedkd.adversary import (CATALOGUE, InjectedFault, flipped_soft_labels, honest_accuracy_record,
-                             malformed_reply, malicious_clients, parse_malformed, poisoned_soft_labels)
 from fedkd.cli import main as fedkd_main
+from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, make_config
+from fedkd.faults.malformed import CATALOGUE, InjectedFault
+from fedkd.faults.plan import FaultPlan, parse_malformed
+from fedkd.faults.records import honest_summary
+from server.identity import IdentityBook
+from server.screening import screen
 
 M, C, FP, N = 40, 10, "f" * 16, 3
 
 
-def honest_fields(round_num=2, partition_id=1):
+def honest_content(round_num=2, partition_id=1):
     soft = np.random.default_rng(0).dirichlet(np.ones(C), size=M).astype(np.float32)
-    return dict(round_num=round_num, fingerprint=FP, partition_id=partition_id, model="mlp", num_examples=50,
-                metrics={"acc_local": 0.9, "acc_global": 0.5}, soft_labels=soft)
+    return protocol.build_reply_content(round_num=round_num, fingerprint=FP, partition_id=partition_id, model="mlp",
+                                        num_examples=50, metrics={"acc_local": 0.9, "acc_global": 0.5},
+                                        soft_labels=soft)
 
 
-def validate(fields, round_num=2):
-    message = Message(content=protocol.build_reply_content(**fields), dst_node_id=7, message_type="train")
-    return protocol.validate_reply(message, expected_round=round_num, fingerprint=FP, shape=(M, C),
-                                   num_partitions=N)
+def rules(**overrides):
+    return protocol.ReplyRules(**{**dict(round=2, fingerprint=FP, shape=(M, C), num_partitions=N,
+                                         max_num_examples=10**6), **overrides})
 
 
-SINGLE_REPLY_KINDS = [k for k in CATALOGUE if k not in ("error_reply", "duplicate_partition")]
+def validate(content, **overrides):
+    return protocol.validate_reply(Message(content=content, dst_node_id=7, message_type="train"), rules(**overrides))
 
 
-@pytest.mark.parametrize("kind", SINGLE_REPLY_KINDS)
+SOFT_LABEL_KINDS = [k for k, m in CATALOGUE.items()
+                    if m.target in ("soft_labels", "any") and m.reason not in (None, "identity_mismatch", "error_reply")]
+
+
+@pytest.mark.parametrize("kind", SOFT_LABEL_KINDS)
 def test_each_malformed_reply_is_rejected_with_its_reason(kind):
-    broken = CATALOGUE[kind].apply(honest_fields(), N)
     with pytest.raises(protocol.InvalidReply) as info:
-        validate(broken)
+        validate(CATALOGUE[kind].apply(honest_content(), N))
     assert info.value.reason == CATALOGUE[kind].reason
 
 
-def test_error_reply_and_duplicate_partition_entries():
+def test_identity_kinds_are_well_formed_and_caught_by_the_identity_binding():
+    for kind in ("impersonate", "duplicate_partition"):
+        claimed = validate(CATALOGUE[kind].apply(honest_content(partition_id=2), N))
+        assert claimed.partition_id == 0
+        book = IdentityBook(N)
+        book._bind(11, 2)
+        with pytest.raises(protocol.InvalidReply) as info:
+            book.check_claim(11, claimed.partition_id)
+        assert info.value.reason == "identity_mismatch" and book.alarms["identity_mismatch"] == 1
     with pytest.raises(InjectedFault):
-        CATALOGUE["error_reply"].apply(honest_fields(), N)
-    # a duplicate is well-formed alone (the server's loop catches it): it claims the next partition
-    claimed = CATALOGUE["duplicate_partition"].apply(honest_fields(partition_id=2), N)
-    assert validate(claimed).partition_id == 0
+        CATALOGUE["error_reply"].apply(honest_content(), N)
+    lie = CATALOGUE["identify_lie"].apply(protocol.build_identify_reply(2), N)
+    assert lie["meta"]["partition_id"] == 0
 
 
-def test_honest_reply_passes_and_the_plan_picks_client_and_round():
-    validate(honest_fields())
+def test_weights_kinds_are_rejected_against_the_global_model():
+    from flwr.app import Array, ArrayRecord
+
+    spec = {"w": ((4,), "float32"), "b": ((2,), "float32")}
+    weights = ArrayRecord({"w": Array(np.ones(4, np.float32)), "b": Array(np.zeros(2, np.float32))})
+    honest = protocol.build_reply_content(round_num=2, fingerprint=FP, partition_id=1, model="mlp", num_examples=5,
+                                          metrics={"acc_local": 0.9, "acc_global": 0.5}, weights=weights)
+    validate(honest, shape=None, weights_spec=spec)
+    for kind in ("fedavg_nan", "fedavg_bad_shape"):
+        with pytest.raises(protocol.InvalidReply) as info:
+            validate(CATALOGUE[kind].apply(honest, N), shape=None, weights_spec=spec)
+        assert info.value.reason == CATALOGUE[kind].reason
+    extra = validate(CATALOGUE["fedavg_extra_metric"].apply(honest, N), shape=None, weights_spec=spec)
+    assert extra.dropped_metrics == ("extra_metric",)
+
+
+def test_an_unexpected_exception_on_one_reply_is_a_rejection_not_a_crash(monkeypatch):
+    book = IdentityBook(N)
+    book._bind(7, 1)
+    good = Message(content=honest_content(), dst_node_id=7, message_type="train")
+    good.metadata.__dict__["_src_node_id"] = 7  # noqa: the engine sets this on real replies
+
+    def explode(message, rules):
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(protocol, "validate_reply", explode)
+    out = screen([good], rules(), book, expected_nodes={7})
+    assert out.accepted == [] and out.rejected == Counter({"internal": 1})
+
+
+def test_the_plan_picks_client_and_round():
     cfg = make_config({"num_clients": N, "attack.malformed": ["1:2:nan", "1:*:bad_dtype", "2:1:wrong_round"]})
+    plan = FaultPlan.from_config(cfg)
     assert parse_malformed(cfg["attack.malformed"]) == {(1, 2): "nan", (1, None): "bad_dtype",
                                                         (2, 1): "wrong_round"}
-    assert np.isnan(malformed_reply(cfg, 1, 2, honest_fields())["soft_labels"]).any()  # round entry wins over *
-    assert malformed_reply(cfg, 1, 3, honest_fields())["soft_labels"].dtype == np.float64
-    untouched = honest_fields(partition_id=0)
-    assert malformed_reply(cfg, 0, 2, untouched) is untouched
+    assert plan.malformation(1, 2) == "nan" and plan.malformation(1, 3) == "bad_dtype"
+    assert plan.malformation(0, 2) is None
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -68,12 +111,22 @@ def test_honest_reply_passes_and_the_plan_picks_client_and_round():
     ({"attack.malformed": "1:two:nan"}, "round 'two'"),
     ({"attack.malformed": "7:1:nan"}, "clients [7] are not partition ids"),
     ({"attack.malformed": "1:nan"}, "not CLIENT:ROUND:KIND"),
+    ({"attack.malformed": "1:1:fedavg_nan"}, "exchanges soft labels"),
+    ({"attack.malformed": "1:1:nan", "algorithm": "fedavg", "models": "mlp"}, "exchanges weights"),
+    ({"attack.malformed": "1:1:bad_dtype", "wire_dtype": "float16"}, "default wire format"),
+])
+def test_bad_fault_plans_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        FaultPlan.from_config(make_config(dict({"num_clients": N}, **overrides)))
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
     ({"attack.num_malicious": 2}, "'attack.kind' is 'none'"),
     ({"attack.kind": "flip", "attack.num_malicious": 4}, "exceeds num_clients=3"),
     ({"attack.kind": "flip", "attack.clients": "0,5"}, "['5'] are not partition ids"),
-    ({"attack.kind": "noise"}, "one of none, random, flip"),
+    ({"attack.kind": "noise"}, "one of none, random, flip, shift, mimic"),
     ({"attack.kind": "flip", "algorithm": "fedavg", "models": "mlp"}, "'fedavg' exchanges weights"),
-    ({"attack.malformed": "1:1:bad_dtype", "wire_dtype": "float16"}, "default wire format"),
 ])
 def test_bad_attack_settings_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -81,53 +134,34 @@ def test_bad_attack_settings_are_refused_naming_the_key(overrides, message):
     assert message in str(info.value)
 
 
-def test_cli_refuses_bad_attack_settings_before_starting(capsys):
-    assert fedkd_main(["simulate", "--set", "num_clients=3", "--set", "attack.malformed=1:1:nope"]) == 2
+def test_cli_refuses_bad_attack_settings_before_starting(capsys, tmp_path):
+    assert fedkd_main(["simulate", "--out", str(tmp_path / "r"), "--set", "num_clients=3",
+                       "--set", "attack.malformed=1:1:nope"]) == 2
     assert "attack.malformed" in capsys.readouterr().err
 
 
-def test_malicious_clients_and_their_soft_labels():
-    cfg = make_config({"num_clients": 10, "attack.kind": "random", "attack.num_malicious": 3})
-    assert malicious_clients(cfg) == {7, 8, 9}
-    assert malicious_clients(cfg.replace(attack__num_malicious=0, attack__clients=["0", "4"])) == {0, 4}
-    assert malicious_clients(cfg.replace(attack__kind="none", attack__num_malicious=0)) == frozenset()
-
-    honest = honest_fields()["soft_labels"]
-    assert poisoned_soft_labels(cfg, 2, 1, honest) is honest
-    r1, r1_again, r2 = (poisoned_soft_labels(cfg, 8, rnd, honest) for rnd in (1, 1, 2))
-    np.testing.assert_array_equal(r1, r1_again)  # reproducible per (seed, client, round)
-    assert not np.array_equal(r1, r2)
-    validate(dict(honest_fields(), soft_labels=r1))  # well-formed: only fusion can limit it
-    # uniform on the simplex: agrees with the honest top class about as often as chance
-    assert np.mean(r1.argmax(1) == honest.argmax(1)) < 0.4
-
-    flipped = poisoned_soft_labels(cfg.replace(attack__kind="flip"), 9, 1, honest)
-    np.testing.assert_array_equal(flipped, flipped_soft_labels(honest))
-    np.testing.assert_array_equal(flipped.argmax(1), C - 1 - honest.argmax(1))
-    validate(dict(honest_fields(), soft_labels=flipped))
-
-
-def test_honest_accuracy_leaves_malicious_clients_out():
-    cfg = make_config({"num_clients": 3, "attack.kind": "flip", "attack.clients": "2"})
-    record = {"per_client_local_acc": {"0": 0.9, "1": 0.7, "2": 0.1},
-              "per_client_global_acc": {"0": 0.5, "1": 0.3, "2": 0.0}}
-    extra = honest_accuracy_record(cfg, record)
+def test_honest_summary_leaves_malicious_clients_out():
+    plan = FaultPlan.from_config(make_config({"num_clients": 3, "attack.kind": "flip", "attack.clients": "2"}))
+    rounds = [{"per_client_local_acc": {"0": 0.9, "1": 0.7, "2": 0.1},
+               "per_client_global_acc": {"0": 0.5, "1": 0.3, "2": 0.0}}]
+    extra = honest_summary(plan, rounds)
     assert extra["malicious_clients"] == [2]
     assert extra["alma_honest"] == pytest.approx(0.8) and extra["global_acc_honest"] == pytest.approx(0.4)
-    assert honest_accuracy_record(make_config({"num_clients": 3}), record) == {}
+    assert honest_summary(FaultPlan.from_config(make_config({"num_clients": 3})), rounds) == {}
 
 
 # ------------------------------------------------------------------ through Flower's simulation engine
 
 # Client 0 is honest, client 5 is a label flipper (valid replies), clients 1-4 break the protocol in a
-# different catalogue way each round; client 4 claims client 5's partition in round 4.
+# different catalogue way each round.
 PLAN = {
-    1: ["nan", "inf", "bad_shape", "bad_dtype"],
-    2: ["negative", "not_normalised", "wrong_fingerprint", "oversized"],
-    3: ["missing_key", "wrong_round", "bad_partition", "bad_metrics"],
-    4: ["error_reply", None, None, "duplicate_partition"],
+    1: ["nan", "inf", "bad_shape", "bad_dtype", "no_accuracy"],
+    2: ["negative", "not_normalised", "wrong_fingerprint", "oversized", "accuracy_out_of_range"],
+    3: ["missing_key", "wrong_round", "bad_partition", "bad_metrics", "huge_num_examples"],
+    4: ["error_reply", "stray_wire_arrays", "impersonate", "duplicate_partition", None],
 }
-ROUNDS = 4
+ROUNDS = 5
+SMALL = dict(dataset="digits", transfer_size=100, local_test_size=60, digest_epochs=1, revisit_epochs=1)
 
 
 def expected_rejections(rnd):
@@ -140,33 +174,59 @@ def expected_rejections(rnd):
     return counts
 
 
-def test_plan_covers_the_whole_catalogue():
-    assert {k for kinds in PLAN.values() for k in kinds if k} == set(CATALOGUE)
+def test_plan_covers_the_soft_label_catalogue():
+    covered = {k for kinds in PLAN.values() for k in kinds if k}
+    assert covered == {k for k, m in CATALOGUE.items() if m.target in ("soft_labels", "any")}
 
 
 @pytest.mark.slow
 def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
-    from server.simulate import simulate
-
     malformed = [f"{c}:{r}:{k}" for c, kinds in PLAN.items() for r, k in enumerate(kinds, 1) if k]
-    cfg = make_config(dict(dataset="digits", num_clients=6, rounds=ROUNDS, transfer_size=100, local_test_size=60,
-                           digest_epochs=1, revisit_epochs=1, seed=3, algorithm="knfu",
+    cfg = make_config(dict(SMALL, num_clients=6, rounds=ROUNDS, seed=3, algorithm="knfu",
                            **{"attack.malformed": malformed, "attack.kind": "flip", "attack.clients": "5"}))
     with caplog.at_level(logging.WARNING, logger="fedkd.server"):
-        summary = simulate(cfg, str(tmp_path), progress=False)
+        summary = run_simulation(cfg, tmp_path / "run", progress=False)
 
-    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == list(range(1, ROUNDS + 1))  # the run went on
     for r in records:
         assert r["rejected"] == expected_rejections(r["round"]), r["round"]
         bad = sum(expected_rejections(r["round"]).values())
         assert r["replies"] == 6 - bad and r["missing"] == 0
         assert 0 in r["fused_clients"] and len(r["fused_clients"]) == r["replies"]
-        honest = [acc for pid, acc in r["per_client_local_acc"].items() if pid != "5"]
-        assert r["malicious_clients"] == [5] and r["alma_honest"] == pytest.approx(np.mean(honest))
+        assert 0 <= r["alma"] <= 1
     assert records[0]["fused_clients"] == [0, 5]  # no malformed reply reached fusion
-    assert summary["rejected_replies"] == sum(len([k for k in ks if k]) for ks in PLAN.values())
+    total = sum(len([k for k in ks if k]) for ks in PLAN.values())
+    assert sum(summary["rejected_replies"].values()) == total
+    assert summary["identity_alarms"] == {"identity_mismatch": 2}  # impersonate + duplicate_partition
+    assert summary["robustness"]["malicious_clients"] == [5]
     logged = caplog.text  # each rejection is logged with its reason and detail
-    assert logged.count("rejected reply") == summary["rejected_replies"]
-    for kind in CATALOGUE:
+    assert logged.count("rejected reply") == total
+    for kind in (k for ks in PLAN.values() for k in ks if k):
         assert f": {CATALOGUE[kind].reason}: " in logged, kind
+
+
+@pytest.mark.slow
+def test_fedavg_catalogue_through_the_simulation_engine(tmp_path):
+    malformed = ["1:1:fedavg_nan", "2:1:fedavg_bad_shape", "1:2:fedavg_extra_metric", "2:2:huge_num_examples"]
+    cfg = make_config(dict(SMALL, num_clients=3, rounds=2, seed=3, algorithm="fedavg", models="mlp",
+                           **{"attack.malformed": malformed}))
+    summary = run_simulation(cfg, tmp_path / "run", progress=False)
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["rejected"] == {"non_finite": 1, "bad_shape": 1} and records[0]["fused_clients"] == [0]
+    assert records[1]["rejected"] == {"bad_num_examples": 1} and records[1]["fused_clients"] == [0, 1]
+    assert records[1]["dropped_metric_keys"] == {"extra_metric": 1}
+    assert summary["dropped_metric_keys"] == {"extra_metric": 1}
+    assert np.isfinite(summary["alma"]) and 0 <= summary["global_acc"] <= 1
+
+
+@pytest.mark.slow
+def test_an_identify_lie_changes_nothing_for_the_victim(tmp_path):
+    """A node answering the identify query with client 2's id stays client 1: the run equals an honest one."""
+    base = dict(SMALL, num_clients=3, rounds=2, seed=5, algorithm="knfu")
+    honest = run_simulation(make_config(base), tmp_path / "honest", progress=False)
+    lying = run_simulation(make_config(dict(base, **{"attack.malformed": "1:*:identify_lie"})), tmp_path / "lie",
+                           progress=False)
+    assert lying["identity_alarms"] == {"identity_mismatch": 1}
+    for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
+        assert lying[key] == honest[key], key

@@ -9,6 +9,11 @@ the threat models and how to read the numbers.
 - :mod:`fedkd.audit.tacgan` -- the T-ACGAN of LOKT (knowledge transfer from hard labels).
 - :mod:`fedkd.audit.inversion` -- surrogates, white-box inversion, scoring, the whole
   LOKT attack and its random-latent chance floor.
+- :mod:`fedkd.audit.rmia` -- RMIA offline (Zarifzadeh et al., ICML 2024), ``a`` tuned on references.
+- :mod:`fedkd.audit.soft_label_inversion` -- the server's paired-logits inversion of uploads
+  (after Takahashi, Liu and Liu, CVPR 2023).
+- :mod:`fedkd.audit.one_run` / :mod:`fedkd.audit.empirical_epsilon` -- an empirical ε lower bound
+  from one run (Steinke, Nasr and Jagielski, NeurIPS 2023).
 """
 
 from .inversion import (
@@ -33,7 +38,10 @@ from .membership import (
     train_reference_models,
     worst_client,
 )
+from .one_run import epsilon_lower_bound, one_run_audit
 from .oracle import LabelOracle, QueryBudgetExceeded
+from .rmia import choose_offline_a, membership_scores_rmia
+from .soft_label_inversion import SliConfig, soft_label_inversion
 from .tacgan import AuxiliaryDiscriminator, ConditionalGenerator, generate, train_tacgan
 
 __all__ = [
@@ -55,6 +63,12 @@ __all__ = [
     "membership_scores_reference",
     "train_reference_models",
     "worst_client",
+    "epsilon_lower_bound",
+    "one_run_audit",
+    "choose_offline_a",
+    "membership_scores_rmia",
+    "SliConfig",
+    "soft_label_inversion",
     "LabelOracle",
     "QueryBudgetExceeded",
     "AuxiliaryDiscriminator",

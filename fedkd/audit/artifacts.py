@@ -53,7 +53,7 @@ class RunArtifacts:
         """What the client trained on: its partition, with canaries planted if it owns them."""
         from fedkd.privacy.canary_plan import private_training_data
 
-        return private_training_data(self.cfg, self.federation, self.federation.clients[client_id])
+        return private_training_data(self.cfg.canaries, self.federation, self.federation.clients[client_id])
 
     def never_held_classes(self, client_id: int) -> list[int]:
         """Classes with no sample in the client's own partition: it can know them only through fusion."""
@@ -63,6 +63,58 @@ class RunArtifacts:
     def local_training_epochs(self) -> int:
         """Epochs of cross-entropy a client ran over the whole run (revisit or joint steps)."""
         return int(self.cfg["rounds"]) * int(self.cfg["revisit_epochs"])
+
+    # ------------------------------------------------------------------ what crossed the wire
+    # The run does not store the uploads; the audit recomputes them from the saved final models
+    # with the run's own release code, so this is the one place that knows how a client uploads.
+    def transfer_inputs(self) -> np.ndarray:
+        """The transfer set as the run used it (with the canary images when they were put in it)."""
+        from fedkd.privacy.canary_plan import transfer_inputs
+
+        return np.array(transfer_inputs(self.cfg.canaries, self.federation)[0])
+
+    def release_config(self, swing: bool | None = None):
+        """The run's config, with swing forced on or off (None = as the run had it)."""
+        if swing is None or bool(swing) == bool(self.cfg["privacy.swing"]):
+            return self.cfg
+        return self.cfg.replace(privacy__swing=bool(swing))
+
+    def upload(self, logits: np.ndarray, targets: np.ndarray | None, client_id: int, round_num: int,
+               *, swing: bool | None = None) -> np.ndarray:
+        """The soft labels a client uploads for these logits: plain softmax(z / T) or swing-protected
+        (the run's temperatures, mechanism, noise scale and noise seed)."""
+        from fedkd.privacy.release import release
+
+        cfg = self.release_config(swing)
+        return release(cfg.privacy, cfg["temperature"], logits, targets, client_id, round_num)[0]
+
+    def last_fusion_weights(self) -> np.ndarray | None:
+        """The last logged N x N fusion weights (row n: what client n distils from each m), or None."""
+        from fedkd.metrics import weight_matrix
+
+        last = next((r for r in reversed(self.rounds) if r.get("weights")), None)
+        return None if last is None else weight_matrix(last, int(self.cfg["num_clients"]))
+
+    def accounted_epsilon(self) -> float | None:
+        """The run's accounted ε (summary.json ``privacy.epsilon``: per transfer-row output privacy)."""
+        privacy = self.summary.get("privacy") or {}
+        return finite_or_none(privacy.get("epsilon")) if privacy else None
+
+    def epsilon_for_rows(self, rows: int, swing: bool | None = None) -> float | None:
+        """ε of the run's releases when a neighbour may change ``rows`` rows of every upload.
+
+        Any change of the training set can change every row, so with ``rows`` = the number of
+        uploaded rows this bound covers training-set membership (canaries included); None without
+        noise (no guarantee).
+        """
+        from fedkd.privacy.accounting import compute_epsilon, simplex_sensitivity
+
+        cfg = self.release_config(swing)
+        if not cfg["privacy.swing"] or not cfg["privacy.noise_scale"] > 0:
+            return None
+        sens = simplex_sensitivity(cfg["privacy.mechanism"], rows=int(rows))
+        return finite_or_none(compute_epsilon(cfg["privacy.mechanism"], cfg["privacy.noise_scale"],
+                                              int(cfg["rounds"]), cfg["privacy.delta"], sensitivity=sens))
 
 
 def is_run_dir(path: Path) -> bool:
@@ -97,9 +149,9 @@ def load_run(run_dir, clients=None) -> RunArtifacts:
     ValueError
         When ``clients`` names an id outside the run.
     """
-    from fedkd.config import federation_spec, make_config
+    from fedkd.config import make_config
     from fedkd.data import build_federation
-    from fedkd.model_store import load_client_model
+    from fedkd.model_store import client_model_path, load_client_model
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -107,20 +159,20 @@ def load_run(run_dir, clients=None) -> RunArtifacts:
         raise FileNotFoundError(f"{run_dir} is not a run folder: it has no config.json "
                                 "(give the --out folder of `fedkd simulate`)")
     cfg = make_config(json.loads(config_path.read_text()))
-    federation = build_federation(federation_spec(cfg))
+    federation = build_federation(cfg.federation)
     n = int(cfg["num_clients"])
     wanted = list(range(n)) if clients is None else [int(c) for c in clients]
     bad = [c for c in wanted if not 0 <= c < n]
     if bad:
         raise ValueError(f"client ids {bad} are not in this run (num_clients={n}, ids 0..{n - 1})")
-    models_dir = run_dir / "models"
-    if not models_dir.is_dir():
-        raise FileNotFoundError(
-            f"{run_dir} has no models/ folder; run the simulation with --set save_models=true "
-            "(experiments/configs/fashion.toml turns it off)")
     models = {}
     for cid in wanted:
-        models[cid] = load_client_model(models_dir, cid, federation.input_shape, federation.num_classes)
+        path = client_model_path(run_dir, cid)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{run_dir} has no saved model of client {cid} ({path}); run the simulation with --set "
+                "save_models=true (experiments/configs/fashion.toml turns it off)")
+        models[cid] = load_client_model(path, federation.input_shape, federation.num_classes)
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     return RunArtifacts(run_dir=run_dir, cfg=cfg, federation=federation,

@@ -18,6 +18,9 @@ into ROC AUC and TPR at low FPR. The attacks:
   that never saw the sample. Calibrates away samples that are simply easy.
 - :func:`membership_scores_label_only` -- needs only the predicted label: the
   fraction of slightly shifted / noised copies still classified correctly.
+- ``rmia`` -- RMIA offline (Zarifzadeh et al., ICML 2024; :mod:`fedkd.audit.rmia`): the
+  target's likelihood ratio against the references' marginal, compared with population
+  samples' ratios.
 
 :func:`audit_membership` runs them all on one client and :func:`worst_client`
 summarises a federation.
@@ -49,9 +52,11 @@ __all__ = [
     "audit_membership",
     "worst_client",
     "balance_members",
+    "reference_subsets",
+    "bootstrap_intervals",
 ]
 
-ATTACKS = ("loss", "confidence", "reference", "label_only")
+ATTACKS = ("loss", "confidence", "reference", "rmia", "label_only")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -319,11 +324,8 @@ def train_reference_models(
     if not 0 < subsample <= 1:
         raise ValueError(f"subsample must lie in (0, 1], got {subsample!r}")
     dev = as_device(device)
-    n_keep = max(1, int(round(subsample * len(x))))
     models = []
-    for k in range(n_models):
-        rng = np.random.default_rng(seed + k)
-        idx = np.sort(rng.choice(len(x), size=n_keep, replace=False))
+    for k, idx in enumerate(reference_subsets(len(x), n_models, subsample, seed)):
         if model_fn is not None:
             with seeded_torch(seed + k, dev):
                 model = model_fn()
@@ -337,6 +339,17 @@ def train_reference_models(
         )
         models.append(model)
     return models
+
+
+def reference_subsets(n: int, n_models: int, subsample: float, seed: int) -> list[np.ndarray]:
+    """Sorted indices into the reference data that model k of :func:`train_reference_models` trains on.
+
+    Exposed so that attacks which need to know each reference model's members (RMIA picks
+    its parameter on them) recompute exactly the subsets the models saw.
+    """
+    n_keep = max(1, int(round(subsample * n)))
+    return [np.sort(np.random.default_rng(seed + k).choice(n, size=n_keep, replace=False))
+            for k in range(n_models)]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -355,8 +368,49 @@ def _tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(t0 + (t1 - t0) * (target - f0) / (f1 - f0))
 
 
-def attack_metrics(member_scores, nonmember_scores, *, roc_points: int = 101) -> dict:
-    """Score a membership attack: ROC AUC and TPR at 0.1% and 1% FPR.
+def _operating_points(truth: np.ndarray, scores: np.ndarray) -> tuple[float, float, float, float]:
+    """(AUC, TPR at 0 %, 0.1 % and 1 % FPR) of one set of scores."""
+    fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
+    return (float(roc_auc_score(truth, scores)), _tpr_at_zero_fpr(fpr, tpr),
+            _tpr_at_fpr(fpr, tpr, 0.001), _tpr_at_fpr(fpr, tpr, 0.01))
+
+
+def _tpr_at_zero_fpr(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Members found before the first false positive (the highest TPR with FPR exactly 0)."""
+    return float(tpr[fpr == 0].max()) if np.any(fpr == 0) else 0.0
+
+
+def bootstrap_intervals(member_scores, nonmember_scores, *, n_boot: int = 200, level: float = 0.95,
+                        seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of AUC and TPR at 0 / 0.1 / 1 % FPR.
+
+    Members and non-members are resampled separately (with replacement, same sizes), the
+    metrics recomputed on each resample. With a few hundred samples the interval of a TPR at
+    0.1 % FPR is wide: that is the point, it says how little such a number rests on.
+
+    Returns
+    -------
+    dict ``{metric + "_ci": [low, high]}`` for auc, tpr_at_0fpr, tpr_at_0.1fpr, tpr_at_1fpr,
+    plus ``n_boot`` and ``level``.
+    """
+    members = np.asarray(member_scores, np.float64).ravel()
+    nonmembers = np.asarray(nonmember_scores, np.float64).ravel()
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
+    draws = np.empty((n_boot, 4))
+    for b in range(n_boot):
+        s = np.concatenate([members[rng.integers(0, members.size, members.size)],
+                            nonmembers[rng.integers(0, nonmembers.size, nonmembers.size)]])
+        draws[b] = _operating_points(truth, s)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    names = ("auc", "tpr_at_0fpr", "tpr_at_0.1fpr", "tpr_at_1fpr")
+    return {**{f"{n}_ci": [float(lo[i]), float(hi[i])] for i, n in enumerate(names)},
+            "n_boot": int(n_boot), "level": float(level)}
+
+
+def attack_metrics(member_scores, nonmember_scores, *, roc_points: int = 101, n_boot: int = 0,
+                   seed: int = 0) -> dict:
+    """Score a membership attack: ROC AUC and TPR at 0 %, 0.1 % and 1 % FPR.
 
     Parameters
     ----------
@@ -366,17 +420,23 @@ def attack_metrics(member_scores, nonmember_scores, *, roc_points: int = 101) ->
         Attack scores of non-members.
     roc_points : int, >= 2
         The ROC is returned resampled at this many FPRs spaced evenly in [0, 1]
-        (enough for a plot, small enough for a JSON report).
+        (enough for a plot, small enough for a JSON report), plus a log-spaced copy
+        (``roc_log``) from 1e-4 to 1 for the log-scale plots the field reports.
+    n_boot : int
+        Bootstrap resamples for the intervals of :func:`bootstrap_intervals` (0 = none).
+    seed : int
+        Seeds the bootstrap.
 
     Returns
     -------
     metrics : dict
         ``auc`` -- ROC AUC (0.5 = the attack cannot tell members apart);
-        ``tpr_at_0.1fpr`` and ``tpr_at_1fpr`` -- true-positive rate at FPR 0.001 and
-        0.01; ``roc`` -- tuple (fpr, tpr) of float arrays of length ``roc_points``;
-        ``n_members``, ``n_nonmembers``; ``min_resolvable_fpr`` -- 1 / n_nonmembers:
-        a TPR at an FPR below it is an interpolation, not an observed operating
-        point, so use many non-members before trusting ``tpr_at_0.1fpr``.
+        ``tpr_at_0fpr``, ``tpr_at_0.1fpr``, ``tpr_at_1fpr`` -- true-positive rate at FPR 0,
+        0.001 and 0.01; ``roc`` -- tuple (fpr, tpr) of float arrays of length ``roc_points``;
+        ``roc_log`` -- the same on a log grid; ``n_members``, ``n_nonmembers``;
+        ``min_resolvable_fpr`` -- 1 / n_nonmembers: a TPR at an FPR below it is an
+        interpolation, not an observed operating point; with ``n_boot``, the ``*_ci``
+        intervals.
     """
     members = np.asarray(member_scores, dtype=np.float64).ravel()
     nonmembers = np.asarray(nonmember_scores, dtype=np.float64).ravel()
@@ -393,15 +453,21 @@ def attack_metrics(member_scores, nonmember_scores, *, roc_points: int = 101) ->
     scores = np.concatenate([members, nonmembers])
     fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
     grid = np.linspace(0.0, 1.0, roc_points)
-    return {
+    log_grid = np.logspace(-4, 0, 41)
+    out = {
         "auc": float(roc_auc_score(truth, scores)),
+        "tpr_at_0fpr": _tpr_at_zero_fpr(fpr, tpr),
         "tpr_at_0.1fpr": _tpr_at_fpr(fpr, tpr, 0.001),
         "tpr_at_1fpr": _tpr_at_fpr(fpr, tpr, 0.01),
         "roc": (grid, np.array([_tpr_at_fpr(fpr, tpr, f) for f in grid])),
+        "roc_log": (log_grid, np.array([_tpr_at_fpr(fpr, tpr, f) for f in log_grid])),
         "n_members": int(members.size),
         "n_nonmembers": int(nonmembers.size),
         "min_resolvable_fpr": 1.0 / nonmembers.size,
     }
+    if n_boot:
+        out.update(bootstrap_intervals(members, nonmembers, n_boot=n_boot, seed=seed))
+    return out
 
 
 # --------------------------------------------------------------------------- one client
@@ -433,6 +499,9 @@ def audit_membership(
     max_shift: int = 0,
     noise_std: float = 0.2,
     balance: bool = True,
+    population=None,
+    rmia_a: float | None = None,
+    n_boot: int = 0,
 ) -> dict:
     """Run the membership attacks against one client's model.
 
@@ -445,10 +514,11 @@ def audit_membership(
     x_nonmembers, y_nonmembers : ndarrays (N_n, C, H, W) float32 and (N_n,) int64
         Held-out samples from the client's own distribution.
     reference_models : sequence of nn.Module, optional
-        Needed by the "reference" attack (see :func:`train_reference_models`).
+        Needed by the "reference" and "rmia" attacks (see :func:`train_reference_models`).
     attacks : sequence of str, optional
-        Subset of ("loss", "confidence", "reference", "label_only"). Defaults to all,
-        leaving out "reference" when no reference models are given.
+        Subset of ("loss", "confidence", "reference", "rmia", "label_only"). Defaults to all,
+        leaving out "reference" without reference models and "rmia" without references or
+        a population.
     device : str or torch.device
     seed : int
         Seeds the balancing subsample and the label-only perturbations.
@@ -456,6 +526,13 @@ def audit_membership(
         Perturbations of the label-only attack (see :func:`membership_scores_label_only`).
     balance : bool
         Subsample the larger group to the smaller one's size (seeded).
+    population : (x, y) pair, optional
+        Non-member samples seen by neither the target nor the references: RMIA's z.
+    rmia_a : float, optional
+        RMIA's offline parameter (:func:`fedkd.audit.rmia.choose_offline_a`; default
+        :data:`fedkd.audit.rmia.DEFAULT_OFFLINE_A`).
+    n_boot : int
+        Bootstrap resamples for confidence intervals of every metric (0 = none).
 
     Returns
     -------
@@ -469,12 +546,15 @@ def audit_membership(
             f"x_members images are {xm.shape[1:]} but x_nonmembers images are {xn.shape[1:]}"
         )
     if attacks is None:
-        attacks = [a for a in ATTACKS if a != "reference" or reference_models]
+        attacks = [a for a in ATTACKS if (a != "reference" or reference_models)
+                   and (a != "rmia" or (reference_models and population is not None))]
     unknown = sorted(set(attacks) - set(ATTACKS))
     if unknown:
         raise ValueError(f"attacks holds unknown names {unknown}; choose from {list(ATTACKS)}")
     if "reference" in attacks and not reference_models:
         raise ValueError("the 'reference' attack needs reference_models")
+    if "rmia" in attacks and (not reference_models or population is None):
+        raise ValueError("the 'rmia' attack needs reference_models and a population")
     if balance:
         keep_m, keep_n = balance_members(len(xm), len(xn), seed)
         xm, ym, xn, yn = xm[keep_m], ym[keep_m], xn[keep_n], yn[keep_n]
@@ -486,6 +566,11 @@ def audit_membership(
             return membership_scores_confidence(model, x, device=device)
         if name == "reference":
             return membership_scores_reference(model, reference_models, x, y, device=device)
+        if name == "rmia":
+            from .rmia import DEFAULT_OFFLINE_A, membership_scores_rmia
+
+            return membership_scores_rmia(model, reference_models, x, y, population[0], population[1],
+                                          a=DEFAULT_OFFLINE_A if rmia_a is None else rmia_a, device=device)
         return membership_scores_label_only(
             model, x, y, device=device, n_augment=n_augment, max_shift=max_shift,
             noise_std=noise_std, seed=seed,
@@ -498,7 +583,7 @@ def audit_membership(
     results = {}
     for name in attacks:
         s = scores(name, x_all, y_all)
-        results[name] = attack_metrics(s[: len(xm)], s[len(xm):])
+        results[name] = attack_metrics(s[: len(xm)], s[len(xm):], n_boot=n_boot, seed=seed)
     return results
 
 

@@ -34,7 +34,8 @@ from fedkd.seeding import derive_seed
 
 from .artifacts import RunArtifacts, finite_or_none, load_run
 from .inversion import LoktConfig, lokt_attack, train_evaluator
-from .membership import ATTACKS, audit_membership, train_reference_models, worst_client
+from .membership import ATTACKS, audit_membership, reference_subsets, train_reference_models, worst_client
+from .soft_label_inversion import QUICK_SLI, SliConfig
 
 __all__ = ["AuditSettings", "QUICK_LOKT", "audit_run", "audit_loaded_run", "pick_lokt_targets"]
 
@@ -79,6 +80,16 @@ class AuditSettings:
         Training epochs of the independent judge.
     label_only_augment : int
         Perturbed copies per sample in the label-only attack.
+    rmia : bool
+        Run RMIA (offline) with the reference models.
+    bootstrap : int
+        Bootstrap resamples behind the intervals of every membership number (0 = none).
+    sli : SliConfig
+        Budgets of the server's soft-label inversion.
+    sli_clients : tuple of int or None
+        Its targets (None = every audited client; () = skip it).
+    one_run_canaries : int
+        Candidates of the one-run ε audit, each included with probability 1/2 (0 = skip).
     seed : int
     device : str
     progress : bool
@@ -95,6 +106,11 @@ class AuditSettings:
     reference_epochs_cap: int | None = None
     evaluator_epochs: int = 30
     label_only_augment: int = 16
+    rmia: bool = True
+    bootstrap: int = 200
+    sli: SliConfig = SliConfig()
+    sli_clients: tuple[int, ...] | None = None
+    one_run_canaries: int = 200
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -104,12 +120,13 @@ class AuditSettings:
         """Small budgets for a first look or a test: one LOKT target, the small LOKT
         setting, two reference models of at most 20 epochs, a 10-epoch judge."""
         base = dict(lokt_targets=1, lokt=QUICK_LOKT, reference_models=2, reference_epochs_cap=20,
-                    evaluator_epochs=10, label_only_augment=8)
+                    evaluator_epochs=10, label_only_augment=8, bootstrap=100, sli=QUICK_SLI,
+                    one_run_canaries=100)
         base.update(changes)
         return cls(**base)
 
     def __post_init__(self):
-        for name in ("lokt_targets", "reference_models", "label_only_augment"):
+        for name in ("lokt_targets", "reference_models", "label_only_augment", "bootstrap", "one_run_canaries"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -121,6 +138,8 @@ class AuditSettings:
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
         if not isinstance(self.lokt, LoktConfig):
             raise ValueError(f"lokt must be a LoktConfig, got {type(self.lokt).__name__}")
+        if not isinstance(self.sli, SliConfig):
+            raise ValueError(f"sli must be a SliConfig, got {type(self.sli).__name__}")
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -160,20 +179,27 @@ def _bar(items, *, enabled: bool, desc: str):
 
 def _metrics_for_json(metrics: dict) -> dict:
     """``attack_metrics`` output with the ROC as plain lists."""
-    out = {k: v for k, v in metrics.items() if k != "roc"}
+    out = {k: v for k, v in metrics.items() if k not in ("roc", "roc_log")}
     fpr, tpr = metrics["roc"]
     out["roc_fpr"] = [float(v) for v in fpr]
     out["roc_tpr"] = [float(v) for v in tpr]
+    if "roc_log" in metrics:
+        fpr, tpr = metrics["roc_log"]
+        out["roc_log_fpr"] = [float(v) for v in fpr]
+        out["roc_log_tpr"] = [float(v) for v in tpr]
     return out
 
 
 # --------------------------------------------------------------------------- membership
-def _reference_data(art: RunArtifacts, client_id: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _reference_data(art: RunArtifacts, client_id: int, seed: int, *,
+                    with_population: bool = False):
     """Other clients' private data, class-matched to ``client_id`` and twice its size.
 
     Each reference model trains on a random half (``train_reference_models``'s
     subsample), i.e. on as many samples as the client, with its class proportions where
-    the other clients hold enough of a class.
+    the other clients hold enough of a class. With ``with_population`` also returns RMIA's
+    population: other clients' samples that no reference model trains on (at most 1,000),
+    or, when the reference data used them all, the whole reference pool.
     """
     fed = art.federation
     others = [c for c in fed.clients if c.client_id != client_id]
@@ -192,7 +218,14 @@ def _reference_data(art: RunArtifacts, client_id: int, seed: int) -> tuple[np.nd
     if len(idx) < 2:
         raise ValueError(f"the other clients hold no samples of client {client_id}'s classes; "
                          "set reference_models=0")
-    return np.array(pool_x[idx]), np.array(pool_y[idx])
+    if not with_population:
+        return np.array(pool_x[idx]), np.array(pool_y[idx])
+    rest = np.setdiff1d(np.arange(len(pool_y)), idx)
+    if len(rest) < 50:
+        rest = idx
+    if len(rest) > 1000:
+        rest = np.sort(rng.choice(rest, size=1000, replace=False))
+    return np.array(pool_x[idx]), np.array(pool_y[idx]), np.array(pool_x[rest]), np.array(pool_y[rest])
 
 
 def _reference_epochs(art: RunArtifacts, settings: AuditSettings) -> int:
@@ -207,26 +240,42 @@ def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: Aud
     """Membership attacks on every audited client; the ``membership`` section of audit.json."""
     cfg = art.cfg
     epochs = _reference_epochs(art, settings)
-    per_client, strongest, sizes = {}, {}, {}
+    per_client, strongest, sizes, rmia_a = {}, {}, {}, {}
     for cid in _bar(clients, enabled=settings.progress, desc="membership (clients)"):
         model, arch = art.models[cid]
         client = art.federation.clients[cid]
         with clock.stage(f"membership client {cid}"):
-            refs = None
+            refs, population, a = None, None, None
             if settings.reference_models:
                 key = ("refs", art.federation.spec, cid, arch, epochs, settings.reference_models,
                        cfg["batch_size"], cfg["lr"], settings.seed)
+                rx, ry, zx, zy = _reference_data(art, cid, settings.seed, with_population=True)
+                ref_seed = derive_seed(settings.seed, "reference", cid)
                 if key not in cache:
-                    rx, ry = _reference_data(art, cid, settings.seed)
                     cache[key] = train_reference_models(
                         rx, ry, num_classes=art.num_classes, n_models=settings.reference_models, arch=arch,
                         subsample=0.5, epochs=epochs, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                        seed=derive_seed(settings.seed, "reference", cid), device=settings.device)
+                        seed=ref_seed, device=settings.device)
                 refs = cache[key]
+                if settings.rmia:
+                    from .rmia import choose_offline_a
+
+                    population = (zx, zy)
+                    masks = []
+                    for subset in reference_subsets(len(rx), settings.reference_models, 0.5, ref_seed):
+                        mask = np.zeros(len(rx), bool)
+                        mask[subset] = True
+                        masks.append(mask)
+                    a_key = ("rmia-a",) + key
+                    if a_key not in cache:
+                        cache[a_key] = choose_offline_a(refs, rx, ry, masks, zx, zy, device=settings.device)
+                    rmia_a[str(cid)] = {**cache[a_key], "population": int(len(zy))}
+                    a = cache[a_key]["a"]
             res = audit_membership(
                 model, np.array(client.train_x), client.train_y, np.array(client.test_x), client.test_y,
                 reference_models=refs, device=settings.device, seed=derive_seed(settings.seed, "mia", cid),
-                n_augment=max(1, settings.label_only_augment),
+                n_augment=max(1, settings.label_only_augment), population=population, rmia_a=a,
+                n_boot=settings.bootstrap,
             )
         per_client[str(cid)] = {name: _metrics_for_json(m) for name, m in res.items()}
         best = max(res, key=lambda name: res[name]["auc"])
@@ -253,6 +302,11 @@ def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: Aud
                            if settings.reference_models else "none (reference attack skipped)"),
         "reference_models": settings.reference_models,
         "reference_epochs": epochs if settings.reference_models else 0,
+        "rmia": {"offline_a": rmia_a, "gamma": 1.0,
+                 "population": "other clients' private samples that no reference model trained on",
+                 "a_chosen_on": "the reference models (each in turn as target), never the audited model"}
+        if rmia_a else None,
+        "bootstrap": settings.bootstrap,
     }
 
 
@@ -323,30 +377,41 @@ def _summarise_attack(res: dict, held: list[int], never: list[int]) -> dict:
     return out
 
 
-def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: AuditSettings,
-                           clock: _Clock, log, cache: dict) -> tuple[dict, dict]:
-    """LOKT against every target (and its local-only twin); returns (JSON section, images)."""
+def get_judge(art: RunArtifacts, settings: AuditSettings, clock: _Clock, log, cache: dict):
+    """The independent judge (trained once per data and seed, shared by LOKT and the soft-label
+    inversion) and what the report says about it."""
     from fedkd.training import evaluate_accuracy, predict_logits
 
     px, py = _all_private(art)
-    public_x = np.array(art.federation.transfer_x)  # a writable copy: torch warns on read-only arrays
     judge_arch = _judge_arch(art.cfg["models"])  # every architecture of the run, audited or not
     key = ("judge", art.federation.spec, judge_arch, settings.evaluator_epochs, settings.seed)
     with clock.stage("judge (evaluation classifier)"):
         if key not in cache:
             log(f"training the independent judge ({judge_arch}, {settings.evaluator_epochs} epochs, "
                 f"{len(px)} private images)")
-            cache[key] = train_evaluator(px, py, num_classes=art.num_classes, arch=judge_arch,
-                                         epochs=settings.evaluator_epochs, seed=derive_seed(settings.seed, "judge"),
-                                         device=settings.device)
-        judge = cache[key]
-        judge_acc = evaluate_accuracy(judge, art.federation.global_test_x, art.federation.global_test_y,
-                                      device=settings.device)
-        # What the judge calls an all-black image: reconstructions that collapse to blank (a class
-        # the target never learned) "hit" this class without showing anything.
-        blank = np.zeros((1, *art.federation.input_shape), np.float32)
-        blank_class = int(predict_logits(judge, blank, device=settings.device).argmax(axis=1)[0])
-    log(f"judge accuracy on the global test set: {judge_acc:.3f}; it labels a blank image {blank_class}")
+            judge = train_evaluator(px, py, num_classes=art.num_classes, arch=judge_arch,
+                                    epochs=settings.evaluator_epochs, seed=derive_seed(settings.seed, "judge"),
+                                    device=settings.device)
+            judge_acc = evaluate_accuracy(judge, art.federation.global_test_x, art.federation.global_test_y,
+                                          device=settings.device)
+            # What the judge calls an all-black image: reconstructions that collapse to blank (a class
+            # the target never learned) "hit" this class without showing anything.
+            blank = np.zeros((1, *art.federation.input_shape), np.float32)
+            blank_class = int(predict_logits(judge, blank, device=settings.device).argmax(axis=1)[0])
+            log(f"judge accuracy on the global test set: {judge_acc:.3f}; it labels a blank image {blank_class}")
+            cache[key] = (judge, {"architecture": judge_arch, "epochs": settings.evaluator_epochs,
+                                  "global_test_acc": float(judge_acc), "blank_image_class": blank_class,
+                                  "trained_on": "all clients' private training data"})
+    return cache[key]
+
+
+def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: AuditSettings,
+                           clock: _Clock, log, cache: dict) -> tuple[dict, dict]:
+    """LOKT against every target (and its local-only twin); returns (JSON section, images)."""
+
+    px, py = _all_private(art)
+    public_x = np.array(art.federation.transfer_x)  # a writable copy: torch warns on read-only arrays
+    judge, judge_info = get_judge(art, settings, clock, log, cache)
     section_targets, images = {}, {"class_means": _class_means(px, py, art.num_classes), "targets": {}}
     attack_seed = derive_seed(settings.seed, "lokt")
 
@@ -412,9 +477,7 @@ def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: Audi
         "queries_total": sum(t["federated"]["queries"] + t.get("local_only", {}).get("queries", 0)
                              for t in section_targets.values()),
         "public_images": int(len(public_x)),
-        "judge": {"architecture": judge_arch, "epochs": settings.evaluator_epochs,
-                  "global_test_acc": float(judge_acc), "blank_image_class": blank_class,
-                  "trained_on": "all clients' private training data"},
+        "judge": dict(judge_info),
         "config": dataclasses.asdict(settings.lokt),
     }
     return section, images
@@ -443,7 +506,10 @@ def fusion_weights(rounds: list[dict]) -> dict | None:
     last = next((r for r in reversed(rounds) if r.get("weights")), None)
     if last is None:
         return None
-    return {"round": int(last["round"]), "weights": [[float(v) for v in row] for row in last["weights"]],
+    from fedkd.metrics import weight_matrix
+
+    full = weight_matrix(last, max(last["fused_clients"]) + 1)  # N x N over the ids fused in that round
+    return {"round": int(last["round"]), "weights": [[float(v) for v in row] for row in full],
             "neighbour_counts": last.get("neighbour_counts")}
 
 
@@ -490,10 +556,29 @@ def audit_loaded_run(art: RunArtifacts, settings: AuditSettings, *, cache: dict 
     inversion = None
     if targets:
         inversion, images = audit_inversion_of_run(art, targets, settings, clock, log, cache)
+    sli_clients = clients if settings.sli_clients is None else sorted(settings.sli_clients)
+    soft_label_inversion = None
+    if sli_clients:
+        from .sli_of_run import audit_soft_label_inversion_of_run
+
+        judge, judge_info = get_judge(art, settings, clock, log, cache)
+        with clock.stage("soft-label inversion (server)"):
+            soft_label_inversion, sli_images = audit_soft_label_inversion_of_run(
+                art, sli_clients, judge, judge_info, settings, log)
+        images["soft_label_inversion"] = sli_images
+        images.setdefault("class_means", _class_means(*_all_private(art), art.num_classes))
+    empirical = None
+    if settings.one_run_canaries:
+        from .epsilon_of_run import audit_empirical_epsilon_of_run
+
+        with clock.stage("empirical epsilon (one-run audit)"):
+            empirical = audit_empirical_epsilon_of_run(art, settings, log)
     result = {
         "run": run_facts(art),
         "membership": membership,
         "inversion": inversion,
+        "soft_label_inversion": soft_label_inversion,
+        "empirical_epsilon": empirical,
         "canaries": canary_series(art.rounds, art.cfg["canaries.references"]),
         "fusion_weights": fusion_weights(art.rounds),
         "settings": dataclasses.asdict(settings),

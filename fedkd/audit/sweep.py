@@ -54,6 +54,10 @@ def _frontier_row(row: dict, audit: dict, report_rel: str) -> dict:
     inversion = audit.get("inversion") or {}
     max_exposure = (audit.get("canaries") or {}).get("max_exposure")
     peers = finite_or_none(row.get("exposure_peers_mean"))
+    rmia = {cid: res["rmia"] for cid, res in audit["membership"]["per_client"].items() if "rmia" in res}
+    rmia_worst = max(rmia, key=lambda c: rmia[c]["tpr_at_0.1fpr"]) if rmia else None
+    sli = audit.get("soft_label_inversion") or {}
+    emp = audit.get("empirical_epsilon") or {}
     return {
         **{k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()},
         "mia_worst_attack": attack,
@@ -62,6 +66,12 @@ def _frontier_row(row: dict, audit: dict, report_rel: str) -> dict:
         "mia_worst_tpr_at_1fpr": worst[attack]["tpr_at_1fpr"] if attack else None,
         "lokt_acc_top1": inversion.get("attack_acc_top1"),
         "lokt_cross_client_acc_top1": inversion.get("cross_client_attack_acc_top1"),
+        "rmia_worst_client": rmia_worst,
+        "rmia_worst_tpr_at_0.1fpr": rmia[rmia_worst]["tpr_at_0.1fpr"] if rmia_worst else None,
+        "rmia_worst_auc": rmia[rmia_worst]["auc"] if rmia_worst else None,
+        "sli_acc_top1": sli.get("attack_acc_top1"),
+        "empirical_epsilon": emp.get("lower_bound"),
+        "accounted_epsilon_training_set": emp.get("accounted_training_set"),
         "exposure_peers_mean_norm": (peers / max_exposure) if peers is not None and max_exposure else None,
         "audit_cpu_seconds": audit["timing"]["cpu_seconds"],
         "report": report_rel,

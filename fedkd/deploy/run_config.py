@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from fedkd.config import SCHEMA, ConfigError, flatten
+from fedkd.config import ConfigError, flatten, schema
 
 
 def toml_value(key: str, value: Any) -> str:
@@ -70,7 +70,7 @@ def run_config_string(cfg: Mapping[str, Any], app_keys: Mapping[str, Any] | None
     missing = []
     for key, value in cfg.items():
         if app_keys is not None and key not in app_keys:
-            if key in SCHEMA and value == SCHEMA[key].default:
+            if key in schema() and value == schema()[key].default:
                 continue
             missing.append(key)
             continue
@@ -89,7 +89,7 @@ TABLE_NOTE = ("# The SuperLink refuses a --run-config key missing here, so this 
 
 def app_config_table() -> str:
     """Every fedkd key with its default, as the body of ``[tool.flwr.app.config]``."""
-    return "\n".join(f"{key} = {toml_value(key, spec.default)}" for key, spec in SCHEMA.items())
+    return "\n".join(f"{key} = {toml_value(key, spec.default)}" for key, spec in schema().items())
 
 
 def rewrite_app_config_table(pyproject: Path) -> None:

@@ -19,9 +19,10 @@ __all__ = ["render_run_report", "render_sweep_report", "figure_data_uri", "TEMPL
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 ATTACK_LABELS = {"loss": "loss threshold", "confidence": "confidence threshold",
-                 "reference": "reference models (LiRA offline)", "label_only": "label only"}
+                 "reference": "reference models (LiRA offline)", "rmia": "RMIA (offline)",
+                 "label_only": "label only"}
 SHORT_LABELS = {"loss": "loss", "confidence": "confidence", "reference": "reference (LiRA)",
-                "label_only": "label-only"}
+                "rmia": "RMIA", "label_only": "label-only"}
 
 
 # --------------------------------------------------------------------------- figures
@@ -60,6 +61,60 @@ def roc_figure(membership: dict) -> str:
         ax.set_aspect("equal")
         ax.legend(fontsize=6, loc="lower right", title="client (AUC)", title_fontsize=6)
     axes[0][0].set_ylabel("true-positive rate")
+    fig.tight_layout()
+    return figure_data_uri(fig)
+
+
+def roc_log_figure(membership: dict) -> str:
+    """The same ROC curves on log-log axes (FPR from 1e-3): where the low-FPR regime is visible."""
+    plt = _plt()
+    attacks = [a for a in membership["attacks"]
+               if all("roc_log_fpr" in r.get(a, {}) for r in membership["per_client"].values())]
+    fig, axes = plt.subplots(1, max(1, len(attacks)), figsize=(3.4 * max(1, len(attacks)), 3.4), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        for cid, res in membership["per_client"].items():
+            m = res[attack]
+            fpr, tpr = np.asarray(m["roc_log_fpr"]), np.maximum(np.asarray(m["roc_log_tpr"]), 1e-4)
+            ax.plot(fpr, tpr, lw=1.2, label=f"client {cid} (n={m['n_members']})")
+        ax.plot([1e-3, 1], [1e-3, 1], "k--", lw=0.8)
+        ax.axvline(1.0 / min(r[attack]["n_nonmembers"] for r in membership["per_client"].values()),
+                   color="grey", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_ylim(1e-3, 1)
+        ax.set_title(ATTACK_LABELS.get(attack, attack), fontsize=9)
+        ax.set_xlabel("false-positive rate (log)")
+        ax.legend(fontsize=6, loc="lower right", title="client (members)", title_fontsize=6)
+    axes[0][0].set_ylabel("true-positive rate (log)")
+    fig.tight_layout()
+    return figure_data_uri(fig)
+
+
+def sli_grid_figure(class_means: np.ndarray, sli_images: dict, class_names: list[str]) -> str:
+    """Rows = classes: the real class mean, then the server's reconstructions from plain and swing uploads."""
+    groups = {f"{variant} uploads (client {imgs['client']})": imgs["reconstructions"]
+              for variant, imgs in sli_images.items()}
+    return inversion_grid_figure(class_means, groups, class_names, [])
+
+
+def sli_per_class_figure(section: dict, class_names: list[str]) -> str:
+    """Judged top-1 accuracy per class, plain and swing uploads, mean over the attacked clients."""
+    plt = _plt()
+    k = len(class_names)
+    x = np.arange(k)
+    variants = section["variants"]
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.55 * k), 3.0))
+    for i, (name, v) in enumerate(variants.items()):
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, [v["per_class"].get(str(c), np.nan) for c in range(k)],
+               width=width, label=f"{name} uploads")
+    ax.axhline(section["chance"], color="grey", ls=":", lw=0.8, label="chance (1/C)")
+    ax.set_xticks(x, [str(n) for n in class_names], fontsize=7, rotation=30 if k > 10 else 0)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("attack accuracy (top-1)")
+    ax.legend(fontsize=6, ncol=len(variants) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_title("soft-label inversion per class (mean over clients)", fontsize=8)
     fig.tight_layout()
     return figure_data_uri(fig)
 
@@ -217,7 +272,9 @@ def frontier_figure(rows: list[dict]) -> str:
         ax.legend(fontsize=7)
     ax = axes[1]
     leak = [("mia_worst_auc", "worst-client MIA AUC", "o"), ("lokt_acc_top1", "LOKT attack accuracy", "s"),
-            ("exposure_peers_mean_norm", "peer canary exposure / max", "^")]
+            ("exposure_peers_mean_norm", "peer canary exposure / max", "^"),
+            ("rmia_worst_tpr_at_0.1fpr", "RMIA TPR at 0.1 % FPR (worst client)", "v"),
+            ("sli_acc_top1", "soft-label inversion accuracy", "D")]
     for key, label, marker in leak:
         pts = [(r["alma"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
@@ -250,6 +307,7 @@ def _environment():
 
     env.filters["num"] = num
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.1f} %"
+    env.filters["ci"] = lambda v, digits=3: "" if not v else f" [{num(v[0], digits)}, {num(v[1], digits)}]"
     env.globals["attack_label"] = lambda a: SHORT_LABELS.get(a, a)
     return env
 
@@ -276,7 +334,13 @@ def render_run_report(result: dict, images: dict, path) -> Path:
         Where to write the HTML.
     """
     run = result["run"]
-    figures: dict = {"roc": roc_figure(result["membership"]), "targets": {}}
+    figures: dict = {"roc": roc_figure(result["membership"]), "roc_log": roc_log_figure(result["membership"]),
+                     "targets": {}}
+    sli = result.get("soft_label_inversion")
+    if sli and images.get("soft_label_inversion"):
+        figures["sli_grid"] = sli_grid_figure(images["class_means"], images["soft_label_inversion"],
+                                              run["class_names"])
+        figures["sli_per_class"] = sli_per_class_figure(sli, run["class_names"])
     if result.get("canaries"):
         figures["canaries"] = canary_figure(result["canaries"], result["canaries"].get("max_exposure"))
     if result.get("fusion_weights"):
@@ -295,7 +359,7 @@ def render_run_report(result: dict, images: dict, path) -> Path:
             }
     html = _environment().get_template("audit.html.j2").render(
         kind="run", result=result, run=run, figures=figures, membership=result["membership"],
-        inversion=inversion)
+        inversion=inversion, sli=sli, empirical=result.get("empirical_epsilon"))
     return _write(html, path)
 
 
