@@ -53,11 +53,42 @@ class RunFolderStorage:
 
 
 def load_node(cfg: Config, node_config: Mapping) -> Node:
+    """The node's inputs: its own folders with ``data-dir``, else its partition of the run's dataset."""
     client_id = claimed_client_id(node_config)
     if not 0 <= client_id < cfg["num_clients"]:
         raise ValueError(f"node config partition-id={client_id} is not a client of this run "
                          f"(num_clients={cfg['num_clients']})")
+    if node_config.get("data-dir"):
+        transfer_dir = node_config.get("transfer-dir") or cfg["transfer_dir"]
+        if not transfer_dir:
+            raise ValueError("this node reads its own data (data-dir) but knows no transfer set: set the run "
+                             "config's transfer_dir or --node-config transfer-dir=PATH")
+        global_dir = node_config.get("global-test-dir") or cfg["global_test_dir"]
+        return _node_on_own_data(cfg, client_id, str(node_config["data-dir"]), str(transfer_dir),
+                                 str(global_dir) if global_dir else "")
     return _simulated_node(cfg, client_id)
+
+
+@lru_cache(maxsize=4)
+def _own_data(data_dir: str, transfer_dir: str, global_dir: str):
+    """Read (and check) the node's folders once per process; every round reuses them."""
+    from fedkd.data.node_data import FolderSource, load_split
+    from fedkd.data.transfer import load_transfer_set
+
+    transfer = load_transfer_set(transfer_dir)
+    data = FolderSource.for_transfer(data_dir, transfer).load()
+    global_test = (load_split(global_dir, classes=transfer.classes, input_shape=transfer.input_shape)
+                   if global_dir else None)
+    return transfer, data, global_test
+
+
+def _node_on_own_data(cfg: Config, client_id: int, data_dir: str, transfer_dir: str, global_dir: str) -> Node:
+    transfer, data, global_test = _own_data(data_dir, transfer_dir, global_dir)
+    inputs, fingerprint = assemble_inputs(
+        client_id, data, transfer_x=transfer.x, transfer_fingerprint=transfer.fingerprint,
+        input_shape=transfer.input_shape, num_classes=transfer.num_classes, canaries=cfg.canaries,
+        global_test=global_test)
+    return Node(client_id, inputs, fingerprint)
 
 
 def _simulated_node(cfg: Config, client_id: int) -> Node:

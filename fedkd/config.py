@@ -66,6 +66,11 @@ _CORE_SCHEMA: dict[str, Key] = {
     # what federation to simulate
     "dataset": _c("digits", str, "dataset name", *one_of(DATASETS)),
     "data_root": _c("", str, "folder holding the dataset files ('' = the dataset's default place)"),
+    "transfer_dir": _c("", str, "the public transfer set on disk: a folder with classes.txt and images or "
+                       "transfer.npz ('' = drawn from the dataset, as in simulation); a node may name its own "
+                       "copy with --node-config transfer-dir=PATH"),
+    "global_test_dir": _c("", str, "optional public labelled test folder (ImageFolder or .npz) for global "
+                          "accuracy on real nodes ('' = none: the run records ALMA only)"),
     "algorithm": Key("knfu", str, "fusion algorithm (a registered fusion rule, or fedavg)",
                      lambda v: v in algorithms(), "a registered fusion rule or fedavg"),
     "num_clients": _c(10, int, "number of clients", *AT_LEAST_1),

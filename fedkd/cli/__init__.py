@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(sweep)
     sweep.add_argument("--noise", default="0.05,0.2,0.5,1.0",
                        help="comma-separated swing noise scales (Gaussian sigma or Laplace b)")
+    export = sub.add_parser("export", help="write a simulated federation as per-node folders for real hosts "
+                                           "(transfer/, node-<i>/{train,test}/, global_test/)")
+    export.add_argument("--config", help="TOML config file")
+    export.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key (repeatable)")
+    export.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
     sub.add_parser("keys", help="list every config key with its default")
     audit_command.add_arguments(sub.add_parser(  # docs/audit.md
         "audit", help="membership inference and model inversion on a run's models; writes an HTML report"))
@@ -108,6 +114,21 @@ def cmd_privacy_sweep(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from fedkd.data import build_federation
+    from fedkd.data.export import ExportError, export_federation
+
+    cfg = load_config(args.config, args.sets)
+    try:
+        manifest = export_federation(build_federation(cfg.federation), args.out)
+    except ExportError as exc:
+        raise ConfigError(f"fedkd export: {exc}") from None
+    counts = ", ".join(f"{n.name}: {n.train} train / {n.test} test" for n in manifest.nodes)
+    print(f"wrote {args.out}: transfer set of {manifest.transfer_size} (fingerprint {manifest.transfer_fingerprint}); "
+          f"{counts}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -116,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return cmd_simulate(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "privacy-sweep":

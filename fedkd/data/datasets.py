@@ -207,7 +207,10 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def _load_digits(_root: str | None) -> Dataset:
     images, labels = digits_arrays()
-    x = (images.astype(np.float32) / 16.0)[:, None, :, :]
+    # 0..16 to the nearest of 0..255 (half up), then scaled like every uint8 dataset: an image file holds
+    # uint8, so a digits federation exported to PNG folders reads back bit-identical (fedkd export).
+    u8 = ((images.astype(np.int64) * 255 + 8) // 16).astype(np.uint8)
+    x = (u8.astype(np.float32) / 255.0)[:, None, :, :]
     y = labels.astype(np.int64)
     # Fixed split, independent of the run seed, so the test set never changes between runs.
     rng = np.random.default_rng(_DIGITS_SPLIT_SEED)

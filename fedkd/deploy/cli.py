@@ -34,6 +34,8 @@ def add_commands(sub) -> None:
     fed.add_argument("--workdir", help="folder for credentials, logs, state and the run record "
                                        "(default runs/federation-<time>)")
     fed.add_argument("--credentials", help="use this `fedkd certs` folder instead of making one")
+    fed.add_argument("--data", help="a `fedkd export` folder: node i reads only DIR/node-<i>, every party reads "
+                                    "DIR/transfer, and the server no dataset at all (docs/deploy.md)")
     tls = fed.add_mutually_exclusive_group()
     tls.add_argument("--tls", dest="tls", action="store_true", default=True, help="TLS on every link (default)")
     tls.add_argument("--insecure", dest="tls", action="store_false", help="no TLS (implies --no-auth)")
@@ -106,9 +108,14 @@ def _raise_interrupt(signum, frame):
 def cmd_certs(args) -> int:
     from fedkd.deploy.credentials import make_credentials
 
+    from fedkd.identity import write_registry
+
     made = make_credentials(args.out, sans=args.san, nodes=args.nodes, days=args.days)
     for path in made.created:
         print(f"wrote {path}")
+    if made.node_keys:
+        registry = write_registry(Path(args.out) / "identities.json", {k.index: k.public for k in made.node_keys})
+        print(f"wrote {registry}: client i is bound to keys/node-<i>.pub (server.identity_registry)")
     kept = len(made.node_keys) - sum(1 for k in made.node_keys if k.private in made.created)
     if kept:
         print(f"kept {kept} existing node key pair(s)")
@@ -129,7 +136,8 @@ def cmd_federation(args) -> int:
         raise ConfigError("--auth needs TLS; drop --insecure or use --no-auth")
     workdir = Path(args.workdir) if args.workdir else Path("runs") / f"federation-{time.strftime('%Y%m%d-%H%M%S')}"
     setup = LocalSetup(nodes=cfg["num_clients"], workdir=workdir, tls=args.tls, auth=auth,
-                       credentials=Path(args.credentials) if args.credentials else None)
+                       credentials=Path(args.credentials) if args.credentials else None,
+                       data=Path(args.data) if args.data else None)
     say = (lambda _msg: None) if args.quiet else (lambda msg: print(f"[fedkd federation] {msg}", flush=True))
     try:
         result = run_local_federation(cfg, setup, timeout=args.timeout, say=say)

@@ -40,6 +40,18 @@ NO_NETWORK_ENV = {  # Flower would otherwise phone home and try to install depen
 }
 
 
+def node_config_string(values: dict) -> str:
+    """``--node-config`` text: Flower parses each ``key=value`` as TOML, so strings are quoted."""
+    def value(v):
+        if isinstance(v, str):
+            if '"' in v or "\\" in v:
+                raise ConfigError(f"node config value {v!r} cannot travel in --node-config")
+            return f'"{v}"'
+        return str(v)
+
+    return " ".join(f"{k}={value(v)}" for k, v in values.items())
+
+
 def client_threads(nodes: int) -> str:
     """Torch threads per ClientApp when ``nodes`` SuperNodes share this machine: its cores split between them.
 
@@ -68,6 +80,7 @@ class LocalSetup:
     tls: bool = True
     auth: bool = True
     credentials: Path | None = None  # a folder from `fedkd certs`; None = make one in <workdir>/credentials
+    data: Path | None = None  # a `fedkd export` folder: node i reads <data>/node-<i>, the server only <data>/transfer
     app_dir: Path = field(default_factory=default_app_dir)
     ready_timeout: float = 120.0  # seconds for the link or a node to come up (a loaded machine is slow)
 
@@ -100,6 +113,7 @@ class LocalFederation:
         self._check_setup()
         self.app_keys = app_config_keys(self.app_dir)
         self.credentials = self._credentials()
+        self.registry = self._identity_registry()
 
         self.flwr_home = self.workdir / "flwr-home"
         self.env = flower_env(dict(os.environ), **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
@@ -130,6 +144,23 @@ class LocalFederation:
         for name in ("flower-superlink", "flower-supernode", "flwr"):
             executable(name)
         _check_outside_bundle(self.workdir, self.app_dir)
+        if s.data is not None:
+            from fedkd.data.export import TRANSFER_DIR, node_dir_name
+
+            missing = [p for p in [Path(s.data) / TRANSFER_DIR] + [Path(s.data) / node_dir_name(i)
+                                                                   for i in range(s.nodes)] if not p.is_dir()]
+            if missing:
+                raise ConfigError(f"--data {s.data} lacks {', '.join(str(p) for p in missing)} (make it with "
+                                  "`fedkd export --config FILE --out DIR`)")
+
+    def _identity_registry(self) -> Path | None:
+        """With node authentication, client i is bound to node key i: the server checks it (server.identity_registry)."""
+        if not self.setup.auth:
+            return None
+        from fedkd.identity import write_registry
+
+        return write_registry(self.workdir / "identities.json",
+                              {k.index: k.public for k in self.credentials.node_keys})
 
     def _credentials(self) -> creds.Credentials:
         """Check the given credentials folder, or make one in the workdir."""
@@ -155,6 +186,15 @@ class LocalFederation:
                               f"{self.setup.nodes} nodes; they must match")
         out = Path(cfg["out"]) if cfg["out"] else self.workdir / "run"
         cfg = cfg.replace(out=str(out.resolve()))
+        if self.registry is not None and not cfg["server.identity_registry"]:
+            cfg = cfg.replace(server__identity_registry=str(self.registry))
+        if self.setup.data is not None:
+            from fedkd.data.export import GLOBAL_TEST_DIR, TRANSFER_DIR
+
+            data = Path(self.setup.data).resolve()
+            cfg = cfg.replace(transfer_dir=str(data / TRANSFER_DIR))
+            if (data / GLOBAL_TEST_DIR).is_dir():
+                cfg = cfg.replace(global_test_dir=str(data / GLOBAL_TEST_DIR))
         run_config_string(cfg, self.app_keys)  # refuses keys the app cannot take, before anything starts
         return cfg
 
@@ -181,9 +221,17 @@ class LocalFederation:
         tls = self.setup.tls if tls is None else tls
         if private_key == "default":
             private_key = self.credentials.node_keys[partition].private if self.setup.auth else None
+        node_config = {"partition-id": partition, "num-partitions": self.setup.nodes,
+                       "state-dir": str(self.workdir / "nodes" / f"node-{partition}")}
+        if private_key is not None:
+            node_config["auth-key"] = str(private_key)  # the ClientApp proves its client id with it
+        if self.setup.data is not None:
+            from fedkd.data.export import node_dir_name
+
+            node_config["data-dir"] = str(Path(self.setup.data).resolve() / node_dir_name(partition))
         argv = [executable("flower-supernode"), "--superlink", f"127.0.0.1:{self.fleet_port}",
                 "--host", "127.0.0.1", "--port", str(port or self.node_ports[partition]),
-                "--node-config", f"partition-id={partition} num-partitions={self.setup.nodes}"]
+                "--node-config", node_config_string(node_config)]
         argv += ["--root-certificates", str(self.credentials.ca_cert)] if tls else ["--insecure"]
         if private_key is not None:
             argv += ["--auth-supernode-private-key", str(private_key)]
