@@ -361,6 +361,12 @@ def _check_combinations(v: dict[str, Any]) -> None:
     if v["conflict.kind"] != "none" and v["conflict.groups"] > v["num_clients"]:
         raise ConfigError(f"config key 'conflict.groups': {v['conflict.groups']} groups need at least as many "
                           f"clients (num_clients={v['num_clients']})")
+    if v["conflict.kind"] == "rotation" and v["conflict.groups"] > 4:
+        raise ConfigError(f"config key 'conflict.groups': rotation has only 4 distinct groups (0, 90, 180, "
+                          f"270 degrees), got {v['conflict.groups']}")
+    if v["algorithm"] == "oracle" and v["conflict.kind"] == "none":
+        raise ConfigError("config key 'algorithm': oracle fuses inside the true conflict groups, so it needs "
+                          "conflict.kind label_permutation or rotation")
     if v["partition"] == "pathological" and v["classes_per_client"] > 100:
         raise ConfigError("config key 'classes_per_client' is larger than any dataset's class count")
     _check_attack_syntax(v)

@@ -84,8 +84,8 @@ def load_registry(path: str | Path) -> dict[int, ec.EllipticCurvePublicKey]:
             registry[int(client)] = key
     except FileNotFoundError:
         raise IdentityError(f"identity registry not found: {path} (server.identity_registry)") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise IdentityError(f"identity registry {path} is not usable: {exc!r}") from None
+    except Exception as exc:  # noqa: BLE001 -- any unreadable entry (cryptography raises its own types)
+        raise IdentityError(f"identity registry {path} is not usable: {type(exc).__name__}: {exc}") from None
     lines = [public_key_line(k) for k in registry.values()]
     if len(set(lines)) != len(lines):
         raise IdentityError(f"identity registry {path} lists one key for two client ids")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from fedkd.client_step import ClientInputs
+from fedkd.data.conflict import client_view, conflict_groups
 from fedkd.data.node_data import NodeData
 from fedkd.privacy.canary_plan import canary_set, plant_if_owner, transfer_with_canaries
-from fedkd.settings import CanarySettings
+from fedkd.settings import CanarySettings, ConflictSettings
 
 
 def assemble_inputs(client_id: int, data: NodeData, *, transfer_x: np.ndarray, transfer_fingerprint: str | None,
@@ -29,3 +30,19 @@ def assemble_inputs(client_id: int, data: NodeData, *, transfer_x: np.ndarray, t
         global_test_x=None if global_test is None else global_test[0],
         global_test_y=None if global_test is None else global_test[1], canaries=planted)
     return inputs, fingerprint
+
+
+def conflict_view(conflict: ConflictSettings, client_id: int, num_clients: int, num_classes: int, data: NodeData,
+                  global_test: tuple[np.ndarray, np.ndarray]) -> tuple[NodeData, tuple[np.ndarray, np.ndarray]]:
+    """The knowledge-conflict benchmark: a client of group g sees its private data, its local test set and
+    (under label permutation) the global test set through its group's relabelling or rotation; the
+    transfer set stays untouched."""
+    group = int(conflict_groups(num_clients, conflict.groups)[client_id])
+
+    def view(split, x, y):
+        return client_view(conflict.kind, group, split, x, y, seed=conflict.seed, num_classes=num_classes)
+
+    train_x, train_y = view("train", data.train_x, data.train_y)
+    test_x, test_y = view("local_test", data.test_x, data.test_y)
+    return (NodeData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, path=data.path),
+            view("global_test", *global_test))

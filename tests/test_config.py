@@ -54,3 +54,45 @@ def test_toml_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("assignment,key", [
+    ("local_test_size=1000000000", "local_test_size"), ("transfer_size=99999999", "transfer_size"),
+    ("global_test_size=5000", "global_test_size"), ("private_pool_size=2000", "private_pool_size"),
+    ("num_clients=1000", "num_clients"), ("canaries.references=10000000", "canaries.references"),
+    ("clients_per_round=11", "clients_per_round"), ("server.max_num_examples=0", "server.max_num_examples"),
+])
+def test_sizes_beyond_what_the_dataset_holds_are_refused_by_name(assignment, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(None, [assignment])
+
+
+def test_an_absurd_size_is_refused_by_the_command_line_before_anything_loads(tmp_path, capsys):
+    from fedkd.cli import main
+
+    assert main(["simulate", "--out", str(tmp_path / "r"), "--set", "local_test_size=1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "local_test_size" in err and "exceeds 449" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_occupied_out_folder_is_refused_unless_resuming(tmp_path, capsys):
+    from fedkd.cli import main
+    from fedkd.cli.simulation import check_out
+
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    assert main(["simulate", "--out", str(tmp_path), "--set", "rounds=1"]) == 2
+    assert "already holds a run's records" in capsys.readouterr().err
+    check_out(tmp_path, make_config({"server.resume": True}))  # resuming that run is fine
+
+
+def test_clients_receive_only_client_keys():
+    sent = make_config({"out": "/x", "knfu.beta": 3, "server.reply_timeout": 5}).for_clients()
+    assert {"out", "knfu.beta", "server.reply_timeout", "algorithm"}.isdisjoint(sent)
+    assert {"seed", "temperature", "privacy.swing", "rounds"} <= set(sent)
+
+
+def test_typed_views_carry_the_values():
+    cfg = make_config({"seed": 4, "lr": 0.01, "privacy.swing": True, "clients_per_round": 3})
+    assert cfg.training.seed == 4 and cfg.training.lr == 0.01 and cfg.privacy.swing is True
+    assert cfg.server.sampling and cfg.server.clients_per_round == 3 and cfg.federation.seed == 4

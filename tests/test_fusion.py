@@ -105,3 +105,55 @@ def test_bad_inputs_are_refused():
         fuse("fedmd", np.ones((3, 4)))
     with pytest.raises(ValueError, match="temperature"):
         fuse_dsfl(random_soft_labels(2, 3, 4), temperature=0)
+
+
+# ---------------------------------------------------------------- oracle (FedMD inside the true groups)
+
+def test_oracle_hand_computed_groups_exclude_self():
+    from fedkd.fusion.oracle import fuse_oracle
+
+    p = np.array([[[1.0, 0.0]], [[0.5, 0.5]], [[0.0, 1.0]], [[0.2, 0.8]], [[0.6, 0.4]]], dtype=np.float32)
+    groups = np.array([0, 0, 1, 1, 1])
+    r = fuse_oracle(p, groups=groups)
+    expected = np.array([[0, 1, 0, 0, 0],
+                         [1, 0, 0, 0, 0],
+                         [0, 0, 0, 0.5, 0.5],
+                         [0, 0, 0.5, 0, 0.5],
+                         [0, 0, 0.5, 0.5, 0]])
+    np.testing.assert_allclose(r.weights, expected)
+    np.testing.assert_allclose(r.targets[2, 0], [0.4, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(r.targets[0, 0], [0.5, 0.5], rtol=1e-6)
+    assert r.has_targets.all() and r.info["neighbour_counts"] == [1, 1, 2, 2, 2]
+
+
+def test_oracle_alone_in_a_group_keeps_itself_and_weighting_and_self_are_options():
+    from fedkd.fusion.oracle import fuse_oracle
+
+    p = random_soft_labels(4, 6, 3, seed=9)
+    r = fuse_oracle(p, groups=np.array([0, 0, 0, 1]))
+    np.testing.assert_allclose(r.weights[3], [0, 0, 0, 1])
+    np.testing.assert_allclose(r.targets[3], p[3], rtol=1e-6)
+    w = fuse_oracle(p, np.array([1, 1, 2, 100]), groups=np.array([0, 0, 0, 1]), weighted=True).weights
+    np.testing.assert_allclose(w[0], [0, 1 / 3, 2 / 3, 0])
+    with_self = fuse_oracle(p, groups=np.array([0, 0, 0, 1]), include_self=True).weights
+    np.testing.assert_allclose(with_self[0], [1 / 3, 1 / 3, 1 / 3, 0])
+    # one group and self included: FedMD exactly
+    np.testing.assert_allclose(fuse_oracle(p, groups=np.zeros(4, dtype=int), include_self=True).targets,
+                               fuse_fedmd(p).targets, atol=1e-7)
+
+
+def test_oracle_refuses_bad_groups():
+    from fedkd.fusion.oracle import fuse_oracle
+
+    with pytest.raises(ValueError, match="one entry per client"):
+        fuse_oracle(random_soft_labels(3, 2, 2), groups=np.array([0, 1]))
+    with pytest.raises(ValueError, match="integer"):
+        fuse_oracle(random_soft_labels(2, 2, 2), groups=np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("distance", ["profile_kl", "sample_kl", "sample_js", "sample_hellinger"])
+def test_knfu_rows_are_distributions_for_every_distance(distance):
+    r = fuse_knfu(random_soft_labels(6, 20, 10, seed=1), distance=distance)
+    np.testing.assert_allclose(r.targets.sum(axis=2), 1.0, atol=1e-5)
+    np.testing.assert_allclose(r.weights.sum(axis=1), 1.0, atol=1e-9)
+    assert r.info["distance"] == distance

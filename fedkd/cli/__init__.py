@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from fedkd import audit_command
+from fedkd.cli import audit as audit_command
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, algorithms, describe_keys, load_config
 from fedkd.deploy import cli as deploy_cli
@@ -71,13 +71,13 @@ def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
 
     base = load_config(args.config, args.sets)
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    for name in algorithms:
+    chosen = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    for name in chosen:
         if name not in algorithms():
             raise ConfigError(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(algorithms())}")
     out = Path(args.out) if args.out else new_run_dir(name=None)
     results = {}
-    for name in algorithms:
+    for name in chosen:
         if name == "fedavg" and len(set(base["models"])) > 1:
             print(f"skipping fedavg: it needs one architecture, models={base['models']}", file=sys.stderr)
             continue

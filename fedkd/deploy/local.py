@@ -216,11 +216,12 @@ class LocalFederation:
 
     def node_argv(self, partition: int, *, port: int | None = None, tls: bool | None = None,
                   private_key: Path | None | str = "default", max_retries: int | None = None,
-                  max_wait_time: float | None = None) -> list[str]:
+                  max_wait_time: float | None = None, node_config: dict | None = None) -> list[str]:
         """A SuperNode's command line; the keywords override the setup (the tests start intruders)."""
         tls = self.setup.tls if tls is None else tls
         if private_key == "default":
             private_key = self.credentials.node_keys[partition].private if self.setup.auth else None
+        extra = node_config or {}
         node_config = {"partition-id": partition, "num-partitions": self.setup.nodes,
                        "state-dir": str(self.workdir / "nodes" / f"node-{partition}")}
         if private_key is not None:
@@ -229,6 +230,7 @@ class LocalFederation:
             from fedkd.data.export import node_dir_name
 
             node_config["data-dir"] = str(Path(self.setup.data).resolve() / node_dir_name(partition))
+        node_config.update(extra)
         argv = [executable("flower-supernode"), "--superlink", f"127.0.0.1:{self.fleet_port}",
                 "--host", "127.0.0.1", "--port", str(port or self.node_ports[partition]),
                 "--node-config", node_config_string(node_config)]
@@ -265,11 +267,13 @@ class LocalFederation:
         if self.node_ids:
             self.say(f"registered {len(self.node_ids)} SuperNode keys")
 
-    def start_node(self, partition: int, wait: bool = True) -> ManagedProcess:
-        """Start (or restart) the SuperNode of one partition; with ``wait``, until its runtime API listens."""
+    def start_node(self, partition: int, wait: bool = True, node_config: dict | None = None) -> ManagedProcess:
+        """Start (or restart) the SuperNode of one partition; with ``wait``, until its runtime API listens.
+
+        node_config: extra ``--node-config`` entries (e.g. a node's own ``transfer-dir``)."""
         if not 0 <= partition < self.setup.nodes:
             raise ConfigError(f"partition {partition} is not in [0, {self.setup.nodes})")
-        proc = self.group.start(f"supernode-{partition}", self.node_argv(partition))
+        proc = self.group.start(f"supernode-{partition}", self.node_argv(partition, node_config=node_config))
         self.nodes[partition] = proc
         if wait:
             port = self.node_ports[partition]
@@ -302,10 +306,10 @@ class LocalFederation:
         """A SuperNode outside the federation's plan (own port; key/TLS overridden), e.g. an intruder."""
         return self.group.start(name, self.node_argv(partition, port=free_port(), **overrides))
 
-    def start_nodes(self) -> None:
+    def start_nodes(self, node_configs: dict[int, dict] | None = None) -> None:
         self.say(f"starting {self.setup.nodes} SuperNodes")
         for partition in range(self.setup.nodes):
-            self.start_node(partition, wait=False)
+            self.start_node(partition, wait=False, node_config=(node_configs or {}).get(partition))
         for partition, proc in self.nodes.items():
             port = self.node_ports[partition]
             wait_until(lambda: port_open("127.0.0.1", port), self.setup.ready_timeout,
@@ -315,11 +319,11 @@ class LocalFederation:
         """SIGKILL one SuperNode, as a crash would."""
         self.group.kill(self.nodes[partition])
 
-    def start(self) -> None:
+    def start(self, node_configs: dict[int, dict] | None = None) -> None:
         self.start_link()
         if self.setup.auth:
             self.register_nodes()
-        self.start_nodes()
+        self.start_nodes(node_configs)
 
     # ------------------------------------------------------------ the run
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from fedkd.keys import NON_NEGATIVE, POSITIVE, Key
 
+from fedkd.data.conflict import conflict_groups
+
 from .base import FusionResult
+from .effectiveness import DISTANCES
 from .dsfl import fuse_dsfl
 from .fedmd import fuse_fedmd
 from .knfu import fuse_knfu
 from .local import fuse_local
+from .oracle import fuse_oracle
 from .registry import FUSION_RULES, FusionRule, get_rule, register, rule_keys
 
 register(FusionRule("local", fuse_local, help="no fusion: every client trains on its own data only"))
@@ -33,9 +37,15 @@ register(FusionRule(
         "knfu.tau": Key(-1.0, float, "KnFu neighbour threshold (-1 = 1/N)",
                         lambda v: v == -1.0 or 0 <= v <= 1, "-1 or within [0, 1]"),
         "knfu.include_self": Key(False, bool, "may a client be its own KnFu neighbour"),
+        "knfu.distance": Key("profile_kl", str, "effectiveness measure: profile_kl (mean class profiles), or "
+                             "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
+                             lambda v: v in DISTANCES, f"one of {', '.join(DISTANCES)}"),
     },
     params=lambda cfg, ids: {"beta": cfg["knfu.beta"], "tau": None if cfg["knfu.tau"] == -1.0 else cfg["knfu.tau"],
-                             "include_self": cfg["knfu.include_self"]}))
+                             "include_self": cfg["knfu.include_self"], "distance": cfg["knfu.distance"]}))
+register(FusionRule(
+    "oracle", fuse_oracle, help="FedMD inside each client's true conflict group (simulation only: an upper bound)",
+    params=lambda cfg, ids: {"groups": conflict_groups(cfg["num_clients"], cfg["conflict.groups"])[ids]}))
 
 
 def fuse(algorithm: str, soft_labels, n_samples=None, **params) -> FusionResult:
@@ -44,4 +54,4 @@ def fuse(algorithm: str, soft_labels, n_samples=None, **params) -> FusionResult:
 
 
 __all__ = ["FUSION_RULES", "FusionResult", "FusionRule", "fuse", "fuse_dsfl", "fuse_fedmd", "fuse_knfu",
-           "fuse_local", "get_rule", "register", "rule_keys"]
+           "fuse_local", "fuse_oracle", "get_rule", "register", "rule_keys"]

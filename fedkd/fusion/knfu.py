@@ -1,46 +1,46 @@
 """``knfu``: effective knowledge fusion over semantic neighbours (personalised).
 
-Our reconstruction of KnFu (DESIGN §4; the paper's abstract gives the idea):
+Our reconstruction of KnFu (S. J. Seyedmohammadi, S. K. Atapour, J. Abouei, A. Mohammadi, "KnFu:
+Effective Knowledge Fusion", arXiv:2403.11892, 2024; the abstract gives the idea, beta = 10 the paper's
+setting): each client distils only from the clients whose knowledge is effective for it.
 
-1. knowledge profile e_m = mean over the transfer set of P_m  -> (N, C)
-2. semantic distance d_nm = KL(e_n || e_m)                     -> (N, N)
-3. effectiveness w_nm = softmax_m(-beta * d_nm)
-4. neighbours: keep m with w_nm >= tau, renormalise the row
-5. targets_n = sum_m w_nm P_m
+1. distance d_nm between the knowledge of clients n and m (``distance``, see ``effectiveness``):
+   ``profile_kl`` KL between mean class profiles (the original rule), or a per-sample measure
+   (``sample_kl``, ``sample_js``, ``sample_hellinger``) that compares the answers to the *same* images;
+2. (per-sample measures) d_nm / median_m d_nm, so that beta means the same under every measure;
+3. (per-sample measures) a prior kappa_m in [0, 1], how much m's answers depend on the image:
+   a flat or constant answer is not knowledge and gets kappa = 0;
+4. effectiveness w_nm = kappa_m exp(-beta d_nm) / sum_k kappa_k exp(-beta d_nk);
+5. neighbours: keep m with w_nm >= tau, renormalise the row;
+6. targets_n = sum_m w_nm P_m.
 
-All pairs are computed with matrix products, so thousands of clients stay cheap.
+All pairs are computed with matrix products (or, for JS, tiles of bounded memory), never a loop over
+pairs, so thousands of clients stay cheap.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .base import FusionResult, check_soft_labels
+from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, informativeness, knowledge_profiles,
+                            pairwise_distance, pairwise_kl, row_scale)
 
-_EPS = 1e-12
-
-
-def knowledge_profiles(p: np.ndarray) -> np.ndarray:
-    """(N, M, C) soft labels -> (N, C) mean predicted class distribution per client."""
-    e = p.mean(axis=1) + _EPS
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def pairwise_kl(e: np.ndarray) -> np.ndarray:
-    """d[n, m] = KL(e_n || e_m) for rows of ``e`` (N, C), via one matrix product."""
-    log_e = np.log(e)
-    neg_entropy = np.sum(e * log_e, axis=1)          # sum_c e_n log e_n
-    cross = e @ log_e.T                              # sum_c e_n log e_m
-    return np.maximum(neg_entropy[:, None] - cross, 0.0)
+__all__ = ["DISTANCES", "effectiveness_weights", "fuse_knfu", "knowledge_profiles", "knfu_weights",
+           "mix_soft_labels", "pairwise_kl"]
 
 
 def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
-                          include_self: bool) -> np.ndarray:
-    """Row-wise softmax(-beta * d), thresholded at ``tau`` and renormalised.
+                          include_self: bool, log_prior: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise softmax(-beta * d + log_prior), thresholded at ``tau`` and renormalised.
 
-    ``tau=None`` means 1/N. A row with no neighbour left is all zeros.
+    ``tau=None`` means 1/N. ``log_prior`` (N,) adds log kappa_m to every row's score for peer m (-inf: the
+    peer gets no weight); None leaves the original rule unchanged, bit for bit. A row with no neighbour
+    left is all zeros.
     """
     n = distance.shape[0]
     scores = -beta * distance
+    if log_prior is not None:
+        scores = scores + log_prior[None, :]
     if not include_self:
         np.fill_diagonal(scores, -np.inf)
     finite = np.isfinite(scores)
@@ -54,6 +54,28 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
     w = np.where((w >= threshold) | (w == w.max(axis=1, keepdims=True)), w, 0.0)
     totals = w.sum(axis=1, keepdims=True)
     return np.divide(w, totals, out=np.zeros_like(w), where=totals > 0)
+
+
+def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_self: bool, *,
+                 kappa: np.ndarray | None = None, normalise: bool = True) -> np.ndarray:
+    """(N, N) KnFu weights from a distance matrix, with the scale and flat-answer rules.
+
+    normalise: divide row n by ``row_scale`` (median distance to n's informative peers), so that a peer
+               at the row's median distance gets e^-beta of the weight of a peer at distance 0 under every
+               measure; without it beta is in the measure's own units (nats of KL, a bounded JS, ...).
+    kappa:     (N,) informativeness of each peer (``effectiveness.informativeness``), used as a prior
+               weight: w_nm is proportional to kappa_m exp(-beta d_nm). A peer with kappa = 0 (exactly flat
+               or constant answers) gets no weight whatever its distance; None = all peers alike.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    peers = None if kappa is None else kappa > 0
+    if normalise:
+        d = d / row_scale(d, peers)[:, None]
+    log_prior = None
+    if kappa is not None:
+        with np.errstate(divide="ignore"):
+            log_prior = np.log(np.asarray(kappa, dtype=np.float64))
+    return effectiveness_weights(d, beta, tau, include_self, log_prior)
 
 
 def mix_soft_labels(weights: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -70,26 +92,54 @@ def mix_soft_labels(weights: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               beta: float = 10.0, tau: float | None = None,
-              include_self: bool = False) -> FusionResult:
+              include_self: bool = False, distance: str = "profile_kl",
+              normalise: bool | None = None, discount_flat: bool | None = None,
+              block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
-    soft_labels:  (N, M, C) probabilities on the shared transfer set.
-    beta:         sharpness of the effectiveness softmax (the paper uses 10).
-    tau:          neighbour threshold on the weights (None = 1/N).
-    include_self: whether a client may be its own neighbour. Including it lets a
-                  strongly skewed client pick only itself (pure self-distillation).
-    Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph).
+    soft_labels:   (N, M, C) probabilities on the shared transfer set.
+    n_samples:     unused (KnFu weighs knowledge, not data size); accepted like every fusion rule.
+    beta:          sharpness of the effectiveness softmax (the paper uses 10). With ``normalise`` it is in
+                   units of the row's median distance: a peer at the median gets e^-beta of the weight of
+                   a peer at distance 0, and two peers whose distances differ by a fraction f of the
+                   median get weights in the ratio e^(beta f) (before kappa).
+    tau:           neighbour threshold on the weights (None = 1/N).
+    include_self:  whether a client may be its own neighbour. Including it lets a strongly skewed
+                   client pick only itself (pure self-distillation).
+    distance:      ``profile_kl`` (default: the original rule, unchanged bit for bit), ``sample_kl``,
+                   ``sample_js`` or ``sample_hellinger`` (see ``fedkd.fusion.effectiveness``).
+    normalise:     divide each row by its median peer distance (None: on for per-sample measures, off
+                   for ``profile_kl`` so that the original rule keeps its results).
+    discount_flat: weight each peer by its informativeness kappa (None: on for per-sample measures, off
+                   for ``profile_kl``). A flat answer is close to everything under KL and JS, so without
+                   it an undertrained or "knows nothing" client is everyone's favourite neighbour.
+    block_bytes:   working memory of one block of the per-sample measures.
+    Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
+    peers are all flat (or, with self excluded, who is alone) gets no targets.
     """
     if not beta >= 0:
         raise ValueError(f"knfu beta must be >= 0, got {beta}")
     if tau is not None and not 0 <= tau <= 1:
         raise ValueError(f"knfu tau must be in [0, 1], got {tau}")
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown knfu distance {distance!r}; known: {', '.join(DISTANCES)}")
     p = check_soft_labels(soft_labels)
-    e = knowledge_profiles(p)
-    w = effectiveness_weights(pairwise_kl(e), beta, tau, include_self)
+    per_sample = distance in PER_SAMPLE
+    normalise = per_sample if normalise is None else bool(normalise)
+    discount_flat = per_sample if discount_flat is None else bool(discount_flat)
+    info: dict = {}
+    if distance == "profile_kl" and not normalise and not discount_flat:
+        # The original rule, kept operation for operation so its results stay bit-identical.
+        w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self)
+    else:
+        d = pairwise_distance(distance, p, block_bytes)
+        kappa = informativeness(p) if discount_flat else None
+        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise)
+        if kappa is not None:
+            info["informativeness"] = [round(float(k), 4) for k in kappa]
     targets = mix_soft_labels(w, p)
     has = w.sum(axis=1) > 0
     neighbours = (w > 0).sum(axis=1)
-    info = {"neighbour_counts": neighbours.tolist(),
-            "mean_neighbours": float(neighbours.mean())}
+    info = {"neighbour_counts": neighbours.tolist(), "mean_neighbours": float(neighbours.mean()),
+            "distance": distance, **info}
     return FusionResult(targets=targets, has_targets=has, weights=w, info=info)

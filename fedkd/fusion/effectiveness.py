@@ -1,0 +1,221 @@
+"""How effective client m's knowledge is for client n: pairwise distances and informativeness.
+
+KnFu (S. J. Seyedmohammadi, S. K. Atapour, J. Abouei, A. Mohammadi, "KnFu: Effective Knowledge Fusion",
+arXiv:2403.11892, 2024) fuses, for each client, only the knowledge of its *semantic neighbours*. Which
+clients those are depends on how knowledge is compared. Every measure here is a function of the stacked
+soft labels ``p`` (N, M, C) (float64, rows on the simplex) that returns an (N, N) matrix ``d[n, m] >= 0``
+with ``d[n, n] ~ 0``, computed for all pairs without a Python loop over pairs:
+
+``profile_kl``  KL(e_n || e_m) between class profiles e = mean_i P[i] (the original rule; one (N,C)@(C,N)
+                product). It sees only class marginals: two clients whose answers to the *same* image
+                disagree (permuted labels, a label flipper with a similar marginal, a flat "mimic") can
+                look identical.
+``sample_kl``   mean over transfer samples i of KL(P_n[i] || P_m[i]): answers to the same inputs are
+                compared. Sum_i,c q_n log q_n - Q_n . log Q_m is one (N, M*C)@(M*C, N) product, done in
+                chunks of samples so memory stays bounded (``block_bytes``) at any N.
+``sample_js``   mean over i of the Jensen-Shannon divergence (symmetric, bounded by log 2). The mixture
+                (P_n[i] + P_m[i]) / 2 admits no product form, so it is computed over tiles of pairs of
+                bounded size (upper triangle only, JS being symmetric): N^2 M C logarithms, far dearer
+                than the products (see experiments/bench/fusion.py).
+``sample_hellinger``  mean over i of the squared Hellinger distance 1 - sum_c sqrt(P_n[i,c] P_m[i,c]):
+                symmetric and bounded like JS, but one product; the cheap alternative when N is large.
+
+Two further pieces make the measures usable as KnFu weights (see ``fuse_knfu``):
+
+``row_scale``        a robust scale per row (median distance to the informative peers), so that beta means
+                     the same thing whatever the distance's units (nats of KL, bounded JS, ...).
+``informativeness``  how much a client's answers say about the input at all (0 for a flat or a constant
+                     answer), so that "knowing nothing" is never mistaken for agreement.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+_EPS = 1e-12  # profile smoothing of the original rule (kept as it was, for bit-identical results)
+SMOOTH = 1e-6  # per-sample KL: rows become (P + SMOOTH) / (1 + C * SMOOTH) before any logarithm
+SCALE_FLOOR = 1e-6  # nats: a row whose median peer distance is below this has indistinguishable peers
+FLAT_FLOOR = 1e-6  # informativeness below this (float rounding of an exactly flat client) counts as 0
+BLOCK_BYTES = 4 * 2**20  # working memory of one block of the per-sample measures (about the L2/L3 cache)
+
+
+# ---------------------------------------------------------------- profile (class-marginal) distance
+
+def knowledge_profiles(p: np.ndarray) -> np.ndarray:
+    """(N, M, C) soft labels -> (N, C) mean predicted class distribution per client."""
+    e = p.mean(axis=1) + _EPS
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def pairwise_kl(e: np.ndarray) -> np.ndarray:
+    """d[n, m] = KL(e_n || e_m) for rows of ``e`` (N, C), via one matrix product."""
+    log_e = np.log(e)
+    neg_entropy = np.sum(e * log_e, axis=1)          # sum_c e_n log e_n
+    cross = e @ log_e.T                              # sum_c e_n log e_m
+    return np.maximum(neg_entropy[:, None] - cross, 0.0)
+
+
+def profile_kl(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """KL between class profiles (``block_bytes`` is unused: the (N, C) profiles are small)."""
+    return pairwise_kl(knowledge_profiles(p))
+
+
+# ---------------------------------------------------------------- per-sample distances
+
+def _check(p: np.ndarray) -> tuple[int, int, int]:
+    if p.ndim != 3:
+        raise ValueError(f"soft labels must be (N, M, C), got shape {p.shape}")
+    return p.shape
+
+
+def _sample_chunk(n: int, c: int, itemsize: int, block_bytes: int) -> int:
+    """Transfer samples per chunk so that one (N, chunk*C) operand fits in ``block_bytes``."""
+    return max(1, block_bytes // max(1, n * c * itemsize))
+
+
+def sample_kl(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """d[n, m] = (1/M) sum_i KL(q_n[i] || q_m[i]), q = P smoothed by ``SMOOTH``.
+
+    The smoothing keeps a one-hot peer (e.g. a "shift" liar) at a large but finite distance, bounded by
+    about log(1/SMOOTH) = 13.8 nats per sample, so the row statistics below stay finite. For each chunk of
+    samples: d += negentropy_n - Q_n @ log(Q_m)^T, one BLAS product of (N, chunk*C) by (chunk*C, N).
+    """
+    n, m, c = _check(p)
+    chunk = _sample_chunk(n, c, 8, block_bytes)
+    cross = np.zeros((n, n))
+    negent = np.zeros(n)
+    for start in range(0, m, chunk):
+        q = p[:, start:start + chunk, :].reshape(n, -1) + SMOOTH
+        q /= 1.0 + c * SMOOTH
+        log_q = np.log(q)
+        negent += np.einsum("ij,ij->i", q, log_q)
+        cross += q @ log_q.T
+    return np.maximum(negent[:, None] - cross, 0.0) / m
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    """x log x with 0 log 0 = 0 (entries below the dtype's tiny are taken as 0)."""
+    return x * np.log(np.maximum(x, np.finfo(x.dtype).tiny))
+
+
+def sample_js(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """d[n, m] = (1/M) sum_i JS(P_n[i], P_m[i]), JS(a, b) = H((a+b)/2) - (H(a) + H(b))/2, in nats.
+
+    With s = a + b (so that sum_c s = 2 on each sample): sum_c (s/2) log(s/2) = (sum_c s log s)/2 - log 2,
+    so each pair needs one pass of s log s over its M*C entries and no other per-pair work. Computed in
+    float32 (the precision soft labels travel in) over square tiles of client pairs whose (rows, cols,
+    M*C) buffer fits in ``block_bytes``; only tiles on or above the diagonal are computed, then mirrored.
+    Entries are floored at 1e-30 once, so 0 log 0 needs no test in the inner loop. Cost: N(N+1)/2 * M * C
+    logarithms. Float32 rounding leaves about 1e-7 nats per sample (identical clients come out at ~1e-7,
+    below ``SCALE_FLOOR``, so ``row_scale`` still treats them as identical).
+    """
+    n, m, c = _check(p)
+    flat = np.maximum(p.reshape(n, m * c).astype(np.float32), np.float32(1e-30))
+    plogp = np.einsum("ij,ij->i", flat.astype(np.float64), np.log(flat.astype(np.float64)))  # -sum_i H(P_n[i])
+    tile = min(n, max(1, int(np.sqrt(block_bytes / (4 * m * c)))))
+    buf = np.empty((tile, tile, m * c), dtype=np.float32)
+    logs = np.empty_like(buf)
+    slog = np.zeros((n, n))
+    for a in range(0, n, tile):
+        rows = flat[a:a + tile]
+        for b in range(a, n, tile):
+            cols = flat[b:b + tile]
+            s = buf[:rows.shape[0], :cols.shape[0]]
+            ls = logs[:rows.shape[0], :cols.shape[0]]
+            np.add(rows[:, None, :], cols[None, :, :], out=s)
+            np.log(s, out=ls)
+            block = np.einsum("ijk,ijk->ij", s, ls)
+            slog[a:a + tile, b:b + tile] = block
+            slog[b:b + tile, a:a + tile] = block.T
+    mlogm = 0.5 * slog - m * np.log(2.0)  # sum_i sum_c mix log mix
+    js = 0.5 * (plogp[:, None] + plogp[None, :]) - mlogm
+    np.fill_diagonal(js, 0.0)
+    return np.maximum(js, 0.0) / m
+
+
+def sample_hellinger(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """d[n, m] = (1/M) sum_i (1 - sum_c sqrt(P_n[i,c] P_m[i,c])), the mean squared Hellinger distance.
+
+    Symmetric and bounded by 1 like JS, but a single product per chunk of samples (sqrt(P) @ sqrt(P)^T).
+    """
+    n, m, c = _check(p)
+    chunk = _sample_chunk(n, c, 8, block_bytes)
+    affinity = np.zeros((n, n))
+    for start in range(0, m, chunk):
+        root = np.sqrt(p[:, start:start + chunk, :].reshape(n, -1))
+        affinity += root @ root.T
+    return np.clip(1.0 - affinity / m, 0.0, 1.0)
+
+
+DistanceFn = Callable[..., np.ndarray]
+
+DISTANCES: dict[str, DistanceFn] = {
+    "profile_kl": profile_kl,
+    "sample_kl": sample_kl,
+    "sample_js": sample_js,
+    "sample_hellinger": sample_hellinger,
+}
+PER_SAMPLE = frozenset({"sample_kl", "sample_js", "sample_hellinger"})
+
+
+def pairwise_distance(name: str, p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """The (N, N) distance matrix of the measure ``name`` (one of ``DISTANCES``) on soft labels (N, M, C)."""
+    try:
+        fn = DISTANCES[name]
+    except KeyError:
+        raise ValueError(f"unknown knfu distance {name!r}; known: {', '.join(DISTANCES)}") from None
+    return fn(p, block_bytes=block_bytes)
+
+
+# ---------------------------------------------------------------- informativeness and scale
+
+def informativeness(p: np.ndarray) -> np.ndarray:
+    """kappa_m in [0, 1]: the information client m's answers carry about which image was shown.
+
+    kappa_m = (H(e_m) - (1/M) sum_i H(P_m[i])) / log C, with e_m = mean_i P_m[i]: the mutual information
+    between the transfer sample (drawn uniformly) and the class m predicts for it, normalised. It is the
+    mean KL of each answer from the client's own average answer. Why this and not plain confidence:
+    - an exactly flat client (every row uniform) and a "mimic" that sends one fixed row for every image
+      both get 0, however peaked that row is; confidence alone (1 - H/log C) would trust a constant
+      one-hot answer completely;
+    - an undertrained, nearly flat model gets little (its answers hardly depend on the image);
+    - a confident model that tells classes apart gets most, a model that knows only 2 classes at most
+      log 2 / log C of it: it can tell fewer images apart, which is what it has to teach.
+    Values below ``FLAT_FLOOR`` (rounding of an exactly flat or constant client) are returned as 0.
+    """
+    n, m, c = _check(p)
+    profile = p.mean(axis=1)
+    h_profile = -_xlogx(profile).sum(axis=1)
+    log_p = np.maximum(p, np.finfo(p.dtype).tiny)
+    np.log(log_p, out=log_p)
+    h_rows = -np.einsum("nmc,nmc->n", p, log_p) / m  # one pass over p, no (N, M, C) product array
+    kappa = np.clip((h_profile - h_rows) / np.log(c), 0.0, 1.0)
+    return np.where(kappa < FLAT_FLOOR, 0.0, kappa)
+
+
+def row_scale(distance: np.ndarray, peers: np.ndarray | None = None) -> np.ndarray:
+    """(N,) robust scale of each row: the median of d[n, m] over peers m != n (those with ``peers[m]``).
+
+    Dividing a row by it makes softmax(-beta * d / scale) independent of the distance's units: a peer at
+    the row's median distance gets e^-beta times the weight of a peer at distance 0, under every measure.
+    The median (not the mean, not the minimum) so that a minority of far-off liars or a minority of
+    near-identical copies does not move it. ``peers`` (N,) bool leaves out peers that will get no weight
+    anyway (flat ones), so that a flood of them cannot shift the scale. A row with no peer gets 1; the
+    scale is never below ``SCALE_FLOOR``, so identical clients (d ~ 1e-16) stay at d ~ 0.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    n = d.shape[0]
+    if n < 2:
+        return np.ones(n)
+    mask = ~np.eye(n, dtype=bool)
+    if peers is None or np.all(peers):
+        med = np.median(d[mask].reshape(n, n - 1), axis=1)
+    else:
+        mask &= np.asarray(peers, dtype=bool)[None, :]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows without a peer: All-NaN slice
+            med = np.nanmedian(np.where(mask, d, np.nan), axis=1)
+        med = np.where(mask.any(axis=1), med, 1.0)
+    return np.maximum(med, SCALE_FLOOR)

@@ -1,0 +1,104 @@
+"""The layers hold: no import cycles, the library never imports the apps, the product never imports faults.
+
+Imports are read with ``ast`` from every module of ``fedkd/``, ``server/`` and ``clients/``, function-level
+imports included, so a cycle cannot hide behind a lazy import.
+"""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("fedkd", "server", "clients")
+APP_LAYER = ("fedkd.cli", "fedkd.deploy")  # the command line and deployment helpers may import the apps
+PRODUCT = ("clients", "server", "fedkd.protocol", "fedkd.wire", "fedkd.client_step", "fedkd.fusion",
+           "fedkd.config", "fedkd.settings", "fedkd.node_inputs", "fedkd.data", "fedkd.privacy")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in names:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+    # a package importing its own children is how packages work, not a cycle
+    return {t for t in targets if not (name.startswith(t + ".") and known[t].name == "__init__.py")}
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports_of(name, path, known) for name, path in known.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles():
+    assert cycles(graph()) == []
+
+
+def test_the_library_never_imports_the_apps():
+    upward = sorted(f"{m} -> {t}" for m, ts in graph().items() for t in ts
+                    if m.startswith("fedkd") and not m.startswith(APP_LAYER) and not t.startswith("fedkd"))
+    assert upward == []
+
+
+def test_the_product_never_imports_fault_injection():
+    faulty = sorted(f"{m} -> {t}" for m, ts in graph().items() for t in ts
+                    if t.startswith("fedkd.faults") and m.startswith(PRODUCT))
+    assert faulty == []
+
+
+def test_the_checker_sees_function_level_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from fedkd import config\n")
+    assert imports_of("fedkd.m", module, {"fedkd.m": module, "fedkd.config": module}) == {"fedkd.config"}
