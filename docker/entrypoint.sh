@@ -10,7 +10,9 @@
 #   supernode   flower-supernode for one partition of the federation
 #               FEDKD_SUPERLINK (HOST:PORT of the Fleet API, required)  FEDKD_PARTITION_ID (required)
 #               FEDKD_NUM_PARTITIONS (required)  FEDKD_NODE_KEY [$FEDKD_CERTS/keys/node-$FEDKD_PARTITION_ID]
-#               FEDKD_CLIENTAPPIO_PORT [9094]  FEDKD_CERTS  FEDKD_AUTH  FEDKD_INSECURE
+#               FEDKD_CLIENTAPPIO_PORT [9094]  FEDKD_STATE_DIR [/state]  FEDKD_DATA_DIR (the node's own
+#               data: train/ and test/; unset = its share of the run's dataset)  FEDKD_TRANSFER_DIR (its
+#               copy of the public transfer set)  FEDKD_CERTS  FEDKD_AUTH  FEDKD_INSECURE
 #   register    fedkd register: every $FEDKD_CERTS/keys/*.pub (or FEDKD_NODE_KEYS) with the SuperLink
 #               FEDKD_CONTROL (HOST:PORT of the control API, required)  FEDKD_CERTS  FEDKD_INSECURE
 #   app         fedkd submit: run the app on the SuperLink and wait for it
@@ -116,8 +118,15 @@ case "$ROLE" in
       || fail "FEDKD_PARTITION_ID ($FEDKD_PARTITION_ID) must be below FEDKD_NUM_PARTITIONS ($FEDKD_NUM_PARTITIONS)"
     port="${FEDKD_CLIENTAPPIO_PORT:-9094}"
     need_int FEDKD_CLIENTAPPIO_PORT "$port"
+    node_config="partition-id=$FEDKD_PARTITION_ID num-partitions=$FEDKD_NUM_PARTITIONS"
+    node_config+=" state-dir=\"${FEDKD_STATE_DIR:-/state}\""
+    if [[ -n "${FEDKD_DATA_DIR:-}" ]]; then node_config+=" data-dir=\"$FEDKD_DATA_DIR\""; fi
+    if [[ -n "${FEDKD_TRANSFER_DIR:-}" ]]; then node_config+=" transfer-dir=\"$FEDKD_TRANSFER_DIR\""; fi
+    if [[ "$INSECURE" != 1 && "$AUTH" == 1 ]]; then  # the ClientApp proves its client id with the same key
+      node_config+=" auth-key=\"${FEDKD_NODE_KEY:-$CERTS/keys/node-$FEDKD_PARTITION_ID}\""
+    fi
     cmd=(flower-supernode --superlink "$FEDKD_SUPERLINK" --host 127.0.0.1 --port "$port"
-         --node-config "partition-id=$FEDKD_PARTITION_ID num-partitions=$FEDKD_NUM_PARTITIONS")
+         --node-config "$node_config")
     if [[ "$INSECURE" == 1 ]]; then
       cmd+=(--insecure)
     else

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config  # noqa: E402
-from server.simulate import simulate  # noqa: E402
+from fedkd.cli.simulation import run_simulation  # noqa: E402
 
 BASE = ROOT / "configs" / "fashion.toml"
 
@@ -69,7 +69,7 @@ def main() -> None:
             continue
         cfg = load_config(BASE, [f"{k}={v}" for k, v in overrides.items()])
         started = time.perf_counter()
-        summary = simulate(cfg, str(out / f"run{i:03d}"), progress=False)
+        summary = run_simulation(cfg, out / f"run{i:03d}", progress=False)
         seconds = time.perf_counter() - started
         with open(ledger, "a") as fh:
             fh.write(json.dumps({"key": key, "overrides": overrides, "seconds": seconds,

@@ -7,7 +7,7 @@
 Grid: k in {0, 1, 2, 3} malicious clients of 10 (the last k partitions) x attack kind in
 {random, flip} x algorithm in {fedmd, dsfl, knfu}, plus one ``local`` run as the reference
 (local fuses nothing, so its clients do not depend on k). Malicious clients train honestly and
-lie only in what they upload (``fedkd/adversary.py``), so every number here is over the
+lie only in what they upload (``fedkd/faults/knowledge.py``), so every number here is over the
 *honest* clients: ALMA_honest = mean local accuracy of the partitions that are not malicious.
 
 Each finished run is one JSON line in the ledger; a run already there is skipped.

@@ -208,7 +208,8 @@ def test_entrypoint_builds_each_roles_command(credentials_dir):
     node = entrypoint("supernode", {**certs, "FEDKD_SUPERLINK": "link:9092", "FEDKD_PARTITION_ID": "2",
                                     "FEDKD_NUM_PARTITIONS": "3"}, "--max-retries", "4")
     assert node.returncode == 0, node.stderr
-    assert "partition-id=2\\ num-partitions=3" in node.stdout
+    assert "partition-id=2\\ num-partitions=3" in node.stdout and "state-dir=" in node.stdout
+    assert f"auth-key=\\\"{credentials_dir.node_keys[2].private}" in node.stdout
     assert f"--auth-supernode-private-key {credentials_dir.node_keys[2].private}" in node.stdout
     assert node.stdout.split()[-2:] == ["--max-retries", "4"]
 

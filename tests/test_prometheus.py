@@ -6,7 +6,8 @@ import pytest
 
 from fedkd.config import ConfigError, make_config
 from fedkd.deploy.processes import free_port
-from fedkd.prometheus import FanOut, MetricsServer, ServerMetrics, parse_metrics, serve_metrics
+from fedkd.observers import FanOut
+from fedkd.prometheus import MetricsServer, ServerMetrics, parse_metrics, serve_metrics
 
 ROUND_1 = {"round": 1, "replies": 2, "missing": 1, "nodes": 3, "rejected": {"wrong_round": 1},
            "alma": 0.5, "alma_std": 0.1, "global_acc": 0.4, "bytes_up_per_client": 4000.0,

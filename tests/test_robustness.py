@@ -179,13 +179,40 @@ def test_plan_covers_the_soft_label_catalogue():
     assert covered == {k for k, m in CATALOGUE.items() if m.target in ("soft_labels", "any")}
 
 
+def _scrape(port, stop, seen):
+    import urllib.request
+
+    from fedkd.prometheus import parse_metrics
+
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                seen.append(parse_metrics(answer.read().decode()))
+        except OSError:
+            pass
+        stop.wait(0.5)
+
+
 @pytest.mark.slow
 def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
+    import threading
+
+    from fedkd.deploy.processes import free_port
+
     malformed = [f"{c}:{r}:{k}" for c, kinds in PLAN.items() for r, k in enumerate(kinds, 1) if k]
+    port = free_port()
     cfg = make_config(dict(SMALL, num_clients=6, rounds=ROUNDS, seed=3, algorithm="knfu",
-                           **{"attack.malformed": malformed, "attack.kind": "flip", "attack.clients": "5"}))
-    with caplog.at_level(logging.WARNING, logger="fedkd.server"):
-        summary = run_simulation(cfg, tmp_path / "run", progress=False)
+                           **{"attack.malformed": malformed, "attack.kind": "flip", "attack.clients": "5",
+                              "metrics.port": port, "metrics.linger": 3.0}))
+    stop, scrapes = threading.Event(), []
+    scraper = threading.Thread(target=_scrape, args=(port, stop, scrapes), daemon=True)
+    scraper.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fedkd.server"):
+            summary = run_simulation(cfg, tmp_path / "run", progress=False)
+    finally:
+        stop.set()
+        scraper.join(timeout=5)
 
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == list(range(1, ROUNDS + 1))  # the run went on
@@ -200,6 +227,11 @@ def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
     assert sum(summary["rejected_replies"].values()) == total
     assert summary["identity_alarms"] == {"identity_mismatch": 2}  # impersonate + duplicate_partition
     assert summary["robustness"]["malicious_clients"] == [5]
+    final = scrapes[-1]  # /metrics counts every reason too
+    for reason, count in summary["rejected_replies"].items():
+        assert final[f'fedkd_replies_rejected_total{{reason="{reason}"}}'] == count, reason
+    assert final['fedkd_identity_alarms_total{reason="identity_mismatch"}'] == 2
+    assert final["fedkd_alma"] <= 1.0
     logged = caplog.text  # each rejection is logged with its reason and detail
     assert logged.count("rejected reply") == total
     for kind in (k for ks in PLAN.values() for k in ks if k):

@@ -16,7 +16,7 @@ TINY = dict(dataset="digits", num_clients=3, rounds=2, alpha=0.5, transfer_size=
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     results = {}
-    for name, algorithm in (("knfu_a", "knfu"), ("knfu_b", "knfu"), ("local", "local")):
+    for name, algorithm in (("knfu_a", "knfu"), ("knfu_b_with_a_much_longer_folder", "knfu"), ("local", "local")):
         cfg = make_config(dict(TINY, algorithm=algorithm))
         results[name] = (simulate(cfg, str(out / name), progress=False), out / name)
     return results
@@ -50,9 +50,12 @@ def test_run_record_files(runs):
     assert [r["round"] for r in lines] == [1, 2]
     assert len(lines[1]["weights"]) == 3 and lines[1]["replies"] == 3
     assert json.loads((out / "config.json").read_text())["algorithm"] == "knfu"
-    assert len(json.loads((out / "summary.json").read_text())["label_histograms"]) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert "label_histograms" not in summary and "label_histograms" not in lines[0]  # nothing private recorded
+    assert summary["rejected_replies"] == {} and summary["identity_alarms"] == {}
+    assert all((out / "nodes" / f"client-{c}" / "model.pt").is_file() for c in range(3))
 
 
 def test_same_seed_same_summary(runs):
-    # same config (output folders of equal length, since the path travels in the run config)
-    assert runs["knfu_a"][0] == runs["knfu_b"][0]
+    # the output folder never travels to clients, so folders of any length give identical messages
+    assert runs["knfu_a"][0] == runs["knfu_b_with_a_much_longer_folder"][0]

@@ -48,6 +48,8 @@ def add_commands(sub) -> None:
                                                "(keys it knows already are skipped)")
     _connection_args(register)
     register.add_argument("keys", nargs="+", metavar="KEY.pub", help="OpenSSH public keys of SuperNodes")
+    register.add_argument("--registry", metavar="FILE", help="also bind client i to node-<i>.pub in this identity "
+                                                           "registry (server.identity_registry)")
 
     submit = sub.add_parser("submit", help="run the app on a running SuperLink (flwr run + wait + log)")
     _config_args(submit)
@@ -195,8 +197,22 @@ def _check_keys(paths: list[str]) -> list[Path]:
 
 
 def cmd_register(args) -> int:
+    import re
+
+    from fedkd.config import ConfigError
+    from fedkd.identity import write_registry
+
     keys = _check_keys(args.keys)
+    bindings = {}
+    if args.registry:
+        for key in keys:
+            match = re.fullmatch(r"node-(\d+)\.pub", key.name)
+            if not match:
+                raise ConfigError(f"--registry binds client i to a key named node-<i>.pub; {key} is not named so")
+            bindings[int(match.group(1))] = key
     _register(_connect(args), keys)
+    if bindings:
+        print(f"wrote {write_registry(args.registry, bindings)}: clients {sorted(bindings)} bound to their keys")
     return 0
 
 
