@@ -79,3 +79,18 @@ def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
             )
         new_state[key] = torch.from_numpy(np.array(arr, copy=True)).to(current.dtype)
     model.load_state_dict(new_state, strict=True)
+
+
+def scrape_metrics(port: int, stop, seen: list, interval: float = 0.5) -> None:
+    """Poll a /metrics endpoint until ``stop`` is set, appending each parsed scrape to ``seen`` (a thread body)."""
+    import urllib.request
+
+    from fedkd.prometheus import parse_metrics
+
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                seen.append(parse_metrics(answer.read().decode()))
+        except OSError:
+            pass
+        stop.wait(interval)

@@ -30,6 +30,7 @@ from fedkd.deploy.local import LocalFederation, LocalSetup, client_threads, roun
 from fedkd.deploy.processes import ProcessGroup, descendants, free_port, port_open, still_running, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string, toml_value
 from fedkd.prometheus import parse_metrics
+from helpers import scrape_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
@@ -281,16 +282,6 @@ def test_grafana_dashboard_queries_exported_metrics():
 
 # ---------------------------------------------------------------- real processes
 
-def _scrape_loop(port: int, stop: threading.Event, seen: list) -> None:
-    while not stop.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                seen.append(parse_metrics(answer.read().decode()))
-        except OSError:
-            pass
-        stop.wait(1.0)
-
-
 @pytest.mark.deployment
 def test_federation_on_exported_folders_equals_the_simulation(tmp_path):
     """`fedkd export` then `fedkd federation --data`: TLS + node auth, each node reads only its own folder,
@@ -305,7 +296,7 @@ def test_federation_on_exported_folders_equals_the_simulation(tmp_path):
     for item in sets + [f"metrics.port={metrics_port}", "metrics.linger=5"]:
         argv += ["--set", item]
     stop, scrapes = threading.Event(), []
-    scraper = threading.Thread(target=_scrape_loop, args=(metrics_port, stop, scrapes), daemon=True)
+    scraper = threading.Thread(target=scrape_metrics, args=(metrics_port, stop, scrapes), daemon=True)
     scraper.start()
     with open(tmp_path / "launcher.log", "w") as log:
         launcher = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -355,7 +346,7 @@ def test_federation_on_exported_folders_equals_the_simulation(tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile_federation(tmp_path_factory):
-    """Four nodes on exported folders, TLS + auth, 3 rounds, and what goes wrong in real deployments:
+    """Four nodes on exported folders, TLS + auth, 4 rounds, and what goes wrong in real deployments:
 
     node 2's folder has a class the transfer set does not know; node 3 reads another copy of the transfer
     set (one image changed); an impostor with a registered key of its own claims client 0; node 1 is
@@ -363,7 +354,7 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    cfg = make_config({**TINY, "num_clients": 4, "rounds": 3, "server.reply_timeout": 150.0})
+    cfg = make_config({**TINY, "num_clients": 4, "rounds": 4, "server.reply_timeout": 150.0})
     assert fedkd_main(["export", "--out", str(data)] + [a for k, v in {**TINY, "num_clients": 4}.items()
                                                         for a in ("--set", f"{k}={v}")]) == 0
     (data / "node-2" / "train" / "banana").mkdir()
@@ -395,7 +386,7 @@ def test_bad_node_data_is_refused_with_its_reason_and_the_run_goes_on(hostile_fe
     _, result, _ = hostile_federation
     assert result.ok
     rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(rounds) == 3
+    assert len(rounds) == 4
     for r in rounds:
         assert "2" not in r["per_client_local_acc"] and "3" not in r["per_client_local_acc"]
         assert r["rejected"].get("error_reply", 0) >= 2
@@ -419,6 +410,7 @@ def test_a_restarted_node_gets_its_id_back(hostile_federation):
     _, result, _ = hostile_federation
     rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
     assert "1" in rounds[0]["per_client_local_acc"]
+    # back under its own key: it replies again, and from the round after its return it gets its own targets
     assert "1" in rounds[-1]["per_client_local_acc"] and 1 in rounds[-1]["distilled_clients"]
 
 

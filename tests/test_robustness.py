@@ -22,6 +22,8 @@ from fedkd.faults.records import honest_summary
 from server.identity import IdentityBook
 from server.screening import screen
 
+from helpers import scrape_metrics
+
 M, C, FP, N = 40, 10, "f" * 16, 3
 
 
@@ -179,20 +181,6 @@ def test_plan_covers_the_soft_label_catalogue():
     assert covered == {k for k, m in CATALOGUE.items() if m.target in ("soft_labels", "any")}
 
 
-def _scrape(port, stop, seen):
-    import urllib.request
-
-    from fedkd.prometheus import parse_metrics
-
-    while not stop.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                seen.append(parse_metrics(answer.read().decode()))
-        except OSError:
-            pass
-        stop.wait(0.5)
-
-
 @pytest.mark.slow
 def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
     import threading
@@ -205,7 +193,7 @@ def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
                            **{"attack.malformed": malformed, "attack.kind": "flip", "attack.clients": "5",
                               "metrics.port": port, "metrics.linger": 3.0}))
     stop, scrapes = threading.Event(), []
-    scraper = threading.Thread(target=_scrape, args=(port, stop, scrapes), daemon=True)
+    scraper = threading.Thread(target=scrape_metrics, args=(port, stop, scrapes), daemon=True)
     scraper.start()
     try:
         with caplog.at_level(logging.WARNING, logger="fedkd.server"):

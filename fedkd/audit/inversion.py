@@ -376,7 +376,9 @@ def _nearest_distance(queries: np.ndarray, references: np.ndarray, chunk: int = 
     r = torch.from_numpy(references.reshape(len(references), -1).astype(np.float32))
     best = torch.full((len(q),), float("inf"))
     for start in range(0, len(r), chunk):
-        best = torch.minimum(best, torch.cdist(q, r[start:start + chunk]).min(dim=1).values)
+        # exact differences (not the |a|^2+|b|^2-2ab shortcut), so a sample at distance 0 scores exactly 0
+        dist = torch.cdist(q, r[start:start + chunk], compute_mode="donot_use_mm_for_euclid_dist")
+        best = torch.minimum(best, dist.min(dim=1).values)
     return best.numpy().astype(np.float64)
 
 

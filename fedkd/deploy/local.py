@@ -303,8 +303,11 @@ class LocalFederation:
             time.sleep(retry_delay)
 
     def start_extra_node(self, name: str, partition: int, **overrides) -> ManagedProcess:
-        """A SuperNode outside the federation's plan (own port; key/TLS overridden), e.g. an intruder."""
-        return self.group.start(name, self.node_argv(partition, port=free_port(), **overrides))
+        """A SuperNode outside the federation's plan (own port and state folder; key/TLS overridden), e.g. an
+        intruder claiming ``partition``."""
+        node_config = {"state-dir": str(self.workdir / "nodes" / name), **overrides.pop("node_config", {})}
+        return self.group.start(name, self.node_argv(partition, port=free_port(), node_config=node_config,
+                                                     **overrides))
 
     def start_nodes(self, node_configs: dict[int, dict] | None = None) -> None:
         self.say(f"starting {self.setup.nodes} SuperNodes")
