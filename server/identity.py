@@ -53,6 +53,7 @@ class IdentityBook:
         self.client_of: dict[int, int] = {}   # node id -> client id
         self.node_of: dict[int, int] = {}     # client id -> node id
         self.verified: set[int] = set()       # nodes whose own answer agreed with their binding
+        self.asked: set[int] = set()          # simulation: nodes asked once already (the engine's word stands)
         self.alarms: Counter = Counter()      # reason -> count, since the last take_alarms()
         self._engine: dict[int, int] | None = None
 
@@ -86,8 +87,9 @@ class IdentityBook:
             for node_id in live_nodes:
                 if node_id in self._engine and node_id not in self.client_of:
                     self._bind(node_id, self._engine[node_id])
-            ask = [n for n in live_nodes if n not in self.verified
+            ask = [n for n in live_nodes if n not in self.asked
                    and (clients is None or self.client_of.get(n) in clients)]
+            self.asked.update(ask)
         else:
             ask = [n for n in live_nodes if n not in self.client_of]
         if ask:

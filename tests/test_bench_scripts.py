@@ -38,9 +38,16 @@ def test_fusion_bench_reports_every_rule_and_size():
 
 @pytest.mark.slow
 def test_round_overhead_bare_loop_does_the_simulations_work():
-    record = run_bench("round_overhead", "--repeats", "1", "--set", "num_clients=2", "--set", "rounds=2", *TINY)
-    assert record["identical_accuracies"] is True
-    assert record["ratio"] > 0 and len(record["flower_rounds"][0]) == len(record["bare_rounds"][0]) == 2
+    record = run_bench("round_overhead", "--repeats", "1", "--set", "num_clients=3", "--set", "rounds=3", *TINY)
+    assert record["identical_accuracies"] is True  # client_step + the rule's fusion = the simulated rounds
+    assert record["ratio"] > 0 and len(record["flower_rounds"][0]) == len(record["bare_rounds"][0]) == 3
+
+
+def test_round_overhead_refuses_what_the_bare_loop_does_not_model():
+    proc = subprocess.run([sys.executable, str(BENCH / "round_overhead.py"), "--set", "algorithm=fedavg",
+                           "--set", "models=cnn_small"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "soft-label algorithms" in proc.stderr
 
 
 @pytest.mark.slow
@@ -61,9 +68,21 @@ def test_bytes_bench_counts_what_the_wire_format_sends():
 @pytest.mark.slow
 def test_scale_bench_sees_every_reply_and_the_process_tree():
     record = run_bench("scale", "--clients", "12", "--rounds", "2")
-    assert record["replies_last_round"] == 12 and record["rounds_run"] == 2
-    assert record["peak_processes"] > 1  # Ray's processes are counted with the driver
-    assert 0 < record["peak_rss_gb"] < 24
+    [row] = record["rows"]
+    assert record["replies_last_round"] == 12 and record["rounds_run"] == 2 and row["replies"] == [12, 12]
+    assert row["peak_processes"] > 1  # Ray's processes are counted with the driver
+    assert 0 < record["peak_rss_gb"] < 24 and record["round_time_growth"] is None
+
+
+@pytest.mark.slow
+def test_scale_bench_curve_samples_the_same_clients_at_every_size():
+    record = run_bench("scale", "--clients", "8,24", "--per-round", "4", "--rounds", "2")
+    small, large = record["rows"]
+    assert (small["clients"], large["clients"]) == (8, 24) and record["registered_growth"] == 3
+    for row in (small, large):
+        assert row["sampled_per_round"] == [4, 4] and row["replies"] == [4, 4]
+    # the round record holds the sampled clients only: it does not grow 3x with the registered ones
+    assert record["record_growth"] < 1.5 and record["round_time_growth"] > 0
 
 
 def test_gpu_bench_runs_its_cpu_half_without_cuda():
@@ -77,6 +96,12 @@ def test_gpu_bench_runs_its_cpu_half_without_cuda():
 def test_checkpoint_cost_bench_restores_every_round():
     record = run_bench("checkpoint_cost", "--clients", "20", "--rounds", "3")
     assert record["records_restored"] == 3 and len(record["seconds_by_round"]) == 3
+    assert record["targets_restored"] == 20  # the strategy's own state_dict, read back by load_state_dict
+
+
+def test_profile_client_bench_times_the_handler_around_client_step():
+    record = run_bench("profile_client", "--clients", "2", "--rounds", "1", *TINY)
+    assert record["client_rounds"] == 2 and 0 < record["client_step_s"] <= record["handler_s"]
 
 
 def test_cold_start_bench_times_each_step_in_fresh_processes():

@@ -50,7 +50,7 @@ def run(cfg, out: Path) -> dict:
     return {"alma": summary["alma"], "global_acc": summary["global_acc"],
             "bytes_up": median([r["bytes_up_per_client"] for r in later]),
             "bytes_down": median([r["bytes_down_per_client"] for r in later]),
-            "rejected": summary["rejected_replies"]}
+            "rejected": sum(summary["rejected_replies"].values())}  # reason -> count
 
 
 def over_seeds(runs: list[dict]) -> dict:
@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
                         help="fedkd config overrides shared by every run (after the protocol defaults)")
     args = parser.parse_args(argv)
 
-    from fedkd.config import federation_spec, make_config, parse_assignments
+    from fedkd.config import make_config, parse_assignments
     from fedkd.data import build_federation
     from fedkd.models import build_model
     from fedkd.wire import WireFormat
@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     base = make_config(dict({"alpha": 0.1, "models": "cnn_small", "rounds": args.rounds, "save_models": False},
                             **PROTOCOL, **parse_assignments(args.sets)))
-    fed = build_federation(federation_spec(base))
+    fed = build_federation(base.federation)
     m, c = len(fed.transfer_x), fed.num_classes
     params = sum(t.numel() for t in build_model("cnn_small", fed.input_shape, c).state_dict().values())
     say(f"{base['num_clients']} clients, alpha {base['alpha']}, {args.rounds} rounds, seeds {seeds}; "
@@ -98,8 +98,7 @@ def main(argv=None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-bytes-") as tmp:
         for i, (name, (cfg, payload)) in enumerate(variants.items()):
-            # equal-length paths: the path travels in the run config
-            runs = [run(cfg.replace(seed=seed), Path(tmp) / f"run{i:02d}-{seed:04d}") for seed in seeds]
+            runs = [run(cfg.replace(seed=seed), Path(tmp) / f"{i}-{seed}") for seed in seeds]
             results[name] = dict(over_seeds(runs), payload_bytes_per_client_round=payload)
             say(f"{name:10s} {results[name]}")
 

@@ -28,19 +28,18 @@ import clients.app  # what flwr-clientapp loads: the ClientApp and everything it
 t1 = time.perf_counter()
 import torch
 torch.set_num_threads(1)
-from fedkd.client_round import local_round, new_client_model
-from fedkd.config import federation_spec, make_config
-from fedkd.data import build_federation
-from fedkd.privacy.canary_plan import transfer_inputs
+from clients.node import load_node
+from fedkd.client_step import client_step, new_client_model
+from fedkd.config import make_config
 cfg = make_config(json.loads(sys.argv[1]))
-fed = build_federation(federation_spec(cfg))
-transfer_inputs(cfg, fed)
+inputs = load_node(cfg, {"partition-id": 0}).inputs  # the dataset, partition and transfer set, as a node
 t2 = time.perf_counter()
-model, _ = new_client_model(cfg, 0, fed)
+model, _ = new_client_model(cfg.training, 0, inputs.input_shape, inputs.num_classes)
 cpu = torch.device("cpu")
-local_round(cfg, fed.clients[0], fed, model, round_num=1, targets=None, device=cpu)
+step = dict(targets=None, releases=0, device=cpu)
+client_step(cfg.training, cfg.privacy, inputs, model, round_num=1, **step)
 t3 = time.perf_counter()
-local_round(cfg, fed.clients[0], fed, model, round_num=2, targets=None, device=cpu)
+client_step(cfg.training, cfg.privacy, inputs, model, round_num=2, **step)
 t4 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "data_s": t2 - t1, "first_round_s": t3 - t2, "warm_round_s": t4 - t3,
                   "modules": sorted(m for m in ("sklearn", "dp_accounting", "scipy", "matplotlib", "torch._dynamo")

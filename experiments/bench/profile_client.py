@@ -2,7 +2,7 @@
 
 Drives ``clients.app.app`` exactly as the simulation does -- one Message and the node's Context per call,
 the Context carried from round to round -- for every client and round, under pyinstrument, and prints
-the share of the handler spent outside ``local_round`` (the Flower/record plumbing a bare loop avoids).
+the share of the handler spent outside ``client_step`` (the Flower/record plumbing a bare loop avoids).
 
     .venv/bin/python experiments/bench/profile_client.py --clients 4 --rounds 3 [--html /tmp/client.html]
 """
@@ -16,47 +16,45 @@ from _common import finish, say
 
 
 def drive(cfg, rounds: int) -> tuple[float, float]:
-    """Run the handler for every client and round; return (handler seconds, local_round seconds)."""
+    """Run the handler for every client and round; return (handler seconds, client_step seconds)."""
     import numpy as np
     from flwr.app import Context, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
-    import fedkd.client_round as client_round
     from clients import app as client_module
+    from clients.node import load_node
     from fedkd import protocol
-    from fedkd.config import federation_spec
-    from fedkd.data import build_federation
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
-    fed = build_federation(federation_spec(cfg))
-    n, m, c = cfg["num_clients"], len(fed.transfer_x), fed.num_classes
+    node = load_node(cfg, {"partition-id": 0})  # every node of a run has the same transfer set
+    n, m, c = cfg["num_clients"], len(node.inputs.transfer_x), node.inputs.num_classes
+    client_config = protocol.compact_run_config(cfg.for_clients())  # what the server's messages carry
     contexts = [Context(run_id=1, node_id=i + 1, node_config={"partition-id": i}, state=RecordDict(),
                         run_config={}) for i in range(n)]
     inner = {"s": 0.0}
-    original = client_module.local_round
+    original = client_module.client_step
 
-    def timed_local_round(*args, **kwargs):
+    def timed_client_step(*args, **kwargs):
         start = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
             inner["s"] += time.perf_counter() - start
 
-    client_module.local_round = timed_local_round
+    client_module.client_step = timed_client_step
     targets = np.random.default_rng(0).dirichlet(np.ones(c), size=m).astype(np.float32)
     total = 0.0
     try:
         for rnd in range(1, rounds + 1):
             for i, ctx in enumerate(contexts):
-                content = protocol.build_train_content(rnd, cfg["temperature"], fed.transfer_fingerprint,
-                                                       cfg.to_flower(), targets if rnd > 1 else None)
+                content = protocol.build_train_content(rnd, cfg["temperature"], node.fingerprint, client_config,
+                                                       targets if rnd > 1 else None, cfg.wire)
                 msg = protocol.build_train_message(i + 1, content)
                 start = time.perf_counter()
                 client_module.app(msg, ctx)
                 total += time.perf_counter() - start
     finally:
-        client_module.local_round = original
-    assert client_round  # imported for its side effect of being loaded before timing
+        client_module.client_step = original
     return total, inner["s"]
 
 
@@ -85,7 +83,7 @@ def main(argv=None) -> dict:
         with open(args.html, "w") as fh:
             fh.write(profiler.output_html())
     overhead = total / inner if inner else float("nan")
-    return finish("profile_client", overhead, 1.05, handler_s=round(total, 3), local_round_s=round(inner, 3),
+    return finish("profile_client", overhead, 1.05, handler_s=round(total, 3), client_step_s=round(inner, 3),
                   client_rounds=args.clients * args.rounds)
 
 

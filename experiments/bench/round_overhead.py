@@ -1,17 +1,20 @@
 """Round overhead: Flower-simulated rounds vs a bare PyTorch loop doing the same work in one process.
 
-Both sides run the same clients through the same code -- ``fedkd.client_round.local_round`` (digest,
-revisit, evaluation, prediction), the same upload (``fedkd.privacy.release``), the same fusion rule --
-with the same data, models, seeds, epochs and one torch thread per client. The Flower side is
-``server.simulate.simulate`` with Ray limited to one CPU (``sim.num_cpus=1``, ``sim.client_cpus=1``): one
-client actor, so clients run one after another exactly like the bare loop and the ratio measures the
-framework, not parallelism. (The default simulation runs one actor per core; on this 2-core machine
-that makes a digits round 1.55x faster, see docs/performance.md.)
+Both sides run the same clients through the product's code with the same data, models, seeds, epochs and
+one torch thread per client. The client half is ``fedkd.client_step.client_step`` (local round, release,
+epsilon) on the inputs a simulated node assembles (``clients.node.load_node``). The server half is the
+configured fusion rule (``fedkd.fusion.get_rule(algorithm)``, called with the rule's own parameters) and
+the same mapping from the rule's rows to each client's next targets that ``KnowledgeFusion`` keeps. The
+Flower side is ``server.simulate.simulate`` with Ray limited to one CPU (``sim.num_cpus=1``,
+``sim.client_cpus=1``): one client actor, so clients run one after another exactly like the bare loop
+and the ratio measures the framework, not parallelism. (The default simulation runs one actor per core;
+on this 2-core machine that makes a digits round 1.55x faster, see docs/performance.md.)
 
 Runs alternate (Flower, bare, bare, Flower, ...) so background load hits both; per-round times are
 medians over rounds 2..R of all repeats. Round 1 of the simulation includes Ray's and the actor's
 start-up, reported separately. The bare loop also checks that it reproduces the simulation's accuracies
-bit for bit, so both really did the same work.
+bit for bit, so both really did the same work. Soft-label algorithms with every client in every round
+only (no ``clients_per_round``): that is the setting the ratio is defined on.
 
     .venv/bin/python experiments/bench/round_overhead.py                      # 10 clients, 5 rounds, 3 repeats (~3 min)
     .venv/bin/python experiments/bench/round_overhead.py --config experiments/configs/fashion.toml  # heavier rounds
@@ -32,41 +35,45 @@ from _common import finish, median, say
 GOAL_RATIO = 1.15
 
 
+def next_targets(result, client_ids: list[int]) -> dict:
+    """Each client's row of the fusion result, for the clients the rule gave one (as KnowledgeFusion does)."""
+    if result.targets is None:
+        return {}
+    return {c: result.targets[i] for i, c in enumerate(client_ids) if result.has_targets[i]}
+
+
 def bare_run(cfg) -> dict:
     """The federation's rounds as one plain loop: clients in order, models kept in memory."""
     import numpy as np
     import torch
 
-    from fedkd.client_round import local_round, new_client_model
-    from fedkd.config import federation_spec
-    from fedkd.data import build_federation
-    from fedkd.fusion import fuse
-    from fedkd.privacy.release import release
+    from clients.node import load_node
+    from fedkd.client_step import client_step, new_client_model
+    from fedkd.fusion import get_rule
     from fedkd.training import resolve_device
-    from server.loop import fusion_params
 
     torch.set_num_threads(1)  # what Ray gives an actor with num_cpus=1
-    fed = build_federation(federation_spec(cfg))
-    device = resolve_device(cfg["device"])
-    models = [new_client_model(cfg, cid, fed)[0] for cid in range(cfg["num_clients"])]
+    training, privacy, rule = cfg.training, cfg.privacy, get_rule(cfg["algorithm"])
+    device = resolve_device(training.device)
+    ids = list(range(cfg["num_clients"]))
+    inputs = [load_node(cfg, {"partition-id": cid}).inputs for cid in ids]
+    models = [new_client_model(training, cid, inputs[cid].input_shape, inputs[cid].num_classes)[0].to(device)
+              for cid in ids]
+    releases = [0] * len(ids)
+    params = rule.params(cfg, np.asarray(ids))
     targets: dict[int, object] = {}
     rounds, alma = [], []
     for rnd in range(1, cfg["rounds"] + 1):
         started = time.perf_counter()
-        uploads, counts, local_acc = [], [], []
-        for cid, client in enumerate(fed.clients):
-            logits, metrics = local_round(cfg, client, fed, models[cid], round_num=rnd,
-                                          targets=targets.get(cid), device=device)
-            soft, _ = release(cfg, logits, targets.get(cid), cid, rnd)
-            uploads.append(soft)
-            counts.append(len(client.train_y))
-            local_acc.append(metrics["acc_local"])
-        result = fuse(cfg["algorithm"], np.stack(uploads), np.array(counts, dtype=np.float64),
-                      **fusion_params(cfg))
-        targets = ({} if result.targets is None else
-                   {cid: result.targets[cid] for cid in range(len(uploads)) if result.has_targets[cid]})
+        uploads = [client_step(training, privacy, inputs[cid], models[cid], round_num=rnd,
+                               targets=targets.get(cid), releases=releases[cid], device=device)
+                   for cid in ids]
+        releases = [u.releases for u in uploads]
+        result = rule.fuse(np.stack([u.soft_labels for u in uploads]),
+                           np.array([u.num_examples for u in uploads], dtype=np.float64), **params)
+        targets = next_targets(result, ids)
         rounds.append(time.perf_counter() - started)
-        alma.append(float(np.mean(local_acc)))
+        alma.append(float(np.mean([u.metrics["acc_local"] for u in uploads])))
     return {"round_seconds": rounds, "alma_per_round": alma}
 
 
@@ -95,6 +102,8 @@ def main(argv=None) -> dict:
     base = load_config(args.config) if args.config else make_config()
     cfg = make_config(dict({"rounds": 5, "save_models": False}, **parse_assignments(args.sets),
                            **{"sim.num_cpus": 1, "sim.client_cpus": 1}), base=base)
+    if cfg["algorithm"] == "fedavg" or cfg.server.sampling:
+        parser.error("the bare loop is defined for soft-label algorithms with every client in every round")
     say(f"config: {cfg['num_clients']} clients, {cfg['rounds']} rounds, {cfg['algorithm']}, models {cfg['models']}")
     flower, bare = [], []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
@@ -102,8 +111,7 @@ def main(argv=None) -> dict:
             order = ("flower", "bare") if rep % 2 == 0 else ("bare", "flower")
             for side in order:
                 if side == "flower":
-                    # same-length output paths: the path travels in the run config
-                    flower.append(flower_run(cfg, Path(tmp) / f"flower{rep:03d}"))
+                    flower.append(flower_run(cfg, Path(tmp) / f"flower-{rep}"))
                     say(f"repeat {rep}: flower rounds {[round(s, 2) for s in flower[-1]['round_seconds']]}, "
                         f"outside rounds {flower[-1]['outside_rounds_s']:.1f}s")
                 else:
