@@ -103,6 +103,7 @@ def local_round(training: TrainingSettings, inputs: ClientInputs, model: torch.n
             out = train_joint(model, inputs.train_x, inputs.train_y, inputs.transfer_x, targets,
                               temperature=training.temperature, distill_weight=training.distill_weight,
                               epochs=training.revisit_epochs, seed=seed, **common)
+            metrics["distilled"] = 1.0  # distilled toward the server's targets in the same steps
         metrics["joint_loss"] = out["loss"]
     else:
         for step in training.order.split("-"):

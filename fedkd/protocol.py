@@ -81,6 +81,7 @@ METRIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "digest_loss": (_non_negative, ">= 0"),
     "revisit_loss": (_non_negative, ">= 0"),
     "joint_loss": (_non_negative, ">= 0"),
+    "distilled": (lambda v: v in (0.0, 1.0), "0 or 1"),
     "epsilon": (_non_negative, ">= 0"),
     "swing_mean_score": (_unit, "within [0, 1]"),
     "swing_mean_temperature": (lambda v: v > 0, "> 0"),

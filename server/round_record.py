@@ -41,8 +41,9 @@ def accuracy_record(valid) -> dict:
         "global_acc": mean_or_nan(glob.values()),
         "per_client_local_acc": {str(k): v for k, v in local.items()},
         "per_client_global_acc": {str(k): v for k, v in glob.items()},
-        # who distilled toward targets this round (a client reports digest_loss only then)
-        "distilled_clients": sorted(a.client_id for a in valid if "digest_loss" in a.reply.metrics),
+        # who distilled toward targets this round (a digest step, or the joint step with targets)
+        "distilled_clients": sorted(a.client_id for a in valid
+                                    if "digest_loss" in a.reply.metrics or a.reply.metrics.get("distilled") == 1.0),
     }
     for step in ("digest", "revisit"):
         rec[f"alma_after_{step}"] = mean_or_nan(a.reply.metrics.get(f"acc_local_after_{step}") for a in valid)
