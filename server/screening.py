@@ -44,6 +44,8 @@ def screen(replies: list[Message], rules: protocol.ReplyRules, identities: Ident
         src = None
         try:
             src = message.metadata.src_node_id
+            if message.has_error():  # carries nothing; the SuperLink itself answers for an unreachable node
+                raise protocol.InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
             if src not in expected_nodes:
                 raise protocol.InvalidReply("unexpected_sender", f"node {src} was not sent a message this round")
             if src in seen:
