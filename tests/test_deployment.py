@@ -419,7 +419,10 @@ def test_a_restarted_node_gets_its_id_back(hostile_federation):
 
 @pytest.fixture(scope="module")
 def node_loss_run(tmp_path_factory):
-    """One TLS + auth federation of 3 nodes; two intruders try to join; node 2 is SIGKILLed mid-round 1."""
+    """One TLS + auth federation of 3 nodes; two intruders try to join; node 2 is SIGKILLed mid-round 2.
+
+    (Round 1 begins with the identify handshake, which also starts ClientApp processes, so the kill waits
+    for round 1's record and then for node 2's next ClientApp: its training of round 2.)"""
     workdir = tmp_path_factory.mktemp("node-loss")
     fed = LocalFederation(LocalSetup(nodes=3, workdir=workdir), say=lambda msg: print(msg, flush=True))
     try:
@@ -432,10 +435,11 @@ def node_loss_run(tmp_path_factory):
                                              max_retries=2, max_wait_time=20),
         }
         # a generous reply timeout: the healthy nodes must not miss it on a loaded machine
-        run_id, cfg = fed.submit(make_config({**TINY, "server.reply_timeout": 150.0}))
+        run_id, cfg = fed.submit(make_config({**TINY, "rounds": 3, "server.reply_timeout": 150.0}))
         victim = fed.nodes[2]
+        wait_until(lambda: len(round_records(Path(cfg["out"]))) >= 1, 600, "round 1", [fed.link])
         wait_until(lambda: any("flwr-clientapp" in _cmdline(c.pid) for c in descendants(victim.pid)),
-                   300, "node 2 to run its ClientApp", [victim], poll=0.3)
+                   300, "node 2 to run its ClientApp of round 2", [victim], poll=0.3)
         fed.kill_node(2)
         result = fed.wait(run_id, cfg, timeout=900)
         for proc in intruders.values():
@@ -457,13 +461,14 @@ def test_a_node_killed_mid_round_does_not_stop_the_run(node_loss_run):
     _, result, _ = node_loss_run
     assert result.status == FINISHED_OK and result.ok
     rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(rounds) == 2
-    first, second = rounds
-    assert first["nodes"] == 3 and first["replies"] == 2
+    assert len(rounds) == 3
+    before, killed, after = rounds
+    assert before["replies"] == 3
+    assert killed["nodes"] == 3 and killed["replies"] == 2
     # the dead node's message: no reply before the timeout, or the SuperLink's "node unavailable" error
-    assert first["missing"] + first["rejected"].get("error_reply", 0) == 1
-    assert second["replies"] == 2
-    assert sorted(first["per_client_local_acc"]) == ["0", "1"]
+    assert killed["missing"] + killed["rejected"].get("error_reply", 0) == 1
+    assert after["replies"] == 2
+    assert sorted(killed["per_client_local_acc"]) == ["0", "1"]
     lost = result.summary["missing_replies"] + sum(result.summary["rejected_replies"].values())
     assert lost >= 1  # the loss is reported
 
