@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("name", sorted(reference_runs.RUNS))
 def test_reference_summary_is_reproduced(name, tmp_path):
-    cfg = make_config(parse_assignments(reference_runs.COMMON + reference_runs.RUNS[name]))
+    cfg = make_config(parse_assignments(reference_runs.assignments(name)))
     summary = run_simulation(cfg, tmp_path / name, progress=False)
     expected = json.loads((reference_runs.HERE / f"{name}.json").read_text())
     assert reference_runs.compared(summary) == expected

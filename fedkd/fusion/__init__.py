@@ -33,11 +33,11 @@ register(FusionRule(
 register(FusionRule(
     "knfu", fuse_knfu, help="KnFu: each client fuses only its semantic neighbours' knowledge",
     keys={
-        "knfu.beta": Key(10.0, float, "KnFu effectiveness sharpness beta", *NON_NEGATIVE),
+        "knfu.beta": Key(1.0, float, "KnFu effectiveness sharpness beta", *NON_NEGATIVE),
         "knfu.tau": Key(-1.0, float, "KnFu neighbour threshold (-1 = 1/N)",
                         lambda v: v == -1.0 or 0 <= v <= 1, "-1 or within [0, 1]"),
         "knfu.include_self": Key(False, bool, "may a client be its own KnFu neighbour"),
-        "knfu.distance": Key("profile_kl", str, "effectiveness measure: profile_kl (mean class profiles), or "
+        "knfu.distance": Key("sample_hellinger", str, "effectiveness measure: profile_kl (mean class profiles), or "
                              "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
                              lambda v: v in DISTANCES, f"one of {', '.join(DISTANCES)}"),
     },
