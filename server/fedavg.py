@@ -24,12 +24,12 @@ from fedkd.config import Config
 from server.identity import IdentityBook
 from server.public import PublicFacts
 from server.round_record import mean_message_bytes
-from server.strategy import RoundKeeping
+from server.strategy import FedkdStrategy
 
 log = logging.getLogger("fedkd.server")
 
 
-class CheckedFedAvg(RoundKeeping, FedAvg):
+class CheckedFedAvg(FedkdStrategy, FedAvg):
     def __init__(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None):
         FedAvg.__init__(self, fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
         self._setup(cfg, facts, identities, on_reject)

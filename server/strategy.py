@@ -38,8 +38,10 @@ from server.screening import Screened, screen
 log = logging.getLogger("fedkd.server")
 
 
-class RoundKeeping:
-    """What both strategies share: participation, screening, the round record, the failure count."""
+class FedkdStrategy(Strategy):
+    """What every fedkd strategy adds to Flower's Strategy: participation (identities and sampling), the
+    screening of replies, the round record and the count of failed rounds. The round loop
+    (``server/rounds.py``) drives any subclass; checkpoints use ``state_dict``/``load_state_dict``."""
 
     def _setup(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None) -> None:
         self.cfg = cfg
@@ -90,7 +92,7 @@ class RoundKeeping:
         return None
 
 
-class KnowledgeFusion(RoundKeeping, Strategy):
+class KnowledgeFusion(FedkdStrategy):
     """Personalised soft-label fusion with one registered rule (``cfg['algorithm']``)."""
 
     def __init__(self, rule: FusionRule, cfg: Config, facts: PublicFacts, identities: IdentityBook,
