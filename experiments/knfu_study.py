@@ -1,0 +1,452 @@
+"""KnFu effectiveness measures (issue 13): tuning, the knowledge-conflict benchmark, liars, the Dirichlet grid.
+
+    python experiments/knfu_study.py tune     [--seeds 0,1]        # validation split: pick knfu.distance / beta
+    python experiments/knfu_study.py conflict [--setting lp2 --seeds 0,1,2]   # settings: lp2 lp3 rot2 fashion-lp2
+    python experiments/knfu_study.py liars    [--seeds 0]
+    python experiments/knfu_study.py grid     [--seeds 0,1,2]
+    python experiments/knfu_study.py heatmap  # docs/img/knfu_conflict_weights.png from the lp2 seed-0 runs
+    python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
+
+Every run goes through Flower's simulation engine as ``fedkd simulate`` does (``run_simulation``, which also
+installs the liars of ``attack.*``). Each finished run is one JSON line in ``experiments/results/knfu_<sub>.jsonl``
+(name, overrides, seconds, summary numbers and the measurements below); a name already in the ledger is
+skipped, so an interrupted study resumes where it stopped. Run folders go to ``experiments/runs/knfu/``.
+
+Common protocol (digits): 10 clients, cnn_small/mlp alternating, 5 rounds, M = 300, ``order = joint``,
+``distill_weight = 0.3``, T = 3 (the project defaults otherwise). ``--rounds`` overrides the rounds of a
+(new) run; the name then carries ``-r<rounds>``.
+
+"knfu default" is resolved when the run is planned: the registry's current ``knfu.distance``/``knfu.beta``
+are written into the run's overrides, so the ledger always says which rule ran.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from fedkd.config import load_config, schema  # noqa: E402
+from fedkd.data.conflict import conflict_groups  # noqa: E402
+from fedkd.metrics import weight_matrix  # noqa: E402
+
+RESULTS = ROOT / "results"
+RUNS = ROOT / "runs" / "knfu"
+FASHION = ROOT / "configs" / "fashion.toml"
+N = 10
+
+PROTOCOL = {"dataset": "digits", "num_clients": N, "order": "joint", "distill_weight": 0.3,
+            "save_models": False}
+SETTINGS = {
+    # tuning / conflict settings
+    "lp2": {"conflict.kind": "label_permutation", "conflict.groups": 2, "partition": "iid"},
+    "lp3": {"conflict.kind": "label_permutation", "conflict.groups": 3, "partition": "iid"},
+    "rot2": {"conflict.kind": "rotation", "conflict.groups": 2, "partition": "iid"},
+    "fashion-lp2": {"conflict.kind": "label_permutation", "conflict.groups": 2, "partition": "iid"},
+    "dir0.5": {"partition": "dirichlet", "alpha": 0.5},
+    "dir0.1": {"partition": "dirichlet", "alpha": 0.1},
+    "dir5": {"partition": "dirichlet", "alpha": 5.0},
+}
+TUNE_CANDIDATES = [("profile_kl", 10.0), ("sample_kl", 3.0), ("sample_kl", 10.0), ("sample_js", 3.0),
+                   ("sample_hellinger", 3.0),
+                   # added after seed 0: beta = 3 cost 4-5 points of global accuracy in the plain case
+                   ("sample_kl", 1.0), ("sample_hellinger", 1.0)]
+LIE_KINDS = ("random", "flip", "shift", "mimic")
+LIARS = 3
+
+
+def default_knfu() -> tuple[str, float]:
+    keys = schema()
+    return keys["knfu.distance"].default, float(keys["knfu.beta"].default)
+
+
+def knfu(distance: str, beta: float) -> tuple[str, dict]:
+    return f"knfu-{distance}-b{beta:g}", {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta}
+
+
+def variants(names: list[str]) -> list[tuple[str, dict]]:
+    out = []
+    for name in names:
+        if name == "knfu-profile":
+            out.append(knfu("profile_kl", 10.0))
+        elif name == "knfu-default":
+            out.append(knfu(*default_knfu()))
+        else:
+            out.append((name, {"algorithm": name}))
+    seen, unique = set(), []
+    for label, o in out:  # the default may be profile_kl b10 itself
+        if label not in seen:
+            seen.add(label)
+            unique.append((label, o))
+    return unique
+
+
+# ---------------------------------------------------------------- plans: (name, setting, variant, seed, overrides)
+
+def plan_tune(seeds, settings=None):
+    for seed in seeds:
+        for setting in settings or ("lp2", "dir0.5"):
+            for label, o in [("fedmd", {"algorithm": "fedmd"})] + [knfu(d, b) for d, b in TUNE_CANDIDATES]:
+                yield setting, label, seed, {**SETTINGS[setting], **o, "eval_split": "val"}
+
+
+def plan_conflict(seeds, settings=None):
+    for seed in seeds:
+        for setting in settings or ("lp2",):
+            for label, o in variants(["local", "fedmd", "knfu-profile", "knfu-default", "oracle"]):
+                yield setting, label, seed, {**SETTINGS[setting], **o}
+
+
+def plan_liars(seeds, settings=None):
+    for seed in seeds:
+        for setting in settings or ("dir0.5",):
+            for label, o in variants(["fedmd", "knfu-profile", "knfu-default"]):
+                yield setting, f"{label}-k0", seed, {**SETTINGS[setting], **o}
+                for kind in LIE_KINDS:
+                    yield setting, f"{label}-{kind}-k{LIARS}", seed, {
+                        **SETTINGS[setting], **o, "attack.kind": kind, "attack.num_malicious": LIARS}
+
+
+def plan_grid(seeds, settings=None):
+    for seed in seeds:
+        for setting in settings or ("dir0.1", "dir0.5", "dir5"):
+            for label, o in variants(["local", "fedmd", "knfu-default"]):
+                yield setting, label, seed, {**SETTINGS[setting], **o}
+
+
+PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "grid": plan_grid}
+
+
+# ---------------------------------------------------------------- measurements
+
+def records_of(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def weight_rounds(records: list[dict]) -> list[np.ndarray]:
+    return [w for w in (weight_matrix(r, N) for r in records) if w is not None]
+
+
+def group_weights(records: list[dict], groups: np.ndarray) -> dict:
+    """Share of each client's weight that goes to clients of another conflict group."""
+    same = groups[:, None] == groups[None, :]
+    per_round = [float((w * ~same).sum(axis=1).mean()) for w in weight_rounds(records)]
+    if not per_round:
+        return {}
+    return {"cross_group_weight_last": per_round[-1], "cross_group_weight_mean": float(np.mean(per_round)),
+            "cross_group_weight_per_round": per_round}
+
+
+def liar_weights(records: list[dict], liars: list[int]) -> dict:
+    """Weight an honest client puts on one liar / weight it puts on one honest peer (self excluded).
+
+    Ratio of means over all (honest n, liar l) and (honest n, honest m != n) pairs; also the total weight
+    honest clients put on the liars.
+    """
+    honest = [i for i in range(N) if i not in liars]
+    ratios, totals = [], []
+    for w in weight_rounds(records):
+        on_liar = w[np.ix_(honest, liars)].mean()
+        peer = w[np.ix_(honest, honest)]
+        on_peer = (peer.sum() - np.trace(peer)) / (len(honest) * (len(honest) - 1))
+        ratios.append(float(on_liar / on_peer) if on_peer > 0 else float("inf"))
+        totals.append(float(w[np.ix_(honest, liars)].sum(axis=1).mean()))
+    if not ratios:
+        return {}
+    return {"liar_ratio_last": ratios[-1], "liar_ratio_max": float(max(ratios)),
+            "liar_ratio_per_round": ratios, "liar_weight_last": totals[-1], "liar_weight_mean": float(np.mean(totals))}
+
+
+def measure(out: Path, overrides: dict, summary: dict) -> dict:
+    records = records_of(out)
+    last = records[-1]
+    row = {"alma": summary["alma"], "global_acc": summary["global_acc"],
+           "alma_per_round": summary.get("alma_per_round"),
+           "per_client_local_acc": last["per_client_local_acc"],
+           "neighbour_counts_last": last.get("neighbour_counts")}
+    kind = overrides.get("conflict.kind", "none")
+    if kind != "none":
+        row.update(group_weights(records, conflict_groups(N, int(overrides.get("conflict.groups", 2)))))
+    k = int(overrides.get("attack.num_malicious", 0))
+    liars = list(range(N - k, N)) if k else list(range(N - LIARS, N))  # k = 0: the partitions that lie at k = 3
+    honest = [i for i in range(N) if i not in liars]
+    local, glob = last["per_client_local_acc"], last["per_client_global_acc"]
+    row["alma_honest"] = float(np.mean([local[str(i)] for i in honest]))
+    row["global_honest"] = float(np.mean([glob[str(i)] for i in honest]))
+    if k:
+        row.update(liar_weights(records, liars))
+    return row
+
+
+# ---------------------------------------------------------------- running
+
+def ledger_path(sub: str) -> Path:
+    return RESULTS / f"knfu_{sub}.jsonl"
+
+
+def load(sub: str) -> list[dict]:
+    path = ledger_path(sub)
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def run_plan(sub: str, seeds: list[int], settings: list[str] | None, rounds: int | None,
+             dry: bool = False, only: set[str] | None = None) -> None:
+    from fedkd.cli.simulation import run_simulation
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    done = {r["name"] for r in load(sub)}
+    runs = list(PLANS[sub](seeds, settings))
+    for i, (setting, label, seed, overrides) in enumerate(runs, 1):
+        overrides = {**PROTOCOL, **overrides, "seed": seed}
+        base = None
+        if setting.startswith("fashion"):
+            base = FASHION
+            overrides.pop("dataset")
+        name = f"{setting}-{label}-s{seed}"
+        if only and label not in only:
+            continue
+        if rounds:
+            overrides["rounds"] = rounds
+            name += f"-r{rounds}"
+        if name in done:
+            continue
+        if dry:
+            print(name, overrides)
+            continue
+        cfg = load_config(base, [f"{k}={v}" for k, v in overrides.items()])
+        out = RUNS / sub / name
+        if out.exists():  # a run interrupted before it reached the ledger
+            shutil.rmtree(out)
+        started = time.perf_counter()
+        summary = run_simulation(cfg, out, progress=False)
+        seconds = time.perf_counter() - started
+        row = {"name": name, "setting": setting, "variant": label, "seed": seed,
+               "config": None if base is None else str(base.relative_to(ROOT.parent)),
+               "overrides": overrides, "rounds": cfg["rounds"], "seconds": seconds,
+               **measure(out, overrides, summary)}
+        with open(ledger_path(sub), "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"[{i}/{len(runs)}] {name}: ALMA {row['alma']:.4f} global {row['global_acc']:.4f} "
+              f"({seconds:.0f} s)", flush=True)
+
+
+# ---------------------------------------------------------------- tables
+
+def pm(values, scale=100.0, digits=1) -> str:
+    v = np.asarray([x for x in values if x is not None], dtype=float) * scale
+    if v.size == 0:
+        return "–"
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {(v.max() - v.min()) / 2:.{digits}f}"
+
+
+def seeds_of(rows) -> str:
+    return ",".join(str(s) for s in sorted({r["seed"] for r in rows}))
+
+
+def by(rows, *fields):
+    groups = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[f] for f in fields)].append(r)
+    return groups
+
+
+def table_tune() -> str:
+    rows = load("tune")
+    if not rows:
+        return "(knfu_tune: no runs)"
+    g = by(rows, "setting", "variant")
+    settings = [s for s in ("lp2", "dir0.5") if any(k[0] == s for k in g)]
+    labels = ["fedmd"] + [knfu(d, b)[0] for d, b in TUNE_CANDIDATES]
+    head = "| rule | " + " | ".join(f"{s} ALMA % (val) | {s} global % (val)" for s in settings) + \
+           " | mean ALMA over settings | seeds |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(settings) + 1)]
+    for label in labels:
+        cells, means, seeds = [], [], set()
+        for s in settings:
+            rs = g.get((s, label), [])
+            seeds |= {r["seed"] for r in rs}
+            cells += [pm([r["alma"] for r in rs]), pm([r["global_acc"] for r in rs])]
+            means.append(np.mean([r["alma"] for r in rs]) if rs else np.nan)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {100 * np.mean(means):.1f} | "
+                     f"{','.join(map(str, sorted(seeds)))} |")
+    return "\n".join(lines) + footer(rows)
+
+
+def footer(rows) -> str:
+    return f"\n\n{len(rows)} runs, {sum(r['seconds'] for r in rows) / 60:.1f} min of wall time in all."
+
+
+def table_conflict() -> str:
+    rows = load("conflict")
+    if not rows:
+        return "(knfu_conflict: no runs)"
+    lines = ["| setting | rounds | rule | ALMA % | global % | weight across groups (last round) | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    g = by(rows, "setting", "rounds", "variant")
+    for (setting, rounds) in sorted({(k[0], k[1]) for k in g}, key=lambda k: (k[0].startswith("fashion"), k)):
+        for label in ["local", "fedmd", "knfu-profile_kl-b10"] + sorted(
+                {k[2] for k in g if k[2].startswith("knfu") and k[2] != "knfu-profile_kl-b10"}) + ["oracle"]:
+            rs = g.get((setting, rounds, label))
+            if not rs:
+                continue
+            cross = pm([r.get("cross_group_weight_last") for r in rs], 1.0, 2) if label not in ("local",) else "–"
+            lines.append(f"| {setting} | {rounds} | {label} | {pm([r['alma'] for r in rs])} | "
+                         f"{pm([r['global_acc'] for r in rs])} | {cross} | {seeds_of(rs)} |")
+        # differences, paired by seed
+        lines += diff_lines(g, setting, rounds)
+    return "\n".join(lines) + footer(rows)
+
+
+def diff_lines(g, setting, rounds) -> list[str]:
+    out = []
+    knfus = sorted(k[2] for k in g if k[:2] == (setting, rounds) and k[2].startswith("knfu"))
+    for label in knfus:
+        rs = {r["seed"]: r for r in g[(setting, rounds, label)]}
+        for ref in ("fedmd",) if "profile" in label else ("fedmd", "local", "oracle"):
+            refs = {r["seed"]: r for r in g.get((setting, rounds, ref), [])}
+            common = sorted(set(rs) & set(refs))
+            if not common:
+                continue
+            d = [rs[s]["alma"] - refs[s]["alma"] for s in common]
+            sign = "" if ref != "oracle" else " (negative: below oracle)"
+            out.append(f"| {setting} | {rounds} | {label} − {ref}{sign} | {pm(d)} | "
+                       f"{pm([rs[s]['global_acc'] - refs[s]['global_acc'] for s in common])} | | "
+                       f"{','.join(map(str, common))} |")
+    return out
+
+
+def table_liars() -> str:
+    rows = load("liars")
+    if not rows:
+        return "(knfu_liars: no runs)"
+    lines = ["| rule | attack (3 of 10) | honest ALMA % | Δ honest ALMA vs no liars (paired) | honest global % | "
+             "liar / honest-peer weight, last round | same, worst round | total weight on liars (last) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    g = by(rows, "setting", "variant")
+    for setting in sorted({k[0] for k in g}):
+        for base in ["fedmd", "knfu-profile_kl-b10"] + sorted(
+                {k[1].rsplit("-k", 1)[0] for k in g if k[1].startswith("knfu") and k[1].endswith("-k0")}
+                - {"knfu-profile_kl-b10"}):
+            clean = {r["seed"]: r for r in g.get((setting, f"{base}-k0"), [])}
+            if clean:
+                rs = list(clean.values())
+                lines.append(f"| {base} | none | {pm([r['alma_honest'] for r in rs])} | – | "
+                             f"{pm([r['global_honest'] for r in rs])} | – | – | – | {seeds_of(rs)} |")
+            for kind in LIE_KINDS:
+                rs = g.get((setting, f"{base}-{kind}-k{LIARS}"))
+                if not rs:
+                    continue
+                delta = [r["alma_honest"] - clean[r["seed"]]["alma_honest"] for r in rs if r["seed"] in clean]
+                lines.append(
+                    f"| {base} | {kind} | {pm([r['alma_honest'] for r in rs])} | {pm(delta) if delta else '–'} | "
+                    f"{pm([r['global_honest'] for r in rs])} | {pm([r.get('liar_ratio_last') for r in rs], 100.0)} % | "
+                    f"{pm([r.get('liar_ratio_max') for r in rs], 100.0)} % | "
+                    f"{pm([r.get('liar_weight_last') for r in rs], 1.0, 3)} | {seeds_of(rs)} |")
+    return "\n".join(lines) + footer(rows)
+
+
+def table_grid() -> str:
+    rows = load("grid")
+    if not rows:
+        return "(knfu_grid: no runs)"
+    lines = ["| α | rule | ALMA % | global % | seeds |", "|---|---|---|---|---|"]
+    g = by(rows, "setting", "variant")
+    order = {"dir0.1": 0, "dir0.5": 1, "dir5": 2}
+    for setting in sorted({k[0] for k in g}, key=lambda s: order.get(s, 9)):
+        alpha = SETTINGS[setting]["alpha"]
+        labels = ["local", "fedmd"] + sorted(k[1] for k in g if k[0] == setting and k[1].startswith("knfu"))
+        for label in labels:
+            rs = g.get((setting, label))
+            if rs:
+                lines.append(f"| {alpha:g} | {label} | {pm([r['alma'] for r in rs])} | "
+                             f"{pm([r['global_acc'] for r in rs])} | {seeds_of(rs)} |")
+        for label in labels[2:]:
+            for ref in ("fedmd", "local"):
+                a = {r["seed"]: r for r in g[(setting, label)]}
+                b = {r["seed"]: r for r in g.get((setting, ref), [])}
+                common = sorted(set(a) & set(b))
+                if common:
+                    lines.append(f"| {alpha:g} | {label} − {ref} (paired) | "
+                                 f"{pm([a[s]['alma'] - b[s]['alma'] for s in common])} | "
+                                 f"{pm([a[s]['global_acc'] - b[s]['global_acc'] for s in common])} | "
+                                 f"{','.join(map(str, common))} |")
+    return "\n".join(lines) + footer(rows)
+
+
+def print_tables(which: list[str]) -> None:
+    fns = {"tune": table_tune, "conflict": table_conflict, "liars": table_liars, "grid": table_grid}
+    for name in which or list(fns):
+        print(f"### knfu_{name}\n")
+        print(fns[name]())
+        print()
+
+
+# ---------------------------------------------------------------- heat-map
+
+def heatmap(out_png: Path, setting: str = "lp2", seed: int = 0) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {r["variant"]: r for r in load("conflict") if r["setting"] == setting and r["seed"] == seed
+            and r["rounds"] == 5}
+    labels = [v for v in ["knfu-profile_kl-b10"] + sorted(v for v in rows if v.startswith("knfu-sample"))
+              + ["fedmd", "oracle"] if v in rows]
+    labels = [v for v in labels if v != "fedmd"]
+    fig, axes = plt.subplots(1, len(labels), figsize=(1.9 * len(labels) + 0.6, 2.2), dpi=100,
+                             layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, label in zip(axes, labels):
+        w = weight_rounds(records_of(RUNS / "conflict" / rows[label]["name"]))[-1]
+        im = ax.imshow(w, vmin=0, vmax=max(0.3, float(w.max())), cmap="viridis")
+        ax.axhline(4.5, color="w", lw=0.6)
+        ax.axvline(4.5, color="w", lw=0.6)
+        ax.set_title(f"{label.replace('knfu-', 'KnFu ')}\nALMA {100 * rows[label]['alma']:.1f}", fontsize=7)
+        ax.set_xticks(range(0, N, 3))
+        ax.set_yticks(range(0, N, 3))
+        ax.tick_params(labelsize=6)
+    axes[0].set_ylabel("client n (row: its weights)", fontsize=6)
+    for ax in axes:
+        ax.set_xlabel("peer m (clients 5-9: permuted labels)", fontsize=5)
+    fig.colorbar(im, ax=list(axes), shrink=0.7).ax.tick_params(labelsize=6)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    print(f"wrote {out_png} ({out_png.stat().st_size / 1024:.0f} kB) from {[rows[v]['name'] for v in labels]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["tune", "conflict", "liars", "grid", "tables", "heatmap"])
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--setting", default="", help="comma-separated settings: " + ", ".join(SETTINGS))
+    parser.add_argument("--rounds", type=int, default=0, help="override the rounds of new runs (0 = config's)")
+    parser.add_argument("--only", default="", help="tables: comma-separated ledgers to print; runs: "
+                        "comma-separated rule labels to run (e.g. fedmd,knfu-sample_kl-b3)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs still to do")
+    args = parser.parse_args()
+    if args.command == "tables":
+        print_tables([x for x in args.only.split(",") if x])
+    elif args.command == "heatmap":
+        heatmap(ROOT.parent / "docs" / "img" / "knfu_conflict_weights.png")
+    else:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        settings = [s for s in args.setting.split(",") if s] or None
+        only = {x for x in args.only.split(",") if x} or None
+        run_plan(args.command, seeds, settings, args.rounds or None, args.dry_run, only)
+        print_tables([args.command])
+
+
+if __name__ == "__main__":
+    main()
