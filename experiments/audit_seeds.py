@@ -55,6 +55,12 @@ def row(audit: dict) -> dict:
         "sli_swing": sli["variants"]["swing"]["attack_acc_top1"], "lokt_top1": inv.get("attack_acc_top1"),
         "eps_lower": emp["lower_bound"], "eps_accounted": emp["accounted"],
         "eps_accounted_training_set": emp["accounted_training_set"], "eps_canaries": emp["canaries"],
+        "eps_guesses": emp["guesses"], "eps_correct": emp["correct"],
+        "eps_plain": emp["variants"]["plain"]["lower_bound"], "eps_swing": emp["variants"]["swing"]["lower_bound"],
+        "eps_swing_accounted": emp["variants"]["swing"]["accounted"],
+        "rmia_auc_mean": audit["membership"]["worst_client"]["rmia"]["mean"],
+        "sli_chance": sli["chance"], "lokt_floor": inv.get("random_latent_acc_top1"),
+        "lokt_chance": inv.get("chance"),
     }
 
 
@@ -77,18 +83,29 @@ def _ms(values) -> str:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| setting | seeds | ALMA | RMIA AUC (worst client) | RMIA TPR@0.1% | RMIA TPR@1% | members / non-members "
-             "| soft-label inversion top-1 | LOKT top-1 | empirical ε (95 %) | accounted ε |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setting | seeds | ALMA | RMIA AUC (worst client) | RMIA AUC (mean over clients) | RMIA TPR@0.1% "
+             "| RMIA TPR@1% | members / non-members | soft-label inversion top-1 (chance 0.10) | LOKT top-1 "
+             "| LOKT random-latent floor | empirical ε (95 %) | accounted ε |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, by_seed in results.items():
         rows = list(by_seed.values())
-        col = lambda k: [r[k] for r in rows]  # noqa: E731
+        col = lambda k: [r.get(k) for r in rows]  # noqa: E731
         acc = col("eps_accounted")
-        lines.append(f"| {name} | {len(rows)} | {_ms(col('alma'))} | {_ms(col('rmia_auc'))} | {_ms(col('rmia_tpr_0.1'))} | "
+        lines.append(f"| {name} | {len(rows)} | {_ms(col('alma'))} | {_ms(col('rmia_auc'))} | "
+                     f"{_ms(col('rmia_auc_mean'))} | {_ms(col('rmia_tpr_0.1'))} | "
                      f"{_ms(col('rmia_tpr_1'))} | {min(col('rmia_n_members'))}–{max(col('rmia_n_members'))} / "
                      f"{min(col('rmia_n_nonmembers'))}–{max(col('rmia_n_nonmembers'))} | {_ms(col('sli_top1'))} | "
-                     f"{_ms(col('lokt_top1'))} | {_ms(col('eps_lower'))} | "
+                     f"{_ms(col('lokt_top1'))} | {_ms(col('lokt_floor'))} | {_ms(col('eps_lower'))} | "
                      f"{'∞' if all(a is None for a in acc) else _ms(acc)} |")
+    lines += ["", "Same models, plain vs swing uploads (the audit attacks both; σ of the run's swing settings):", "",
+              "| setting | seeds | soft-label inversion top-1: plain uploads | swing uploads | "
+              "empirical ε: plain uploads | swing uploads | accounted ε of those swing uploads (per row) |",
+              "|---|---|---|---|---|---|---|"]
+    for name, by_seed in results.items():
+        rows = list(by_seed.values())
+        col = lambda k: [r.get(k) for r in rows]  # noqa: E731
+        lines.append(f"| {name} | {len(rows)} | {_ms(col('sli_plain'))} | {_ms(col('sli_swing'))} | "
+                     f"{_ms(col('eps_plain'))} | {_ms(col('eps_swing'))} | {_ms(col('eps_swing_accounted'))} |")
     return "\n".join(lines)
 
 
@@ -96,8 +113,11 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("prefix", nargs="*")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--table", action="store_true", help="only print the table of the results already measured")
     args = p.parse_args(argv)
     wanted = [n for n in SETTINGS if not args.prefix or any(n.startswith(a) for a in args.prefix)]
+    if args.table:
+        wanted = []
     for name in wanted:
         for seed in args.seeds:
             r = run_one(name, seed)

@@ -34,6 +34,7 @@ FEDKD = [sys.executable, "-m", "fedkd.cli"]
 ENV = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
            FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1", RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
 CHANCE_BITS = 1.0 / np.log(2)  # mean exposure of a never-planted canary
+MIN_EXCESS = 0.05  # bits: below this, plain carried nothing above the floor, and a reduction of it is undefined
 BASE = ["canaries.enabled=true", "canaries.in_transfer=true", "canaries.count=10", "canaries.repeats=10",
         "canaries.references=1000", "save_models=false", "rounds=5"]
 REGIMES = {
@@ -55,13 +56,17 @@ def run_one(regime: str, label: str, extra: list[str], seed: int) -> dict:
         sets = [a for s in BASE + REGIMES[regime] + extra + [f"seed={seed}"] for a in ("--set", s)]
         subprocess.run(FEDKD + ["simulate", *sets, "--out", str(out), "--quiet"], cwd=ROOT, env=ENV, check=True)
     s = json.loads((out / "summary.json").read_text())
+    # Round 1: no client has received anyone's answers yet (targets start in round 2), so the peers'
+    # exposure then is this seed's no-transfer level, identical for every setting of the seed.
     return {"alma": s["alma"], "peers": s["canaries"]["exposure_peers_mean"], "owner": s["canaries"]["exposure_owner"],
+            "peers_round1": s["canaries"]["exposure_peers_mean_per_round"][0], "global_acc": s["global_acc"],
             "epsilon": (s.get("privacy") or {}).get("epsilon")}
 
 
 def table(results: dict) -> str:
-    lines = ["| regime | run | seeds | ALMA | ALMA lost (points) | peer exposure (bits) | reduction vs plain | "
-             "reduction above chance | target met |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| regime | run | seeds | ALMA | ALMA lost (points) | peer exposure (bits) | above chance (bits) | "
+             "owner exposure (bits) | reduction vs plain | reduction above chance | reduction above round 1 | "
+             "target met: raw / above chance |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for regime, runs in results.items():
         plain = runs.get("plain", {})
         for label, by_seed in runs.items():
@@ -70,14 +75,28 @@ def table(results: dict) -> str:
                 continue
             alma = np.array([by_seed[s]["alma"] for s in seeds])
             peers = np.array([by_seed[s]["peers"] for s in seeds])
+            owner = np.array([by_seed[s]["owner"] for s in seeds])
             lost = 100 * np.array([plain[s]["alma"] - by_seed[s]["alma"] for s in seeds])
             red = 100 * np.array([1 - by_seed[s]["peers"] / plain[s]["peers"] for s in seeds])
-            red_x = 100 * np.array([1 - max(0.0, by_seed[s]["peers"] - CHANCE_BITS)
-                                    / max(1e-9, plain[s]["peers"] - CHANCE_BITS) for s in seeds])
             ms = lambda v, d=2: f"{v.mean():.{d}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{d}f}"  # noqa: E731
-            met = "—" if label == "plain" else ("yes" if red.mean() >= 80 and lost.mean() <= 2 else "no")
+
+            def excess_cut(floor: dict) -> np.ndarray:
+                """% of plain's exposure above ``floor`` that swing removed, for the seeds where plain leaked at
+                all (> MIN_EXCESS bits above the floor); the others have nothing to remove and are left out."""
+                return np.array([100 * (1 - max(0.0, by_seed[s]["peers"] - floor[s]) / (plain[s]["peers"] - floor[s]))
+                                 for s in seeds if floor.get(s) is not None and plain[s]["peers"] - floor[s] > MIN_EXCESS])
+
+            def cut(v: np.ndarray) -> str:
+                if not len(v):
+                    return "– (no seed leaked)"
+                return f"{ms(v, 1)} %" + ("" if len(v) == len(seeds) else f" ({len(v)} of {len(seeds)} seeds)")
+
+            red_x = excess_cut({s: CHANCE_BITS for s in seeds})
+            red_1 = excess_cut({s: by_seed[s].get("peers_round1") for s in seeds})
+            ok = lambda r: "yes" if len(r) and r.mean() >= 80 and lost.mean() <= 2 else "no"  # noqa: E731
+            met = "—" if label == "plain" else f"{ok(red)} / {ok(red_x)}"
             lines.append(f"| {regime} | {label} | {len(seeds)} | {ms(alma, 3)} | {ms(lost, 1)} | {ms(peers)} | "
-                         f"{ms(red, 1)} % | {ms(red_x, 1)} % | {met} |")
+                         f"{ms(peers - CHANCE_BITS)} | {ms(owner)} | {ms(red, 1)} % | {cut(red_x)} | {cut(red_1)} | {met} |")
     return "\n".join(lines)
 
 
@@ -85,8 +104,9 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("regimes", nargs="*", default=list(REGIMES))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--table", action="store_true", help="only print the table of the results already measured")
     args = p.parse_args(argv)
-    for regime in args.regimes:
+    for regime in ([] if args.table else args.regimes):
         for label, extra in settings():
             for seed in args.seeds:
                 r = run_one(regime, label, extra, seed)
