@@ -314,7 +314,7 @@ def test_bad_input_is_named(audited, tmp_path, capsys):
     assert main(["audit", str(run), "--clients", "zero", "--quiet"]) == 2
     assert "--clients" in capsys.readouterr().err
     no_models = tmp_path / "no_models"
-    shutil.copytree(run, no_models, ignore=shutil.ignore_patterns("models", "audit", "node_checkpoints"))
+    shutil.copytree(run, no_models, ignore=shutil.ignore_patterns("nodes", "audit"))  # the nodes keep the models
     assert main(["audit", str(no_models), "--quiet"]) == 2
     assert "save_models=true" in capsys.readouterr().err
     assert main(["audit", "--quiet"]) == 2
