@@ -4,7 +4,7 @@
     python experiments/knfu_study.py conflict [--setting lp2 --seeds 0,1,2]   # settings: lp2 lp3 rot2 fashion-lp2
     python experiments/knfu_study.py liars    [--seeds 0]
     python experiments/knfu_study.py grid     [--seeds 0,1,2]
-    python experiments/knfu_study.py heatmap  # docs/img/knfu_conflict_weights.png from the lp2 seed-0 runs
+    python experiments/knfu_study.py heatmap  # experiments/runs/knfu_conflict_weights.png from the lp2 seed-0 runs
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
 Every run goes through Flower's simulation engine as ``fedkd simulate`` does (``run_simulation``, which also
@@ -439,7 +439,7 @@ def main() -> None:
     if args.command == "tables":
         print_tables([x for x in args.only.split(",") if x])
     elif args.command == "heatmap":
-        heatmap(ROOT.parent / "docs" / "img" / "knfu_conflict_weights.png")
+        heatmap(ROOT / "runs" / "knfu_conflict_weights.png")
     else:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         settings = [s for s in args.setting.split(",") if s] or None
