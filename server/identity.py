@@ -53,7 +53,7 @@ class IdentityBook:
         self.client_of: dict[int, int] = {}   # node id -> client id
         self.node_of: dict[int, int] = {}     # client id -> node id
         self.verified: set[int] = set()       # nodes whose own answer agreed with their binding
-        self.asked: set[int] = set()          # simulation: nodes asked once already (the engine's word stands)
+        self.answered: set[int] = set()       # nodes that answered the identify query (a node id is asked once)
         self.alarms: Counter = Counter()      # reason -> count, since the last take_alarms()
         self._engine: dict[int, int] | None = None
 
@@ -79,7 +79,8 @@ class IdentityBook:
 
         In simulation every node is bound from the engine at once, and the nodes of ``clients``
         (default: all) that have not answered yet are asked to identify themselves, as a check.
-        Elsewhere every live node without a binding is asked.
+        Elsewhere every live node without a binding that has not answered yet is asked (once per node
+        id: a restarted node has a new id and proves itself again).
         """
         if self._engine is None:
             self._engine = engine_assignment(grid)
@@ -87,11 +88,10 @@ class IdentityBook:
             for node_id in live_nodes:
                 if node_id in self._engine and node_id not in self.client_of:
                     self._bind(node_id, self._engine[node_id])
-            ask = [n for n in live_nodes if n not in self.asked
+            ask = [n for n in live_nodes if n not in self.answered
                    and (clients is None or self.client_of.get(n) in clients)]
-            self.asked.update(ask)
-        else:
-            ask = [n for n in live_nodes if n not in self.client_of]
+        else:  # a refused node is not asked again: its key will not change while its node id lives
+            ask = [n for n in live_nodes if n not in self.client_of and n not in self.answered]
         if ask:
             self._identify(grid, ask, set(live_nodes))
 
@@ -103,6 +103,7 @@ class IdentityBook:
             if src not in nonces:
                 self._alarm("unexpected_sender", "identify answer from node %s, which was not asked", src)
                 continue
+            self.answered.add(src)
             try:
                 answer = protocol.parse_identify_reply(reply, self.num_clients)
                 self._judge(src, answer, nonces[src], live)

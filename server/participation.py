@@ -32,8 +32,8 @@ class Participation:
         self.settings = settings
         self.identities = identities
 
-    def plan(self, grid: Grid, round_num: int) -> tuple[list[int], dict[int, int]]:
-        """(sampled client ids, {node id: client id} of those with a live, bound node)."""
+    def plan(self, grid: Grid, round_num: int) -> tuple[list[int], dict[int, int], int]:
+        """(sampled client ids, {node id: client id} of those with a live, bound node, live node count)."""
         chosen = sample_clients(self.settings, round_num)
         live = sorted(grid.get_node_ids())
         self.identities.refresh(grid, live, clients=set(chosen))
@@ -47,4 +47,4 @@ class Participation:
         if absent:
             log.warning("round %d: %d of the %d chosen clients have no identified live node", round_num, absent,
                         len(chosen))
-        return chosen, plan
+        return chosen, plan, len(live)

@@ -58,8 +58,7 @@ class FedkdStrategy(Strategy):
         self._record: dict = {}
 
     def _plan(self, grid: Grid, server_round: int) -> dict[int, int]:
-        self._sampled, self._sent = self.participation.plan(grid, server_round)
-        self._nodes = len(grid.get_node_ids())
+        self._sampled, self._sent, self._nodes = self.participation.plan(grid, server_round)
         return self._sent
 
     def _screen(self, server_round: int, replies: list[Message], rules: protocol.ReplyRules) -> Screened:
