@@ -16,9 +16,11 @@ from fedkd.metrics import write_json_atomic
 
 def check_out(out: Path, cfg: Config) -> None:
     """Refuse an occupied output folder before Ray starts (the server checks again)."""
-    from server.rounds import check_out_dir
+    from server.rounds import check_out_dir, check_resume
 
     check_out_dir(out, cfg["server.resume"])
+    if cfg["server.resume"]:
+        check_resume(out, cfg)  # the whole checkpoint, before Ray starts
 
 
 def run_simulation(cfg: Config, out: Path, *, progress: bool = True, verbose: bool = False) -> dict:
