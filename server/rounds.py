@@ -25,6 +25,7 @@ from fedkd.identity import load_registry
 from fedkd.metrics import RunRecorder, new_run_dir
 from fedkd.observers import RoundObserver, StopRun
 from fedkd.privacy.records import privacy_summary
+from fedkd.report.refusals import run_failure
 from server import checkpoint, dispatch
 from server.fedavg import CheckedFedAvg
 from server.identity import IdentityBook
@@ -131,4 +132,9 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None, p
                       "replies (server.max_failed_rounds=%d)", rnd, strategy.failed_rounds, settings.min_replies,
                       settings.max_failed_rounds)
             break
-    return recorder.finish(privacy_summary(cfg.privacy, cfg.canaries, recorder.rounds))
+    extra = privacy_summary(cfg.privacy, cfg.canaries, recorder.rounds)
+    failure = run_failure(recorder.rounds, settings.min_replies, settings.max_failed_rounds)
+    if failure:  # the command lines exit non-zero on it; the records stay for the post-mortem
+        extra["failure"] = failure
+        log.error("the run failed: %s", failure)
+    return recorder.finish(extra)

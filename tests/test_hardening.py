@@ -1,0 +1,139 @@
+"""Nothing unbounded: replies sized before they are read, client text clipped, only regular files read,
+refusals named on the console and a failed run said so."""
+import os
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, Message
+
+from fedkd import protocol
+from fedkd.files import UnsafeInput, clip, npz_members, read_bytes, regular_dir, regular_file
+from fedkd.report.refusals import RefusalLog, never_contributed, run_failure
+from server.identity import IdentityBook
+from server.screening import reply_limit, screen
+
+M, C, FP, N = 40, 10, "f" * 16, 3
+
+
+def _reply(content, src=7):
+    message = Message(content=content, dst_node_id=src, message_type="train")
+    message.metadata.__dict__["_src_node_id"] = src  # noqa: the engine sets this on real replies
+    return message
+
+
+def _content(soft=None, metrics=None, weights=None):
+    soft = np.random.default_rng(0).dirichlet(np.ones(C), size=M).astype(np.float32) if soft is None and \
+        weights is None else soft
+    return protocol.build_reply_content(round_num=2, fingerprint=FP, partition_id=1, model="mlp", num_examples=50,
+                                        metrics={"acc_local": 0.9, "acc_global": 0.5, **(metrics or {})},
+                                        soft_labels=soft, weights=weights)
+
+
+def _rules(**overrides):
+    return protocol.ReplyRules(**{**dict(round=2, fingerprint=FP, shape=(M, C), num_partitions=N,
+                                         max_num_examples=10**6), **overrides})
+
+
+def _book():
+    book = IdentityBook(N)
+    book._bind(7, 1)
+    return book
+
+
+@pytest.mark.parametrize("fedavg", [False, True])
+def test_a_400_mb_reply_is_refused_from_its_metadata_without_copying_it(fedavg):
+    """Peak memory while rejecting it stays far below 2x the limit: the 400 MB are never copied or decoded."""
+    huge = Array(dtype="float32", shape=(100 * 2**20,), stype="numpy.ndarray", data=bytes(400 * 2**20))
+    if fedavg:
+        spec = {"w": ((4,), "float32")}
+        rules = _rules(shape=None, weights_spec=spec)
+        content = _content(weights=ArrayRecord({"w": Array(np.ones(4, np.float32))}))
+        content["arrays"]["w"] = huge
+    else:
+        rules = _rules()
+        content = _content()
+        content["knowledge"]["soft_labels"] = huge
+    limit = reply_limit(rules)
+    message = _reply(content)
+    tracemalloc.start()
+    try:
+        out = screen([message], rules, _book(), expected_nodes={7})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.accepted == [] and out.rejected == {"oversized": 1}
+    assert peak <= 2 * limit, (peak, limit)
+    assert out.refusals["client 1"].startswith("oversized: about 4194")
+
+
+def test_an_honest_reply_fits_the_limit_and_unknown_metric_keys_are_only_counted():
+    metrics = {f"k{i}": 1.0 for i in range(100)}
+    out = screen([_reply(_content(metrics=metrics))], _rules(), _book(), expected_nodes={7})
+    assert [a.client_id for a in out.accepted] == [1]
+    assert out.dropped_metrics == {"client 1": 100}  # a count per client: the names are never kept
+    many = {f"k{i}": 1.0 for i in range(200_000)}
+    out = screen([_reply(_content(metrics=many))], _rules(), _book(), expected_nodes={7})
+    assert out.rejected == {"oversized": 1}  # 200,000 keys do not fit a soft-label reply
+
+
+def test_a_clients_text_is_escaped_and_cut_in_logs_and_records(caplog):
+    message = _reply(_content())
+    message.metadata.__dict__["_src_node_id"] = 99  # not sent a message: rejected, its id logged
+    error = Message(content=_content(), dst_node_id=7, message_type="train")
+    from flwr.app import Error
+
+    error = Message(Error(code=1, reason="boom\nround 9: rejected reply from client 0: forged" + "x" * 20_000_000),
+                    reply_to=Message(content=_content(), dst_node_id=7, message_type="train"))
+    error.metadata.__dict__["_src_node_id"] = 7
+    out = screen([error], _rules(), _book(), expected_nodes={7})
+    why = out.refusals["client 1"]
+    assert "\n" not in why and "\\n" in why and len(why) < 300
+    assert all(len(line) < 400 for line in caplog.text.splitlines())
+    assert clip("a\x1b[31mb") == "a\\x1b[31mb" and clip("карэ") == "карэ"
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeInput, match="not a regular file \\(a FIFO\\)"):
+        read_bytes(fifo, 10)
+    with pytest.raises(UnsafeInput, match="character device"):
+        read_bytes("/dev/zero", 10)
+    with pytest.raises(UnsafeInput, match="is not a folder"):
+        regular_dir(tmp_path / "fifo")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(UnsafeInput, match="cannot be read"):
+        regular_file(loop)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 11)
+    with pytest.raises(UnsafeInput, match="11 bytes, more than the 10"):
+        read_bytes(big, 10)
+
+
+def test_a_compressed_archive_is_bounded_by_its_declared_sizes(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", bytes(64 * 2**20))  # 64 MiB of zeros: about 64 KB on disk
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(UnsafeInput, match="declares 67108864 bytes uncompressed"):
+        npz_members(bomb, max_bytes=2**20)
+    with pytest.raises(UnsafeInput, match="is compressed"):
+        npz_members(bomb, max_bytes=2**30, stored_only=True)
+
+
+def test_refusals_are_named_first_time_and_when_they_change_and_failure_is_judged():
+    records = [{"round": 1, "replies": 1, "per_client_local_acc": {"0": 0.5},
+                "refusals": {"client 1": "bad_shape: x", "client 2": "no_reply: y"}},
+               {"round": 2, "replies": 1, "per_client_local_acc": {"0": 0.5},
+                "refusals": {"client 1": "bad_shape: x", "client 2": "non_finite: z"}}]
+    log = RefusalLog()
+    assert log.lines(records[0]) == ["round 1: client 1 refused: bad_shape: x", "round 1: client 2 refused: no_reply: y"]
+    assert log.lines(records[1]) == ["round 2: client 2 refused: non_finite: z"]
+    assert never_contributed(records, 3) == "2 of 3 nodes never contributed a valid reply (client 1, client 2)"
+    assert run_failure(records, min_replies=1, max_failed_rounds=3) is None
+    assert run_failure(records, min_replies=2, max_failed_rounds=2).startswith("the last 2 rounds")
+    none_valid = [dict(r, replies=0, per_client_local_acc={}) for r in records]
+    assert run_failure(none_valid, 1, 3) == "no reply was valid in any of the 2 rounds"
