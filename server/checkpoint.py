@@ -49,7 +49,7 @@ import numpy as np
 
 from fedkd.config import Config, ConfigError, make_config, parse_assignments, read_toml
 from fedkd.files import UnsafeInput, clip, npz_members, read_bytes, regular_file
-from fedkd.metrics import write_json_atomic
+from fedkd.run_records import write_json_atomic
 
 log = logging.getLogger("fedkd.server")
 
@@ -59,7 +59,7 @@ RUN_CONFIG_FILE = "config.json"   # RunRecorder's too
 FORMAT = 2  # checkpoint.json with digests
 MAX_CHECKPOINT_JSON_BYTES = 4 * 2**20  # the config and a few numbers
 # What a resume may change: how long to run, where and on what; never what is learnt.
-MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "attack.stop_after_round")
+MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "fault.stop_after_round")
 MAY_CHANGE_PREFIXES = ("server.", "sim.", "metrics.")
 # Every entry a strategy's state_dict writes: <kind>/<client id> (canonical decimal), arrays/<name>, counters.
 _CLIENT_ENTRY = re.compile(r"(targets|latest|latest_meta)/(0|[1-9][0-9]{0,8})")
@@ -317,7 +317,7 @@ def load_for_resume(out_dir: str | Path, cfg: Config) -> Checkpoint:
     ckpt = load_checkpoint(out_dir)
     check_compatible(ckpt.config, cfg)
     _check_same_run(Path(out_dir), ckpt)
-    check_state(ckpt, cfg.server, weights=cfg["algorithm"] == "fedavg")
+    check_state(ckpt, cfg.server, weights=cfg.run.exchanges_weights)
     return ckpt
 
 
@@ -364,11 +364,11 @@ def resume_config(out_dir: str | Path, config_file: str | Path | None = None,
                   assignments: Iterable[str] = ()) -> Config:
     """For ``fedkd simulate --resume``: the checkpoint's config, then a config file and ``--set`` on top.
 
-    The result has ``server.resume=true`` and, unless set again, ``attack.stop_after_round=0``;
+    The result has ``server.resume=true`` and, unless set again, ``fault.stop_after_round=0``;
     it is checked against the checkpoint before anything starts.
     """
     ckpt = load_checkpoint(out_dir)
-    overrides: dict[str, Any] = {"server.resume": True, "attack.stop_after_round": 0}
+    overrides: dict[str, Any] = {"server.resume": True, "fault.stop_after_round": 0}
     if config_file is not None:
         overrides.update(read_toml(config_file))
     overrides.update(parse_assignments(assignments))
