@@ -24,7 +24,7 @@ def _stat(path: Path, what: str) -> os.stat_result:
     try:
         return os.stat(path)  # follows symlinks; a loop is ELOOP, reported like any other OSError
     except FileNotFoundError:
-        raise UnsafeInput(f"{what} {path} does not exist") from None
+        raise UnsafeInput(f"{what} not found: {path}") from None
     except OSError as exc:
         raise UnsafeInput(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 

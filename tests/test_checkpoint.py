@@ -99,7 +99,7 @@ def _forged(path, **changes):
 @pytest.mark.parametrize("damage,message", [
     (lambda p: (p / "checkpoint-r1.npz").write_bytes((p / "checkpoint-r1.npz").read_bytes()[:40]),
      "corrupt or truncated"),
-    (lambda p: (p / "checkpoint-r1.npz").unlink(), "does not exist"),
+    (lambda p: (p / "checkpoint-r1.npz").unlink(), "arrays not found"),
     (lambda p: (p / "checkpoint.json").write_text("{not json"), "is not a fedkd checkpoint"),
     (lambda p: _forged(p / "checkpoint.json", arrays_file="../../etc/passwd"), "may not"),
     (lambda p: _forged(p / "checkpoint.json", round=10**9, arrays_file="checkpoint-r1000000000.npz"),

@@ -137,3 +137,42 @@ def test_refusals_are_named_first_time_and_when_they_change_and_failure_is_judge
     assert run_failure(records, min_replies=2, max_failed_rounds=2).startswith("the last 2 rounds")
     none_valid = [dict(r, replies=0, per_client_local_acc={}) for r in records]
     assert run_failure(none_valid, 1, 3) == "no reply was valid in any of the 2 rounds"
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("canaries.count=1000000", "'canaries.count': 1000000 is not allowed; expected within [1, 10000]"),
+    ("sim.client_cpus=0.001", "'sim.client_cpus': 0.001 is not allowed"),
+    ("sim.num_cpus=100000", "'sim.num_cpus': 100000 is not allowed"),
+    ("lr=inf", "'lr': 'inf' is not a finite number"),
+])
+def test_size_like_keys_are_bounded_and_refused_in_one_line(tmp_path, capsys, setting, message):
+    from fedkd.cli import main
+
+    assert main(["simulate", "--quiet", "--out", str(tmp_path / "r"), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_too_many_client_actors_are_refused():
+    from fedkd.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match="would start 1000 client actors"):
+        make_config({"sim.num_cpus": 10, "sim.client_cpus": 0.01})
+
+
+def test_config_files_are_read_only_when_regular_small_and_shallow(tmp_path, capsys):
+    from fedkd.cli import main
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 3000 + "]" * 3000)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    sparse = tmp_path / "sparse.toml"
+    with open(sparse, "wb") as fh:
+        fh.truncate(2**31)  # 2 GiB that take no disk
+    for path, message in ((deep, "nests tables or arrays too deeply"), (fifo, "is not a regular file (a FIFO)"),
+                          (sparse, "2147483648 bytes, more than the 1048576 allowed")):
+        assert main(["simulate", "--quiet", "--out", str(tmp_path / "r"), "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
