@@ -79,9 +79,6 @@ def test_an_honest_reply_fits_the_limit_and_unknown_metric_keys_are_only_counted
 
 
 def test_a_clients_text_is_escaped_and_cut_in_logs_and_records(caplog):
-    message = _reply(_content())
-    message.metadata.__dict__["_src_node_id"] = 99  # not sent a message: rejected, its id logged
-    error = Message(content=_content(), dst_node_id=7, message_type="train")
     from flwr.app import Error
 
     error = Message(Error(code=1, reason="boom\nround 9: rejected reply from client 0: forged" + "x" * 20_000_000),
@@ -176,3 +173,48 @@ def test_config_files_are_read_only_when_regular_small_and_shallow(tmp_path, cap
         assert main(["simulate", "--quiet", "--out", str(tmp_path / "r"), "--config", str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_a_gzip_bomb_idx_file_stops_at_its_bound(tmp_path, monkeypatch):
+    import zlib
+
+    from fedkd.data import idx
+
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 2**20)  # the real bound is 256 MB; the behaviour is the same
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = tmp_path / "images.gz"
+    bomb.write_bytes(squeezer.compress(bytes(64 * 2**20)) + squeezer.flush())
+    tracemalloc.start()
+    try:
+        with pytest.raises(idx.IdxFormatError, match="inflates to more than 1048576 bytes"):
+            idx.read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+
+
+def test_registry_and_transfer_files_must_be_regular_and_bounded(tmp_path, monkeypatch):
+    from fedkd.data.transfer import TransferSetError, load_transfer_set
+    from fedkd.identity import IdentityError, load_registry
+
+    fifo = tmp_path / "registry.json"
+    os.mkfifo(fifo)
+    with pytest.raises(IdentityError, match="not a regular file"):
+        load_registry(fifo)
+    with pytest.raises(IdentityError, match="character device"):
+        load_registry("/dev/zero")
+    folder = tmp_path / "transfer"
+    folder.mkdir()
+    with open(folder / "classes.txt", "wb") as fh:
+        fh.truncate(2**31)  # sparse: 2 GiB of nothing
+    with pytest.raises(TransferSetError, match="more than the 1048576 allowed"):
+        load_transfer_set(folder)
+    (folder / "classes.txt").write_text("a\nb\n")
+    with zipfile.ZipFile(folder / "transfer.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", bytes(16))
+    from fedkd.data import transfer
+
+    monkeypatch.setattr(transfer, "MAX_NPZ_BYTES", 8)  # the real bound is 4 GiB; the check is the same
+    with pytest.raises(TransferSetError, match="declares 16 bytes uncompressed"):
+        load_transfer_set(folder)
