@@ -1,5 +1,6 @@
 """Nothing unbounded: replies sized before they are read, client text clipped, only regular files read,
 refusals named on the console and a failed run said so."""
+import json
 import os
 import tracemalloc
 import zipfile
@@ -218,3 +219,40 @@ def test_registry_and_transfer_files_must_be_regular_and_bounded(tmp_path, monke
     monkeypatch.setattr(transfer, "MAX_NPZ_BYTES", 8)  # the real bound is 4 GiB; the check is the same
     with pytest.raises(TransferSetError, match="declares 16 bytes uncompressed"):
         load_transfer_set(folder)
+
+
+def test_compare_marks_a_failed_algorithm_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    """The table and compare.json say which algorithm failed; the command exits 1. (The runs themselves are
+    replaced by their summaries here: what a failed run's summary holds is tested through the engine.)"""
+    import fedkd.cli as cli
+
+    def fake_run(cfg, out, **_):
+        summary = {"alma": 0.9, "global_acc": 0.8, "alma_per_round": [0.9], "global_acc_per_round": [0.8],
+                   "bytes_up_per_client_round": 1.0, "bytes_down_per_client_round": 1.0}
+        if cfg["algorithm"] == "fedmd":
+            summary.update(alma=float("nan"), failure="no reply was valid in any of the 1 rounds")
+        return summary
+
+    monkeypatch.setattr(cli, "run_simulation", fake_run)
+    assert cli.main(["compare", "--out", str(tmp_path), "--algorithms", "knfu,fedmd"]) == 1
+    captured = capsys.readouterr()
+    assert "fedmd (FAILED)" in captured.out
+    assert "fedkd compare: fedmd FAILED: no reply was valid" in captured.err
+    assert json.loads((tmp_path / "compare.json").read_text())["failed"] == {
+        "fedmd": "no reply was valid in any of the 1 rounds"}
+
+
+@pytest.mark.slow
+def test_a_run_whose_replies_are_never_valid_fails_loudly(tmp_path, capsys):
+    from fedkd.cli import main
+
+    sets = ["num_clients=3", "rounds=2", "models=mlp", "transfer_size=60", "local_test_size=40", "revisit_epochs=1",
+            "digest_epochs=1", "fault.malformed=0:*:bad_shape,1:*:bad_shape,2:1:nan,2:2:bad_dtype"]
+    assert main(["simulate", "--quiet", "--out", str(tmp_path / "r")] + [a for s in sets for a in ("--set", s)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("client 0 refused: bad_shape") == 1  # named once, not every round
+    assert "round 1: client 2 refused: non_finite" in err and "round 2: client 2 refused: bad_dtype" in err
+    assert "3 of 3 nodes never contributed a valid reply (client 0, client 1, client 2)" in err
+    assert "the run FAILED: no reply was valid in any of the 2 rounds" in err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["failure"] == "no reply was valid in any of the 2 rounds" and summary["rounds"] == 2
