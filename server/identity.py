@@ -8,7 +8,7 @@ goes through this binding:
   so a node's claim is only ever checked against it;
 * **deployment with a registry** (``server.identity_registry``) -- a node proves an
   id by signing the identify query's nonce with the private key the registry lists
-  for that id (``fedkd.identity``); a restarted node with the same key gets its id back;
+  for that id (``fedkd.node_identity``); a restarted node with the same key gets its id back;
 * **deployment without a registry** -- trust on first use: an id is bound to the first
   live node that claims it; another node claiming it while that node lives is refused
   (the docs say what this cannot stop).
@@ -24,7 +24,7 @@ from collections import Counter
 
 from flwr.serverapp import Grid
 
-from fedkd import identity, protocol
+from fedkd import node_identity, protocol
 from fedkd.files import clip
 from server import dispatch
 
@@ -112,7 +112,7 @@ class IdentityBook:
     def _identify(self, grid: Grid, node_ids: list[int], live: set[int]) -> None:
         messages = []
         for nid in node_ids:
-            nonce = identity.new_nonce()
+            nonce = node_identity.new_nonce()
             self._nonces[nid] = nonce
             messages.append(protocol.build_identify_message(nid, nonce))
         self.asked.update(node_ids)
@@ -165,7 +165,7 @@ class IdentityBook:
             return
         if self.registry is not None:
             key = self.registry.get(claimed)
-            if key is None or answer.signature is None or not identity.verify(key, nonce, node_id,
+            if key is None or answer.signature is None or not node_identity.verify(key, nonce, node_id,
                                                                                answer.signature):
                 self._alarm("identity_mismatch", "node %s claims client %d without that client's key; "
                             "it gets nothing", node_id, claimed)

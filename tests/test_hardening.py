@@ -197,7 +197,7 @@ def test_a_gzip_bomb_idx_file_stops_at_its_bound(tmp_path, monkeypatch):
 
 def test_registry_and_transfer_files_must_be_regular_and_bounded(tmp_path, monkeypatch):
     from fedkd.data.transfer import TransferSetError, load_transfer_set
-    from fedkd.identity import IdentityError, load_registry
+    from fedkd.node_identity import IdentityError, load_registry
 
     fifo = tmp_path / "registry.json"
     os.mkfifo(fifo)
