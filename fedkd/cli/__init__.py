@@ -64,7 +64,7 @@ def cmd_simulate(args) -> int:
     summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
         print_run_table(summary, out)
-    return 0
+    return 1 if summary.get("failure") else 0  # the reasons were printed as the rounds went
 
 
 def cmd_compare(args) -> int:
@@ -84,12 +84,15 @@ def cmd_compare(args) -> int:
         summary = run_simulation(base.replace(algorithm=name), out / name, progress=not args.quiet,
                                  verbose=args.verbose)
         results[name] = summary
-    write_json_atomic(out / "compare.json", {"config": dict(base), "results": results})
+    failed = {name: s["failure"] for name, s in results.items() if s.get("failure")}
+    write_json_atomic(out / "compare.json", {"config": dict(base), "results": results, "failed": failed})
     plot_alma(results, out / "alma.png")
     if not args.quiet:
         print_compare_table(results)
         print(f"wrote {out / 'compare.json'} and {out / 'alma.png'}")
-    return 0
+    for name, why in failed.items():
+        print(f"fedkd compare: {name} FAILED: {why}; its numbers are not results", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_privacy_sweep(args) -> int:
@@ -105,13 +108,16 @@ def cmd_privacy_sweep(args) -> int:
     for i, (label, overrides) in enumerate(sweep_settings(levels)):
         cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
         results[label] = run_simulation(cfg, out / f"run{i}", progress=not args.quiet, verbose=args.verbose)
+    failed = {label: s["failure"] for label, s in results.items() if s.get("failure")}
     rows = sweep_rows(results)
     write_json_atomic(out / "sweep.json", {"config": dict(base), "rows": rows, "results": results})
     plot_sweep(rows, out / "privacy_sweep.png")
     if not args.quiet:
         print_sweep_table(rows)
         print(f"wrote {out / 'sweep.json'} and {out / 'privacy_sweep.png'}")
-    return 0
+    for label, why in failed.items():
+        print(f"fedkd privacy-sweep: {label} FAILED: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_export(args) -> int:

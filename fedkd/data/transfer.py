@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fedkd.data.federation import fingerprint
+from fedkd.files import UnsafeInput, npz_members, read_text
 
 __all__ = [
     "CLASSES_FILE",
@@ -40,6 +41,10 @@ __all__ = [
 
 CLASSES_FILE = "classes.txt"
 TRANSFER_NPZ = "transfer.npz"
+# Bounds checked before reading: what a node must predict on every round, and what a data file may inflate to.
+MAX_TRANSFER_IMAGES = 100_000
+MAX_NPZ_BYTES = 4 * 2**30
+MAX_CLASSES_BYTES = 2**20
 # PNG and JPEG only: both are decoded by torchvision everywhere, and PNG is lossless.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -121,9 +126,9 @@ def read_classes(path: str | os.PathLike, *, error: type[DataFolderError] = Tran
     if not path.is_file():
         raise error(f"{path}: missing {CLASSES_FILE} (class names, one per line, in label index order)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read class names ({exc})") from exc
+        text = read_text(path, MAX_CLASSES_BYTES, CLASSES_FILE)  # a sparse 1 TB classes.txt is refused unread
+    except UnsafeInput as exc:
+        raise error(f"{path}: cannot read class names ({exc})") from None
     lines = [line.rstrip("\r\n").strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
@@ -248,6 +253,10 @@ def write_png_file(img: np.ndarray, path: str | os.PathLike) -> None:
 def npz_arrays(path: Path, keys: Sequence[str], error: type[DataFolderError]) -> dict[str, np.ndarray]:
     """Read the named arrays from an ``.npz`` (no pickles, so a data file cannot run code)."""
     try:
+        npz_members(path, MAX_NPZ_BYTES, "data file")  # declared sizes checked before anything is inflated
+    except UnsafeInput as exc:
+        raise error(str(exc)) from None
+    try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data.files]
             if missing:
@@ -343,6 +352,9 @@ def load_transfer_set(path: str | os.PathLike, *, input_shape: tuple[int, int, i
     images = sorted(
         p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p.name)
     )
+    if len(images) > MAX_TRANSFER_IMAGES:
+        raise TransferSetError(f"{root}: {len(images)} images, more than the {MAX_TRANSFER_IMAGES} a transfer set "
+                               "may hold (every node predicts on all of them every round)")
     if npz.exists() and images:
         raise TransferSetError(f"{root}: holds both {TRANSFER_NPZ} and {len(images)} image file(s); keep one of them")
     if npz.exists():
@@ -365,5 +377,8 @@ def load_transfer_set(path: str | os.PathLike, *, input_shape: tuple[int, int, i
         raise TransferSetError(f"{root}: no {TRANSFER_NPZ} and no PNG/JPEG images")
     if x.shape[0] == 0:
         raise TransferSetError(f"{root}: the transfer set is empty")
+    if x.shape[0] > MAX_TRANSFER_IMAGES:
+        raise TransferSetError(f"{root}: {x.shape[0]} images, more than the {MAX_TRANSFER_IMAGES} a transfer set "
+                               "may hold (every node predicts on all of them every round)")
     x = frozen(x)
     return TransferSet(x=x, classes=classes, fingerprint=fingerprint(x), path=root)

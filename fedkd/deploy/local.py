@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +31,7 @@ from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, executable, flower_env, write_connection
 from fedkd.deploy.processes import ManagedProcess, ProcessFailed, ProcessGroup, free_port, port_open, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string
+from fedkd.report.refusals import RefusalLog, never_contributed
 from fedkd.run_records import read_rounds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the project, when installed editable (pip install -e)
@@ -100,15 +102,19 @@ class LocalResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == FINISHED_OK and bool(self.summary) and self.summary.get("rounds", 0) > 0
+        return (self.status == FINISHED_OK and bool(self.summary) and self.summary.get("rounds", 0) > 0
+                and not self.summary.get("failure"))
 
 
 class LocalFederation:
     """A SuperLink and its SuperNodes on 127.0.0.1, started step by step; a context manager."""
 
-    def __init__(self, setup: LocalSetup, say: Callable[[str], None] = print):
+    def __init__(self, setup: LocalSetup, say: Callable[[str], None] = print,
+                 shout: Callable[[str], None] | None = None):
         self.setup = setup
         self.say = say
+        # refusals and failure: on the console even with --quiet (stderr)
+        self.shout = shout or (lambda line: print(f"[fedkd federation] {line}", file=sys.stderr, flush=True))
         self.workdir = Path(setup.workdir).resolve()
         self.app_dir = Path(setup.app_dir).resolve()
         self._check_setup()
@@ -341,6 +347,7 @@ class LocalFederation:
     def wait(self, run_id: int, cfg: Config, timeout: float | None = None, poll: float = 3.0) -> LocalResult:
         """Poll the run until it finishes; scrape /metrics meanwhile when the config serves it."""
         rounds_seen = [0]
+        refusals = RefusalLog()
 
         def progress(info: dict) -> None:
             for proc in self.group.processes:  # remember children, to stop them even if a parent crashes
@@ -348,6 +355,8 @@ class LocalFederation:
             for record in round_records(Path(cfg["out"]))[rounds_seen[0]:]:
                 rounds_seen[0] += 1
                 self.say(describe_round(record, cfg["rounds"]))
+                for line in refusals.lines(record):  # each client's reason, first time and when it changes
+                    self.shout(line)
 
         scraper = MetricsScraper(cfg) if cfg["metrics.port"] else contextlib.nullcontext()
         with scraper:
@@ -355,7 +364,14 @@ class LocalFederation:
         log_path = self.workdir / f"run-{run_id}.log"
         log_path.write_text(self.cli.log(run_id))
         out = Path(cfg["out"])
+        progress(info)  # the rounds written after the last poll
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None
+        if refusals.last:
+            line = never_contributed(round_records(out), cfg["num_clients"])
+            if line:
+                self.shout(line)
+        if summary and summary.get("failure"):
+            self.shout(f"the run FAILED: {summary['failure']}")
         return LocalResult(run_id=run_id, status=str(info.get("status")), out_dir=out, log_path=log_path,
                            summary=summary, run_info=info, metrics_text=getattr(scraper, "last", None))
 
