@@ -29,7 +29,7 @@ DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
 PARTITIONS = ("dirichlet", "pathological", "iid")
 ORDERS = ("digest-revisit", "revisit-digest", "joint")
 WEIGHT_ALGORITHMS = ("fedavg",)  # exchange weights through Flower's FedAvg instead of fusing soft labels
-ATTACK_KINDS = ("none", "random", "flip", "shift", "mimic")
+ATTACK_KINDS = ("none", "random", "flip", "shift", "mimic", "swap")
 CONFLICT_KINDS = ("none", "label_permutation", "rotation")
 
 # What each dataset holds (train split, test split): sizes are bounded by these before anything is loaded.
@@ -168,7 +168,7 @@ _CORE_SCHEMA: dict[str, Key] = {
     # fault injection for robustness studies (fedkd/faults; installed by the command line, never by the apps)
     "attack.kind": Key("none", str, "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
                        "(class c -> C-1-c), 'shift' (one-hot rows of class c+1), 'mimic' (rows matching "
-                       "class marginals) or 'none'", *one_of(ATTACK_KINDS)),
+                       "class marginals), 'swap' (honest but class SRC's mass on DST, attack.swap) or 'none'", *one_of(ATTACK_KINDS)),
     "attack.num_malicious": Key(0, int, "number of malicious clients: the last k partitions", *NON_NEGATIVE),
     "attack.clients": Key([], list, "malicious partition ids (instead of attack.num_malicious)",
                           lambda v: all(x.isdigit() for x in v), "a list of partition ids"),
@@ -185,6 +185,14 @@ _CORE_SCHEMA: dict[str, Key] = {
                                "about 30% of RAM)", *NON_NEGATIVE),
     "sim.ray_address": Key("", str, "attach to a running Ray cluster at this address ('auto' or HOST:PORT; "
                            "'' = start Ray here, unless RAY_ADDRESS is set); see docs/performance.md"),
+    # --- issue 19 keys (to move into their owner's settings)
+    "attack.swap": Key("3:8", str, "attack.kind=swap: SRC:DST, the class whose mass the malicious clients move "
+                       "to another class (their answers are honest otherwise)"),
+    "attack.collude": Key(False, bool, "the malicious clients upload one identical answer (one model, trained "
+                          "on the first malicious client's data, behind every malicious identity)"),
+    "server.min_contributors": Key(2, int, "a client's targets must mix at least this many other clients' "
+                                   "uploads (effective number 1/sum(w^2) over peers, rounded), else it gets "
+                                   "no targets that round (1 = no check)", *AT_LEAST_1),
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedkd.data.conflict import conflict_groups, group_permutation
-from fedkd.faults.knowledge import LIE_KINDS, lie
+from fedkd.faults.knowledge import UNTARGETED_KINDS as LIE_KINDS, lie
 from fedkd.fusion.effectiveness import (DISTANCES, PER_SAMPLE, SCALE_FLOOR, informativeness, pairwise_distance,
                                         profile_kl, row_scale, sample_hellinger, sample_js, sample_kl)
 from fedkd.fusion.knfu import fuse_knfu, knfu_weights

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fedkd.config import ConfigError
-from fedkd.faults.knowledge import LIE_KINDS
+from fedkd.faults.knowledge import LIE_KINDS, parse_swap
 from fedkd.faults.malformed import CATALOGUE
 from fedkd.seeding import derive_seed
 
@@ -44,6 +44,8 @@ class FaultPlan:
     liars: frozenset[int]
     malformed: dict                                # (client, round or None) -> catalogue kind
     stop_after_round: int
+    swap: tuple[int, int] = (3, 8)                 # attack.swap, for lie_kind "swap"
+    collude: bool = False                          # attack.collude: the liars upload one identical answer
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "FaultPlan":
@@ -76,14 +78,27 @@ class FaultPlan:
                 liars = frozenset(int(x) for x in cfg["attack.clients"])
             else:
                 liars = frozenset(range(n - cfg["attack.num_malicious"], n))
+        try:
+            swap = parse_swap(cfg["attack.swap"])
+        except ValueError as exc:
+            raise ConfigError(f"config key 'attack.swap': {exc}") from None
+        if cfg["attack.collude"] and len(liars) < 2:
+            raise ConfigError("config key 'attack.collude': collusion needs at least two malicious clients "
+                              "(attack.kind with attack.num_malicious or attack.clients)")
         return cls(num_clients=n, seed=cfg["seed"], lie_kind=cfg["attack.kind"], liars=liars,
-                   malformed=malformed, stop_after_round=cfg["attack.stop_after_round"])
+                   malformed=malformed, stop_after_round=cfg["attack.stop_after_round"], swap=swap,
+                   collude=bool(cfg["attack.collude"]))
 
     @staticmethod
     def wanted(cfg: Mapping[str, Any]) -> bool:
         """Does this config ask for any fault injection?"""
         return (cfg["attack.kind"] != "none" or bool(cfg["attack.malformed"])
                 or cfg["attack.stop_after_round"] > 0)
+
+    @property
+    def leader(self) -> int | None:
+        """The colluders' shared identity: their answers all come from one model on this client's data."""
+        return min(self.liars) if self.collude and self.liars else None
 
     def malformation(self, client: int, round_num: int) -> str | None:
         """The catalogue kind this client injects in this round (a round-specific entry wins over *)."""
