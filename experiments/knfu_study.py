@@ -122,7 +122,33 @@ def plan_grid(seeds, settings=None):
                 yield setting, label, seed, {**SETTINGS[setting], **o}
 
 
-PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "grid": plan_grid}
+EDGE_SETTINGS = {
+    # issue 19: the edges of KnFu's promise
+    "collude": {"attack.kind": "swap", "attack.swap": "3:8", "attack.collude": True, "attack.num_malicious": 3},
+    "swap1": {"attack.kind": "swap", "attack.swap": "3:8", "attack.num_malicious": 1},
+}
+SETTINGS.update(EDGE_SETTINGS)
+EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0},
+                 "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0},
+                 "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
+
+
+def plan_edges(seeds, settings=None):
+    """Per-class agreement with one vote for near-duplicates (knfu-class) against the issue-13 rule
+    (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
+    which = {"lp3": ("knfu-class", "oracle", "knfu-sample", "fedmd"),
+             "lp2": ("knfu-class", "oracle", "fedmd", "knfu-sample"),
+             "collude": ("knfu-class", "fedmd", "knfu-sample"),
+             "swap1": ("knfu-class", "knfu-sample"),
+             "dir0.1": ("knfu-class", "fedmd", "knfu-sample"),
+             "dir0.5": ("knfu-class", "fedmd", "knfu-sample")}
+    for setting in settings or which:
+        for seed in seeds:
+            for label in which[setting]:
+                yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
+
+
+PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "grid": plan_grid, "edges": plan_edges}
 
 
 # ---------------------------------------------------------------- measurements
@@ -183,6 +209,10 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
     row["global_honest"] = float(np.mean([glob[str(i)] for i in honest]))
     if k:
         row.update(liar_weights(records, liars))
+        w = weight_rounds(records)
+        if w:  # the largest share of one honest client's targets that comes from the liars (last round)
+            row["liar_share_max_last"] = float(w[-1][np.ix_(honest, liars)].sum(axis=1).max())
+    row["without_targets_last"] = len(last.get("without_targets", {}))
     return row
 
 
@@ -385,8 +415,39 @@ def table_grid() -> str:
     return "\n".join(lines) + footer(rows)
 
 
+def table_edges() -> str:
+    """Issue 19: one row per (setting, rule), then the paired gaps knfu-class - oracle / - fedmd."""
+    rows = load("edges")
+    if not rows:
+        return "(no runs yet: python experiments/knfu_study.py edges --seeds 0,1,2)"
+    lines = ["| setting | rule | ALMA % | global acc % | liars' max share of an honest client's targets % | "
+             "liar / honest-peer weight | clients without targets (last round) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    groups = by(rows, "setting", "variant")
+    for (setting, variant), g in sorted(groups.items()):
+        share = [r.get("liar_share_max_last") for r in g]
+        ratio = [r.get("liar_ratio_last") for r in g]
+        lines.append(f"| {setting} | {variant} | {pm([r['alma'] for r in g])} | {pm([r['global_acc'] for r in g])} | "
+                     f"{pm(share) if any(x is not None for x in share) else '–'} | "
+                     f"{pm(ratio, scale=1.0, digits=3) if any(x is not None for x in ratio) else '–'} | "
+                     f"{pm([r.get('without_targets_last', 0) for r in g], scale=1.0)} | {seeds_of(g)} |")
+    lines += ["", "| setting | paired gap | ALMA points | global acc points | seeds |", "|---|---|---|---|---|"]
+    for setting in sorted({r["setting"] for r in rows}):
+        base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == "knfu-class"}
+        for ref in ("oracle", "fedmd", "knfu-sample"):
+            other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
+            common = sorted(set(base) & set(other))
+            if common:
+                per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
+                lines.append(f"| {setting} | knfu-class − {ref} | {pm([base[x]['alma'] - other[x]['alma'] for x in common])}"
+                             f" ({per_seed}) | {pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} | "
+                             f"{','.join(map(str, common))} |")
+    return "\n".join(lines) + footer(rows)
+
+
 def print_tables(which: list[str]) -> None:
-    fns = {"tune": table_tune, "conflict": table_conflict, "liars": table_liars, "grid": table_grid}
+    fns = {"tune": table_tune, "conflict": table_conflict, "liars": table_liars, "grid": table_grid,
+           "edges": table_edges}
     for name in which or list(fns):
         print(f"### knfu_{name}\n")
         print(fns[name]())
@@ -428,7 +489,7 @@ def heatmap(out_png: Path, setting: str = "lp2", seed: int = 0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["tune", "conflict", "liars", "grid", "tables", "heatmap"])
+    parser.add_argument("command", choices=["tune", "conflict", "liars", "grid", "edges", "tables", "heatmap"])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--setting", default="", help="comma-separated settings: " + ", ".join(SETTINGS))
     parser.add_argument("--rounds", type=int, default=0, help="override the rounds of new runs (0 = config's)")

@@ -149,3 +149,67 @@ def test_min_contributors_takes_away_targets_that_are_one_peers_upload():
     kept, why = require_contributors(r, 2)
     assert kept.has_targets.tolist() == [False, True, False] and set(why) == {0, 2}
     assert require_contributors(r, 1)[0].has_targets.all()
+
+
+# ---------------------------------------------------------------- through Flower's simulation engine
+
+SMALL = dict(dataset="digits", transfer_size=100, local_test_size=60, global_test_size=100, rounds=2,
+             models="mlp", order="joint", distill_weight=0.3, save_models=False)
+
+
+def _records(path):
+    import json
+
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.slow
+def test_colluding_swappers_share_one_vote_in_a_simulated_run(tmp_path):
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    cfg = make_config(dict(SMALL, num_clients=5, seed=2, algorithm="knfu", **{
+        "knfu.distance": "class_hellinger", "attack.kind": "swap", "attack.swap": "3:8",
+        "attack.collude": True, "attack.num_malicious": 2}))
+    summary = run_simulation(cfg, tmp_path / "run", progress=False)
+    for record in _records(tmp_path / "run"):
+        # the two colluders uploaded one answer (their distance is ~0): one vote between them
+        assert record["shared_votes"] == [1, 1, 1, 2, 2], record["round"]
+        assert record["fused_clients"] == [0, 1, 2, 3, 4]
+    assert summary["robustness"]["malicious_clients"] == [3, 4]
+
+
+@pytest.mark.slow
+def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(tmp_path):
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    base = dict(SMALL, num_clients=4, seed=4, algorithm="knfu", **{"server.min_contributors": 1})
+    bad = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:negative_entry"]})), tmp_path / "neg",
+                         progress=False)
+    gone = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:missing_key"]})), tmp_path / "gone",
+                          progress=False)
+    assert bad["rejected_replies"] == {"bad_probabilities": 1} and gone["rejected_replies"] == {"missing_key": 1}
+    for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
+        assert bad[key] == gone[key], key
+    last = _records(tmp_path / "neg")[-1]
+    assert last["fused_clients"] == [0, 1, 3] and min(last["neighbour_counts"]) > 0
+
+
+@pytest.mark.slow
+def test_min_contributors_with_a_pool_of_two_under_sampling(tmp_path):
+    """Two clients sampled per round, replies never reused: every target would be the other client's upload
+    (KnFu) or half of it (FedMD), so nobody gets targets, and every round's record says why."""
+    from server.simulate import simulate
+    from fedkd.config import make_config
+
+    for algorithm in ("knfu", "fedmd"):
+        cfg = make_config(dict(SMALL, num_clients=4, clients_per_round=2, rounds=3, seed=1, algorithm=algorithm,
+                               **{"server.max_staleness": 0}))
+        simulate(cfg, str(tmp_path / algorithm), progress=False)
+        records = _records(tmp_path / algorithm)
+        for record in records:
+            assert len(record["fused_clients"]) == 2
+            assert sorted(record["without_targets"]) == sorted(map(str, record["fused_clients"]))
+            assert all("server.min_contributors=2" in why for why in record["without_targets"].values())
+            assert record["distilled_clients"] == []
