@@ -130,18 +130,20 @@ EDGE_SETTINGS = {
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0},
                  "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0},
+                 "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                               "knfu.scale": "nearest"},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
 
 
 def plan_edges(seeds, settings=None):
     """Per-class agreement with one vote for near-duplicates (knfu-class) against the issue-13 rule
     (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
-    which = {"lp3": ("knfu-class", "oracle", "knfu-sample", "fedmd"),
-             "lp2": ("knfu-class", "oracle", "fedmd", "knfu-sample"),
-             "collude": ("knfu-class", "fedmd", "knfu-sample"),
-             "swap1": ("knfu-class", "knfu-sample"),
-             "dir0.1": ("knfu-class", "fedmd", "knfu-sample"),
-             "dir0.5": ("knfu-class", "fedmd", "knfu-sample")}
+    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd"),
+             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample"),
+             "collude": ("knfu-class", "fedmd", "knfu-near", "knfu-sample"),
+             "swap1": ("knfu-class", "knfu-near", "knfu-sample"),
+             "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
+             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:

@@ -15,7 +15,7 @@ from .base import FusionResult
 from .effectiveness import DISTANCES
 from .dsfl import fuse_dsfl
 from .fedmd import fuse_fedmd
-from .knfu import fuse_knfu
+from .knfu import SCALES, fuse_knfu
 from .local import fuse_local
 from .oracle import fuse_oracle
 from .registry import FUSION_RULES, FusionRule, get_rule, register, rule_keys
@@ -38,11 +38,16 @@ register(FusionRule(
                         lambda v: v == -1.0 or 0 <= v <= 1, "-1 or within [0, 1]"),
         "knfu.include_self": Key(False, bool, "may a client be its own KnFu neighbour"),
         "knfu.distance": Key("sample_hellinger", str, "effectiveness measure: profile_kl (mean class profiles), or "
-                             "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
+                             "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images), "
+                             "class_hellinger (per-class agreement: the worst class's mean Hellinger)",
                              lambda v: v in DISTANCES, f"one of {', '.join(DISTANCES)}"),
+        "knfu.scale": Key("median", str, "per-sample measures: divide each row by its median peer distance, or by its "
+                          "nearest peer's (guarded by half the median; finds a group of 2-3 among 10)",
+                          lambda v: v in SCALES, f"one of {', '.join(SCALES)}"),
     },
     params=lambda cfg, ids: {"beta": cfg["knfu.beta"], "tau": None if cfg["knfu.tau"] == -1.0 else cfg["knfu.tau"],
-                             "include_self": cfg["knfu.include_self"], "distance": cfg["knfu.distance"]}))
+                             "include_self": cfg["knfu.include_self"], "distance": cfg["knfu.distance"],
+                             "scale": cfg["knfu.scale"]}))
 register(FusionRule(
     "oracle", fuse_oracle, help="FedMD inside each client's true conflict group (simulation only: an upper bound)",
     params=lambda cfg, ids: {"groups": conflict_groups(cfg["num_clients"], cfg["conflict.groups"])[ids]}))

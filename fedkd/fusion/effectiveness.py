@@ -290,3 +290,31 @@ def row_scale(distance: np.ndarray, peers: np.ndarray | None = None) -> np.ndarr
             med = np.nanmedian(np.where(mask, d, np.nan), axis=1)
         med = np.where(mask.any(axis=1), med, 1.0)
     return np.maximum(med, SCALE_FLOOR)
+
+
+NEAREST_GUARD = 0.5  # ``nearest_scale``: the scale never drops below this fraction of the row's median
+
+
+def nearest_scale(distance: np.ndarray, peers: np.ndarray | None = None, guard: float = NEAREST_GUARD) -> np.ndarray:
+    """(N,) scale of each row from its *nearest* peer: max(min_m d[n, m], guard * median_m d[n, m]).
+
+    Why not the median alone: with a group of 2-3 clients among 10, a client's median peer is already in
+    another group, so dividing by it caps the odds of its closest peer against another group's peer at
+    e^beta, and a more confident other group can win its weight. Scaling by the nearest peer lets the
+    client's own group stand out however small it is. The guard keeps neighbour sets from collapsing
+    under strong label skew, where everyone's nearest peer is much closer than the rest: the odds of the
+    closest peer against a median one are at most e^(beta / guard). When all peers are about equally far
+    (no conflict) the nearest peer sits near the median and the weights are nearly those of the median
+    scale. Same ``peers`` rule and floor as ``row_scale``.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    n = d.shape[0]
+    median = row_scale(d, peers)
+    if n < 2:
+        return median
+    mask = ~np.eye(n, dtype=bool)
+    if peers is not None:
+        mask &= np.asarray(peers, dtype=bool)[None, :]
+    nearest = np.where(mask, d, np.inf).min(axis=1)
+    nearest = np.where(np.isfinite(nearest), nearest, median)
+    return np.maximum(np.maximum(nearest, guard * median), SCALE_FLOOR)

@@ -23,7 +23,9 @@ import numpy as np
 
 from .base import FusionResult, check_soft_labels
 from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, informativeness, knowledge_profiles,
-                            near_duplicate_votes, pairwise_distance, pairwise_kl, row_scale)
+                            near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl, row_scale)
+
+SCALES = ("median", "nearest")
 
 # A weight within this relative distance of tau counts as at tau: with identical clients every weight is
 # 1/N = tau up to rounding, and BLAS kernels round differently (OPENBLAS_CORETYPE), so an exact
@@ -66,7 +68,7 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
 
 def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_self: bool, *,
                  kappa: np.ndarray | None = None, normalise: bool = True,
-                 votes: np.ndarray | None = None) -> np.ndarray:
+                 votes: np.ndarray | None = None, scale: str = "median") -> np.ndarray:
     """(N, N) KnFu weights from a distance matrix, with the scale and flat-answer rules.
 
     normalise: divide row n by ``row_scale`` (median distance to n's informative peers), so that a peer
@@ -75,13 +77,17 @@ def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_s
     kappa:     (N,) informativeness of each peer (``effectiveness.informativeness``), used as a prior
                weight: w_nm is proportional to kappa_m exp(-beta d_nm). A peer with kappa = 0 (exactly flat
                or constant answers) gets no weight whatever its distance; None = all peers alike.
+    scale:     ``median`` (``row_scale``) or ``nearest`` (``nearest_scale``: the nearest peer, guarded by
+               half the median; finds a group of 2-3 among 10).
     votes:     (N,) how many uploads share each peer's vote (``effectiveness.near_duplicate_votes``): the
                prior is divided by it, so k copies of one answer weigh what one copy would.
     """
     d = np.asarray(distance, dtype=np.float64)
     peers = None if kappa is None else kappa > 0
+    if scale not in SCALES:
+        raise ValueError(f"unknown knfu scale {scale!r}; known: {', '.join(SCALES)}")
     if normalise:
-        d = d / row_scale(d, peers)[:, None]
+        d = d / (nearest_scale(d, peers) if scale == "nearest" else row_scale(d, peers))[:, None]
     log_prior = None
     if kappa is not None or votes is not None:
         prior = np.ones(d.shape[0]) if kappa is None else np.asarray(kappa, dtype=np.float64)
@@ -108,7 +114,8 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               beta: float = 10.0, tau: float | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
-              one_vote: bool | None = None, block_bytes: int = BLOCK_BYTES) -> FusionResult:
+              one_vote: bool | None = None, scale: str = "median",
+              block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
     soft_labels:   (N, M, C) probabilities on the shared transfer set.
@@ -128,6 +135,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     discount_flat: weight each peer by its informativeness kappa (None: on for per-sample measures, off
                    for ``profile_kl``). A flat answer is close to everything under KL and JS, so without
                    it an undertrained or "knows nothing" client is everyone's favourite neighbour.
+    scale:         how a row is normalised (per-sample measures): ``median`` or ``nearest`` (see knfu_weights).
     one_vote:      near-duplicate uploads share one vote (None: on for per-sample measures): colluders
                    who upload one answer k times weigh what one of them would.
     block_bytes:   working memory of one block of the per-sample measures.
@@ -154,7 +162,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
         d = pairwise_distance(distance, p, block_bytes)
         kappa = informativeness(p) if discount_flat else None
         votes = near_duplicate_votes(d, DUPLICATE_FRACTION) if one_vote else None
-        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes)
+        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale)
         if kappa is not None:
             info["informativeness"] = [round(float(k), 4) for k in kappa]
         if votes is not None and np.any(votes > 1):
