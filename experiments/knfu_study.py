@@ -130,6 +130,8 @@ EDGE_SETTINGS = {
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0},
                  "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0},
+                 "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
+                                        "knfu.one_vote": False},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                "knfu.scale": "nearest"},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
@@ -140,8 +142,8 @@ def plan_edges(seeds, settings=None):
     (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
     which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd"),
              "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample"),
-             "collude": ("knfu-class", "fedmd", "knfu-near", "knfu-sample"),
-             "swap1": ("knfu-class", "knfu-near", "knfu-sample"),
+             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample"),
+             "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near"),
              "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
              "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample")}
     for setting in settings or which:

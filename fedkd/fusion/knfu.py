@@ -152,7 +152,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     per_sample = distance in PER_SAMPLE
     normalise = per_sample if normalise is None else bool(normalise)
     discount_flat = per_sample if discount_flat is None else bool(discount_flat)
-    one_vote = per_sample if one_vote is None else bool(one_vote)
+    one_vote = per_sample and (one_vote is None or bool(one_vote))
     info: dict = {}
     kappa = None
     if distance == "profile_kl" and not normalise and not discount_flat:
