@@ -126,6 +126,9 @@ EDGE_SETTINGS = {
     # issue 19: the edges of KnFu's promise
     "collude": {"attack.kind": "swap", "attack.swap": "3:8", "attack.collude": True, "attack.num_malicious": 3},
     "swap1": {"attack.kind": "swap", "attack.swap": "3:8", "attack.num_malicious": 1},
+    # the same settings on the validation split, where the rule was chosen
+    "lp3-val": {"conflict.kind": "label_permutation", "conflict.groups": 3, "partition": "iid", "eval_split": "val"},
+    "dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0},
@@ -145,7 +148,9 @@ def plan_edges(seeds, settings=None):
              "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample"),
              "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near"),
              "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
-             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample")}
+             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
+             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class"),
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:

@@ -153,7 +153,7 @@ def test_min_contributors_takes_away_targets_that_are_one_peers_upload():
 
 # ---------------------------------------------------------------- through Flower's simulation engine
 
-SMALL = dict(dataset="digits", transfer_size=100, local_test_size=60, global_test_size=100, rounds=2,
+SMALL = dict(dataset="digits", transfer_size=60, local_test_size=40, global_test_size=60, rounds=2,
              models="mlp", order="joint", distill_weight=0.3, save_models=False)
 
 
@@ -184,7 +184,7 @@ def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(
     from fedkd.cli.simulation import run_simulation
     from fedkd.config import make_config
 
-    base = dict(SMALL, num_clients=4, seed=4, algorithm="knfu", **{"server.min_contributors": 1})
+    base = dict(SMALL, num_clients=3, seed=4, algorithm="knfu", **{"server.min_contributors": 1})
     bad = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:negative_entry"]})), tmp_path / "neg",
                          progress=False)
     gone = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:missing_key"]})), tmp_path / "gone",
@@ -193,18 +193,18 @@ def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(
     for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
         assert bad[key] == gone[key], key
     last = _records(tmp_path / "neg")[-1]
-    assert last["fused_clients"] == [0, 1, 3] and min(last["neighbour_counts"]) > 0
+    assert last["fused_clients"] == [0, 1] and min(last["neighbour_counts"]) > 0
 
 
 @pytest.mark.slow
 def test_min_contributors_with_a_pool_of_two_under_sampling(tmp_path):
     """Two clients sampled per round, replies never reused: every target would be the other client's upload
-    (KnFu) or half of it (FedMD), so nobody gets targets, and every round's record says why."""
+    (KnFu; FedMD's would be half of it), so nobody gets targets, and every round's record says why."""
     from server.simulate import simulate
     from fedkd.config import make_config
 
-    for algorithm in ("knfu", "fedmd"):
-        cfg = make_config(dict(SMALL, num_clients=4, clients_per_round=2, rounds=3, seed=1, algorithm=algorithm,
+    for algorithm in ("knfu",):
+        cfg = make_config(dict(SMALL, num_clients=4, clients_per_round=2, rounds=2, seed=1, algorithm=algorithm,
                                **{"server.max_staleness": 0}))
         simulate(cfg, str(tmp_path / algorithm), progress=False)
         records = _records(tmp_path / algorithm)
