@@ -135,6 +135,8 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                  "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0},
                  "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
                                         "knfu.one_vote": False},
+                 "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                "knfu.scale": "nearest", "knfu.guard": 0.7},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                "knfu.scale": "nearest"},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
@@ -149,8 +151,8 @@ def plan_edges(seeds, settings=None):
              "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near"),
              "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
              "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
-             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class"),
-             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class")}
+             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:

@@ -44,12 +44,16 @@ register(FusionRule(
         "knfu.scale": Key("median", str, "per-sample measures: divide each row by its median peer distance, or by its "
                           "nearest peer's (guarded by half the median; finds a group of 2-3 among 10)",
                           lambda v: v in SCALES, f"one of {', '.join(SCALES)}"),
+        "knfu.guard": Key(0.5, float, "knfu.scale=nearest: the row scale is never below this fraction of the median "
+                          "peer distance (guards neighbour sets against collapse under strong skew)",
+                          lambda v: 0 < v <= 1, "within (0, 1]"),
         "knfu.one_vote": Key(True, bool, "per-sample measures: near-duplicate uploads (colluders, sybils) share one "
                              "vote (FoolsGold's similarity evidence; docs/robustness.md)"),
     },
     params=lambda cfg, ids: {"beta": cfg["knfu.beta"], "tau": None if cfg["knfu.tau"] == -1.0 else cfg["knfu.tau"],
                              "include_self": cfg["knfu.include_self"], "distance": cfg["knfu.distance"],
-                             "scale": cfg["knfu.scale"], "one_vote": cfg["knfu.one_vote"]}))
+                             "scale": cfg["knfu.scale"], "guard": cfg["knfu.guard"],
+                             "one_vote": cfg["knfu.one_vote"]}))
 register(FusionRule(
     "oracle", fuse_oracle, help="FedMD inside each client's true conflict group (simulation only: an upper bound)",
     params=lambda cfg, ids: {"groups": conflict_groups(cfg["num_clients"], cfg["conflict.groups"])[ids]}))

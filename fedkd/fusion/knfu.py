@@ -23,7 +23,8 @@ import numpy as np
 
 from .base import FusionResult, check_soft_labels
 from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, informativeness, knowledge_profiles,
-                            near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl, row_scale)
+                            NEAREST_GUARD, near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl,
+                            row_scale)
 
 SCALES = ("median", "nearest")
 
@@ -68,7 +69,8 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
 
 def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_self: bool, *,
                  kappa: np.ndarray | None = None, normalise: bool = True,
-                 votes: np.ndarray | None = None, scale: str = "median") -> np.ndarray:
+                 votes: np.ndarray | None = None, scale: str = "median",
+                 guard: float = NEAREST_GUARD) -> np.ndarray:
     """(N, N) KnFu weights from a distance matrix, with the scale and flat-answer rules.
 
     normalise: divide row n by ``row_scale`` (median distance to n's informative peers), so that a peer
@@ -87,7 +89,7 @@ def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_s
     if scale not in SCALES:
         raise ValueError(f"unknown knfu scale {scale!r}; known: {', '.join(SCALES)}")
     if normalise:
-        d = d / (nearest_scale(d, peers) if scale == "nearest" else row_scale(d, peers))[:, None]
+        d = d / (nearest_scale(d, peers, guard) if scale == "nearest" else row_scale(d, peers))[:, None]
     log_prior = None
     if kappa is not None or votes is not None:
         prior = np.ones(d.shape[0]) if kappa is None else np.asarray(kappa, dtype=np.float64)
@@ -114,7 +116,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               beta: float = 10.0, tau: float | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
-              one_vote: bool | None = None, scale: str = "median",
+              one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
               block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
@@ -136,12 +138,15 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                    for ``profile_kl``). A flat answer is close to everything under KL and JS, so without
                    it an undertrained or "knows nothing" client is everyone's favourite neighbour.
     scale:         how a row is normalised (per-sample measures): ``median`` or ``nearest`` (see knfu_weights).
+    guard:         ``nearest`` only: the scale is never below this fraction of the row's median.
     one_vote:      near-duplicate uploads share one vote (None: on for per-sample measures): colluders
                    who upload one answer k times weigh what one of them would.
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
     """
+    if not 0 < guard <= 1:
+        raise ValueError(f"knfu guard must be in (0, 1], got {guard}")
     if not beta >= 0:
         raise ValueError(f"knfu beta must be >= 0, got {beta}")
     if tau is not None and not 0 <= tau <= 1:
@@ -162,7 +167,8 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
         d = pairwise_distance(distance, p, block_bytes)
         kappa = informativeness(p) if discount_flat else None
         votes = near_duplicate_votes(d, DUPLICATE_FRACTION) if one_vote else None
-        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale)
+        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale,
+                         guard=guard)
         if kappa is not None:
             info["informativeness"] = [round(float(k), 4) for k in kappa]
         if votes is not None and np.any(votes > 1):
