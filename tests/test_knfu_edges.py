@@ -169,8 +169,8 @@ def test_colluding_swappers_share_one_vote_in_a_simulated_run(tmp_path):
     from fedkd.config import make_config
 
     cfg = make_config(dict(SMALL, num_clients=5, seed=2, algorithm="knfu", **{
-        "knfu.distance": "class_hellinger", "attack.kind": "swap", "attack.swap": "3:8",
-        "attack.collude": True, "attack.num_malicious": 2}))
+        "knfu.distance": "class_hellinger", "fault.kind": "swap", "fault.swap": "3:8",
+        "fault.collude": True, "fault.num_malicious": 2}))
     summary = run_simulation(cfg, tmp_path / "run", progress=False)
     for record in _records(tmp_path / "run"):
         # the two colluders uploaded one answer (their distance is ~0): one vote between them
@@ -185,9 +185,9 @@ def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(
     from fedkd.config import make_config
 
     base = dict(SMALL, num_clients=3, seed=4, algorithm="knfu", **{"server.min_contributors": 1})
-    bad = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:negative_entry"]})), tmp_path / "neg",
+    bad = run_simulation(make_config(dict(base, **{"fault.malformed": ["2:2:negative_entry"]})), tmp_path / "neg",
                          progress=False)
-    gone = run_simulation(make_config(dict(base, **{"attack.malformed": ["2:2:missing_key"]})), tmp_path / "gone",
+    gone = run_simulation(make_config(dict(base, **{"fault.malformed": ["2:2:missing_key"]})), tmp_path / "gone",
                           progress=False)
     assert bad["rejected_replies"] == {"bad_probabilities": 1} and gone["rejected_replies"] == {"missing_key": 1}
     for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LIE_KINDS = ("random", "flip", "shift", "mimic", "swap")
+from fedkd.faults.settings import LIE_KINDS  # the keys' vocabulary; each kind is implemented below
 UNTARGETED_KINDS = ("random", "flip", "shift", "mimic")  # what liars upload when they do not aim at one class
 
 
