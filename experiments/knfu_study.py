@@ -131,10 +131,13 @@ EDGE_SETTINGS = {
     "dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
 }
 SETTINGS.update(EDGE_SETTINGS)
-EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0},
-                 "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0},
+EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                "knfu.scale": "median"},
+                 # the issue-13 default (plus one vote for near-duplicates, which it never meets in honest runs)
+                 "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
+                                 "knfu.scale": "median"},
                  "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
-                                        "knfu.one_vote": False},
+                                        "knfu.scale": "median", "knfu.one_vote": False},
                  "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                 "knfu.scale": "nearest", "knfu.guard": 0.7},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
