@@ -40,11 +40,11 @@ class KnfuSettings:
     tau: float = setting(-1.0, "KnFu neighbour threshold (-1 = 1/N)",
                          ((lambda v: v == -1.0 or 0 <= v <= 1), "-1 or within [0, 1]"))
     include_self: bool = setting(False, "may a client be its own KnFu neighbour")
-    distance: str = setting("sample_hellinger", "effectiveness measure: profile_kl (mean class profiles), or "
+    distance: str = setting("class_hellinger", "effectiveness measure: profile_kl (mean class profiles), or "
                             "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images), "
                             "class_hellinger (per-class agreement: the worst class's mean Hellinger)",
                             one_of(DISTANCES))
-    scale: str = setting("median", "per-sample measures: divide each row by its median peer distance, or by its "
+    scale: str = setting("nearest", "per-sample measures: divide each row by its median peer distance, or by its "
                          "nearest peer's (guarded by knfu.guard x the median; finds a group of 2-3 among 10)",
                          one_of(SCALES))
     guard: float = setting(0.5, "knfu.scale=nearest: the row scale is never below this fraction of the median peer "
