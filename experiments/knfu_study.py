@@ -447,14 +447,17 @@ def table_edges() -> str:
                      f"{pm([r.get('without_targets_last', 0) for r in g], scale=1.0)} | {seeds_of(g)} |")
     lines += ["", "| setting | paired gap | ALMA points | global acc points | seeds |", "|---|---|---|---|---|"]
     for setting in sorted({r["setting"] for r in rows}):
-        base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == "knfu-class"}
-        for ref in ("oracle", "fedmd", "knfu-sample"):
-            other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
-            common = sorted(set(base) & set(other))
-            if common:
+        for mine in ("knfu-near", "knfu-class"):
+            base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == mine}
+            for ref in ("oracle", "fedmd", "knfu-sample"):
+                other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
+                common = sorted(set(base) & set(other))
+                if not common:
+                    continue
                 per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
-                lines.append(f"| {setting} | knfu-class − {ref} | {pm([base[x]['alma'] - other[x]['alma'] for x in common])}"
-                             f" ({per_seed}) | {pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} | "
+                lines.append(f"| {setting} | {mine} − {ref} | "
+                             f"{pm([base[x]['alma'] - other[x]['alma'] for x in common])} ({per_seed}) | "
+                             f"{pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} | "
                              f"{','.join(map(str, common))} |")
     return "\n".join(lines) + footer(rows)
 
