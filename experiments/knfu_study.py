@@ -4,6 +4,8 @@
     python experiments/knfu_study.py conflict [--setting lp2 --seeds 0,1,2]   # settings: lp2 lp3 rot2 fashion-lp2
     python experiments/knfu_study.py liars    [--seeds 0]
     python experiments/knfu_study.py grid     [--seeds 0,1,2]
+    python experiments/knfu_study.py edges    [--setting lp3,collude --seeds 0,1,2]  # issue 19: small groups,
+                                              # colluders, one swapper, skew (+ lp3-val, dir0.1-val: the choice)
     python experiments/knfu_study.py heatmap  # experiments/runs/knfu_conflict_weights.png from the lp2 seed-0 runs
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
