@@ -49,7 +49,9 @@ class RunFolderStorage:
     root: Path
 
     def __call__(self, context) -> Path:
-        return Path(self.root) / f"client-{claimed_client_id(context.node_config)}"
+        # storage-id: a colluding node that trains as another client keeps its own folder
+        owner = context.node_config.get("storage-id", claimed_client_id(context.node_config))
+        return Path(self.root) / f"client-{int(owner)}"
 
 
 def load_node(cfg: Config, node_config: Mapping) -> Node:

@@ -356,7 +356,8 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0})
+    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0,
+                       "server.min_contributors": 1})  # a pool of 3: a returning client must get targets
     assert fedkd_main(["export", "--out", str(data)] + [a for k, v in {**TINY, "num_clients": 4}.items()
                                                         for a in ("--set", f"{k}={v}")]) == 0
     (data / "node-2" / "train" / "banana").mkdir()
