@@ -57,6 +57,16 @@ def _models_ok(v: list[str]) -> bool:
     return len(v) > 0 and all(name in _model_names() for name in v)
 
 
+def _image_size_ok(v: str) -> bool:
+    from fedkd.data.transfer import parse_image_size
+
+    try:
+        parse_image_size(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _c(default, kind, help, check=None, rule="") -> Key:
     """A client key: it changes what clients do, so it travels to them."""
     return Key(default, kind, help, check, rule, audience=CLIENT)
@@ -185,6 +195,15 @@ _CORE_SCHEMA: dict[str, Key] = {
                                "about 30% of RAM)", *NON_NEGATIVE),
     "sim.ray_address": Key("", str, "attach to a running Ray cluster at this address ('auto' or HOST:PORT; "
                            "'' = start Ray here, unless RAY_ADDRESS is set); see docs/performance.md"),
+    # --- issue 21 keys (to move into their owner's settings)
+    "data_dir": _c("", str, "a folder of node folders as `fedkd export` writes it (node-<i>/, transfer/, "
+                   "global_test/): simulated node i reads only DIR/node-<i> (`fedkd simulate --data DIR`); a real "
+                   "node's own --node-config data-dir always wins"),
+    "image_size": _c("", str, "resize every image read from folders (transfer set, node data, global test) to N or "
+                     "HxW pixels with torchvision ('' = never resize: a size mismatch is an error)",
+                     _image_size_ok, "N or HxW, e.g. 32 or 32x32"),
+    "allow_symlinks": _c(False, bool, "nodes follow symbolic links that lead out of their data folder (off: only "
+                         "links inside it); a node's --node-config allow-symlinks wins"),
 }
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fedkd.cli import audit as audit_command
+from fedkd.cli import check_data as check_data_command
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, algorithms, describe_keys, load_config
 from fedkd.deploy import cli as deploy_cli
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keys", help="list every config key with its default")
     audit_command.add_arguments(sub.add_parser(  # docs/audit.md
         "audit", help="membership inference and model inversion on a run's models; writes an HTML report"))
+    check_data_command.add_arguments(sub.add_parser(  # docs/deploy.md §2a
+        "check-data", help="check a node's data folder (or a folder of node folders) offline: every problem at once"))
     deploy_cli.add_commands(sub)  # certs, federation, submit (docs/deploy.md)
     return parser
 
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_privacy_sweep(args)
         if args.command == "audit":
             return audit_command.cmd_audit(args)
+        if args.command == "check-data":
+            return check_data_command.cmd_check_data(args)
         if args.command in deploy_cli.COMMANDS:
             return deploy_cli.run_command(args)
     except ConfigError as exc:
