@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="run one experiment on Flower's simulation engine")
     _config_args(sim)
+    sim.add_argument("--data", metavar="DIR", help="run on folders: node i reads only DIR/node-<i>, every party "
+                                                   "DIR/transfer (a `fedkd export` folder; sets data_dir)")
     sim.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last checkpoint (its config, then --config/--set)")
     cmp_ = sub.add_parser("compare", help="run several algorithms on identical data and seeds")
@@ -63,6 +65,8 @@ def cmd_simulate(args) -> int:
         cfg = resume_config(args.out, args.config, args.sets)  # checked before Ray starts
     else:
         cfg = load_config(args.config, args.sets)
+    if args.data:
+        cfg = cfg.replace(data_dir=str(Path(args.data).resolve()))
     out = Path(args.out) if args.out else new_run_dir()
     summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
