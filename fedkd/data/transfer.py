@@ -291,7 +291,7 @@ def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    out = F.resize(torch.from_numpy(np.ascontiguousarray(x)), list(size), antialias=True).numpy()
+    out = F.resize(torch.from_numpy(np.array(x)), list(size), antialias=True).numpy()  # a writable copy
     return out if x.dtype == np.uint8 else np.clip(out, 0, 1).astype(x.dtype)
 
 
