@@ -74,18 +74,18 @@ def own_folders(cfg: Config, node_config: Mapping, client_id: int) -> OwnFolders
 
     if node_config.get("data-dir"):
         data_dir = str(node_config["data-dir"])
-    elif cfg["data_dir"]:
-        data_dir = str(Path(cfg["data_dir"]) / f"node-{client_id}")
+    elif cfg.data.data_dir:
+        data_dir = str(Path(cfg.data.data_dir) / f"node-{client_id}")
     else:
         return None
-    transfer_dir = node_config.get("transfer-dir") or cfg["transfer_dir"]
+    transfer_dir = node_config.get("transfer-dir") or cfg.data.transfer_dir
     if not transfer_dir:
         raise ValueError("this node reads its own data (data-dir) but knows no transfer set: set the run "
                          "config's transfer_dir or --node-config transfer-dir=PATH")
-    global_dir = node_config.get("global-test-dir") or cfg["global_test_dir"]
-    run_size = parse_image_size(cfg["image_size"])
+    global_dir = node_config.get("global-test-dir") or cfg.data.global_test_dir
+    run_size = cfg.data.image_hw
     own_size = parse_image_size(node_config.get("image-size"), "--node-config image-size") or run_size
-    allow = node_config.get("allow-symlinks", cfg["allow_symlinks"])
+    allow = node_config.get("allow-symlinks", cfg.data.allow_symlinks)
     if not isinstance(allow, bool):
         raise ValueError(f"--node-config allow-symlinks={allow!r}: expected true or false")
     return OwnFolders(data_dir, str(transfer_dir), str(global_dir) if global_dir else "", run_size, own_size, allow)
@@ -95,9 +95,9 @@ def load_node(cfg: Config, node_config: Mapping) -> Node:
     """The node's inputs: its own folders (``data-dir``, or the run's ``data_dir``), else its partition of the
     run's dataset."""
     client_id = claimed_client_id(node_config)
-    if not 0 <= client_id < cfg["num_clients"]:
+    if not 0 <= client_id < cfg.run.num_clients:
         raise ValueError(f"node config partition-id={client_id} is not a client of this run "
-                         f"(num_clients={cfg['num_clients']})")
+                         f"(num_clients={cfg.run.num_clients})")
     folders = own_folders(cfg, node_config, client_id)
     if folders is not None:
         return _node_on_own_data(cfg, client_id, folders)
@@ -138,7 +138,7 @@ def _simulated_node(cfg: Config, client_id: int) -> Node:
     data = SimulatedSource(fed, client_id).load()
     global_test = (fed.global_test_x, fed.global_test_y)
     if cfg.conflict.kind != "none":  # the knowledge-conflict benchmark: this client's group sees the task its way
-        data, global_test = conflict_view(cfg.conflict, client_id, cfg["num_clients"], fed.num_classes, data,
+        data, global_test = conflict_view(cfg.conflict, client_id, cfg.run.num_clients, fed.num_classes, data,
                                           global_test)
     inputs, fingerprint = assemble_inputs(
         client_id, data, transfer_x=fed.transfer_x, transfer_fingerprint=fed.transfer_fingerprint,

@@ -17,7 +17,8 @@ from fedkd.privacy.canaries import CanarySet
 from fedkd.privacy.canary_plan import measure_exposure
 from fedkd.privacy.release import epsilon_after, release
 from fedkd.seeding import derive_seed
-from fedkd.settings import PrivacySettings, TrainingSettings
+from fedkd.privacy.settings import PrivacySettings
+from fedkd.settings import TrainingSettings
 from fedkd.training import distill, evaluate_accuracy, predict_logits, train_joint, train_supervised
 
 

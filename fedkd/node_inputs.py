@@ -14,7 +14,8 @@ from fedkd.client_step import ClientInputs
 from fedkd.data.conflict import client_view, conflict_groups
 from fedkd.data.node_data import NodeData
 from fedkd.privacy.canary_plan import canary_set, plant_if_owner, transfer_with_canaries
-from fedkd.settings import CanarySettings, ConflictSettings
+from fedkd.data.settings import ConflictSettings
+from fedkd.privacy.settings import CanarySettings
 
 
 def assemble_inputs(client_id: int, data: NodeData, *, transfer_x: np.ndarray, transfer_fingerprint: str | None,

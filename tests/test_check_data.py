@@ -159,3 +159,16 @@ def test_links_are_followed_only_inside_the_node_folder(tmp_path):
         load_node_data(node, **read)
     assert "out.png" in str(info.value) and "allow-symlinks=true" in str(info.value)
     assert load_node_data(node, **read, options=ReadOptions(allow_symlinks=True)).num_samples == 5
+
+
+def test_federation_refuses_bad_folders_before_starting_any_process(tmp_path, capsys):
+    fed = _federation(tmp_path / "fed")
+    (fed / "node-0" / "train" / CLASSES[0] / "README.txt").write_text("notes")
+    _save(fed / "node-2" / "train" / CLASSES[0] / "odd.png", _grey(1, (21, 21)))
+    work = tmp_path / "work"
+    code = fedkd_main(["federation", "--nodes", "3", "--insecure", "--data", str(fed), "--workdir", str(work),
+                       "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refused before starting anything: 2 problem(s)" in err
+    assert "README.txt" in err and "odd.png" in err
+    assert not (work / "logs").exists() or not any((work / "logs").iterdir())  # no process was started

@@ -248,13 +248,13 @@ def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: Aud
             refs, population, a = None, None, None
             if settings.reference_models:
                 key = ("refs", art.federation.spec, cid, arch, epochs, settings.reference_models,
-                       cfg["batch_size"], cfg["lr"], settings.seed)
+                       cfg.training.batch_size, cfg.training.lr, settings.seed)
                 rx, ry, zx, zy = _reference_data(art, cid, settings.seed, with_population=True)
                 ref_seed = derive_seed(settings.seed, "reference", cid)
                 if key not in cache:
                     cache[key] = train_reference_models(
                         rx, ry, num_classes=art.num_classes, n_models=settings.reference_models, arch=arch,
-                        subsample=0.5, epochs=epochs, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                        subsample=0.5, epochs=epochs, batch_size=cfg.training.batch_size, lr=cfg.training.lr,
                         seed=ref_seed, device=settings.device)
                 refs = cache[key]
                 if settings.rmia:
@@ -345,9 +345,9 @@ def _local_only_model(art: RunArtifacts, cid: int, arch: str, settings: AuditSet
     cfg = art.cfg
     x, y = art.private_data(cid)
     model = build_model(arch, art.federation.input_shape, art.num_classes,
-                        seed=derive_seed(cfg["seed"], "init", cid))
-    train_supervised(model, x, y, epochs=max(1, art.local_training_epochs()), batch_size=cfg["batch_size"],
-                     lr=cfg["lr"], seed=derive_seed(cfg["seed"], "audit-local", cid), device=settings.device)
+                        seed=derive_seed(cfg.run.seed, "init", cid))
+    train_supervised(model, x, y, epochs=max(1, art.local_training_epochs()), batch_size=cfg.training.batch_size,
+                     lr=cfg.training.lr, seed=derive_seed(cfg.run.seed, "audit-local", cid), device=settings.device)
     client = art.federation.clients[cid]
     acc = evaluate_accuracy(model, client.test_x, client.test_y, device=settings.device)
     return model.eval(), float(acc)
@@ -383,7 +383,7 @@ def get_judge(art: RunArtifacts, settings: AuditSettings, clock: _Clock, log, ca
     from fedkd.training import evaluate_accuracy, predict_logits
 
     px, py = _all_private(art)
-    judge_arch = _judge_arch(art.cfg["models"])  # every architecture of the run, audited or not
+    judge_arch = _judge_arch(art.cfg.training.models)  # every architecture of the run, audited or not
     key = ("judge", art.federation.spec, judge_arch, settings.evaluator_epochs, settings.seed)
     with clock.stage("judge (evaluation classifier)"):
         if key not in cache:
@@ -434,8 +434,8 @@ def audit_inversion_of_run(art: RunArtifacts, targets: list[int], settings: Audi
         images["targets"][str(cid)] = {"federated": fed_res["reconstructions"], "never_held": never}
         if settings.local_baseline:
             key = ("local-lokt", art.federation.spec, cid, arch, art.local_training_epochs(),
-                   art.cfg["batch_size"], art.cfg["lr"], art.cfg["seed"], settings.lokt,
-                   art.cfg["canaries.enabled"], settings.seed, settings.evaluator_epochs)
+                   art.cfg.training.batch_size, art.cfg.training.lr, art.cfg.run.seed, settings.lokt,
+                   art.cfg.canaries.enabled, settings.seed, settings.evaluator_epochs)
             with clock.stage(f"LOKT client {cid} local-only baseline"):
                 if key not in cache:
                     local_model, local_acc = _local_only_model(art, cid, arch, settings)
@@ -506,7 +506,7 @@ def fusion_weights(rounds: list[dict]) -> dict | None:
     last = next((r for r in reversed(rounds) if r.get("weights")), None)
     if last is None:
         return None
-    from fedkd.metrics import weight_matrix
+    from fedkd.run_records import weight_matrix
 
     full = weight_matrix(last, max(last["fused_clients"]) + 1)  # N x N over the ids fused in that round
     return {"round": int(last["round"]), "weights": [[float(v) for v in row] for row in full],
@@ -518,14 +518,14 @@ def run_facts(art: RunArtifacts) -> dict:
     cfg, s = art.cfg, art.summary
     privacy = s.get("privacy", {})
     return {
-        "run_dir": str(art.run_dir), "dataset": cfg["dataset"], "algorithm": cfg["algorithm"],
-        "num_clients": cfg["num_clients"], "rounds": cfg["rounds"], "alpha": cfg["alpha"],
-        "partition": cfg["partition"], "models": list(cfg["models"]), "seed": cfg["seed"],
-        "transfer_size": cfg["transfer_size"], "class_names": list(art.federation.class_names),
-        "swing": bool(cfg["privacy.swing"]),
-        "noise_scale": cfg["privacy.noise_scale"] if cfg["privacy.swing"] else None,
+        "run_dir": str(art.run_dir), "dataset": cfg.data.dataset, "algorithm": cfg.run.algorithm,
+        "num_clients": cfg.run.num_clients, "rounds": cfg.run.rounds, "alpha": cfg.data.alpha,
+        "partition": cfg.data.partition, "models": list(cfg.training.models), "seed": cfg.run.seed,
+        "transfer_size": cfg.data.transfer_size, "class_names": list(art.federation.class_names),
+        "swing": bool(cfg.privacy.swing),
+        "noise_scale": cfg.privacy.noise_scale if cfg.privacy.swing else None,
         "epsilon": finite_or_none(privacy.get("epsilon")) if privacy else None,
-        "canaries": bool(cfg["canaries.enabled"]),
+        "canaries": bool(cfg.canaries.enabled),
         "alma": finite_or_none(s.get("alma")), "global_acc": finite_or_none(s.get("global_acc")),
         "label_histograms": [[int(v) for v in c.label_histogram] for c in art.federation.clients],
     }
@@ -545,8 +545,8 @@ def audit_loaded_run(art: RunArtifacts, settings: AuditSettings, *, cache: dict 
     missing = [c for c in clients + list(settings.lokt_clients or ()) if c not in art.models]
     if missing:
         raise ValueError(f"clients {missing} are not in this run or their models were not loaded "
-                         f"(this run has ids 0..{art.cfg['num_clients'] - 1})")
-    log(f"auditing {art.run_dir}: {art.cfg['algorithm']} on {art.cfg['dataset']}, clients {clients}")
+                         f"(this run has ids 0..{art.cfg.run.num_clients - 1})")
+    log(f"auditing {art.run_dir}: {art.cfg.run.algorithm} on {art.cfg.data.dataset}, clients {clients}")
     membership = audit_membership_of_run(art, clients, settings, clock, log, cache)
     if settings.lokt_clients is not None:
         targets = sorted(settings.lokt_clients)
@@ -579,7 +579,7 @@ def audit_loaded_run(art: RunArtifacts, settings: AuditSettings, *, cache: dict 
         "inversion": inversion,
         "soft_label_inversion": soft_label_inversion,
         "empirical_epsilon": empirical,
-        "canaries": canary_series(art.rounds, art.cfg["canaries.references"]),
+        "canaries": canary_series(art.rounds, art.cfg.canaries.references),
         "fusion_weights": fusion_weights(art.rounds),
         "settings": dataclasses.asdict(settings),
         "timing": {"stages": clock.stages, **clock.total()},
@@ -626,7 +626,7 @@ def audit_run(run_dir, settings: AuditSettings | None = None, *, out_dir=None, c
     result : dict
         The content of ``audit.json``, whose ``paths`` say where the files went.
     """
-    from fedkd.metrics import write_json_atomic
+    from fedkd.run_records import write_json_atomic
 
     settings = settings or AuditSettings()
     to_load = None

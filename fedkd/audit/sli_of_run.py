@@ -78,7 +78,7 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
     queries = art.transfer_inputs()
     m_public = len(fed.transfer_x)
     public_x = np.array(fed.transfer_x)
-    rounds = int(art.cfg["rounds"])
+    rounds = int(art.cfg.run.rounds)
     logits = {cid: np.asarray(predict_logits(model, queries, device=settings.device), np.float64)
               for cid, (model, _) in art.models.items()}
     weights = art.last_fusion_weights()
@@ -102,7 +102,7 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
         images[variant] = {"client": best, "reconstructions": results[best]["reconstructions"]}
         log(f"soft-label inversion ({variant} uploads): top-1 {variants[variant]['attack_acc_top1']:.3f} "
             f"over clients {targets} (chance {1 / art.num_classes:.2f})")
-    as_run = "swing" if art.cfg["privacy.swing"] else "plain"
+    as_run = "swing" if art.cfg.privacy.swing else "plain"
     head = variants[as_run]
     cfg_swing = art.release_config(True)
     section = {

@@ -188,7 +188,7 @@ def cmd_audit(args) -> int:
 
 def _simulate_then_audit(args, settings) -> dict:
     from fedkd.config import load_config
-    from fedkd.metrics import new_run_dir
+    from fedkd.run_records import new_run_dir
     from server.simulate import simulate
 
     from fedkd.audit.run import audit_run
