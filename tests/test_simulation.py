@@ -73,6 +73,8 @@ def test_simulation_on_exported_folders_gives_the_same_numbers(runs):
     (folders, out), (simulated, _) = runs["folders"], runs["knfu_a"]
     for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
         assert folders[key] == simulated[key], key
+    assert (folders["dataset"], folders["data"], folders["partition"], folders["transfer_size"]) == \
+        ("folder", "data", "folder", 200)  # the records name the data as it is
     config = json.loads((out / "config.json").read_text())
     assert config["transfer_dir"] == str(out.parent / "data" / "transfer") and config["transfer_size"] == 200
 
