@@ -172,3 +172,25 @@ def test_federation_refuses_bad_folders_before_starting_any_process(tmp_path, ca
     assert code == 2 and "refused before starting anything: 2 problem(s)" in err
     assert "README.txt" in err and "odd.png" in err
     assert not (work / "logs").exists() or not any((work / "logs").iterdir())  # no process was started
+
+
+def test_docker_supernode_role_checks_the_data_before_starting(tmp_path):
+    import subprocess
+    import sys
+
+    fed = _federation(tmp_path / "fed")
+    (fed / "node-1" / "train" / CLASSES[0] / "README.txt").write_text("notes")
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "FEDKD_INSECURE": "1",
+           "FEDKD_SUPERLINK": "l:9092", "FEDKD_PARTITION_ID": "1", "FEDKD_NUM_PARTITIONS": "3",
+           "FLWR_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root)}
+
+    def node(i: int) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(root / "docker" / "entrypoint.sh"), "supernode", "--dry-run"],
+                              env={**env, "FEDKD_DATA_DIR": str(fed / f"node-{i}"),
+                                   "FEDKD_TRANSFER_DIR": str(fed / "transfer")},
+                              capture_output=True, text=True, timeout=120)
+
+    bad, good = node(1), node(0)
+    assert bad.returncode == 2 and "README.txt: not a PNG/JPEG image" in bad.stderr and not bad.stdout
+    assert good.returncode == 0 and good.stdout.startswith("flower-supernode"), good.stderr
