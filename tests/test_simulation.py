@@ -85,3 +85,7 @@ def test_transfer_dir_without_data_is_refused_in_simulation(tmp_path):
     with pytest.raises(ConfigError, match="fedkd simulate --data DIR"):
         simulate(make_config(dict(TINY, transfer_dir=str(tmp_path))), str(tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()
+    from fedkd.cli import main as fedkd_main  # `fedkd compare` too: refused before Ray starts, no NaN results
+
+    assert fedkd_main(["compare", "--quiet", "--set", f"transfer_dir={tmp_path}", "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c" / "compare.json").exists()

@@ -22,6 +22,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/<run-id>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--data", metavar="DIR", help="run on folders: node i reads only DIR/node-<i>, every party "
+                                                 "DIR/transfer (a `fedkd export` folder; sets data_dir)")
+
+
+def _run_config(args, extra: list[str] = ()):
+    """The config of --config/--set, with --data as ``data_dir`` (absolute: simulated nodes may run elsewhere)."""
+    sets = list(args.sets) + list(extra)
+    if args.data:
+        sets.append(f"data_dir={Path(args.data).resolve()}")
+    return load_config(args.config, sets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="run one experiment on Flower's simulation engine")
     _config_args(sim)
-    sim.add_argument("--data", metavar="DIR", help="run on folders: node i reads only DIR/node-<i>, every party "
-                                                   "DIR/transfer (a `fedkd export` folder; sets data_dir)")
     sim.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last checkpoint (its config, then --config/--set)")
     cmp_ = sub.add_parser("compare", help="run several algorithms on identical data and seeds")
@@ -64,9 +72,7 @@ def cmd_simulate(args) -> int:
             raise ConfigError("--resume needs --out: the folder of the run to continue")
         cfg = resume_config(args.out, args.config, args.sets)  # checked before Ray starts
     else:
-        cfg = load_config(args.config, args.sets)
-    if args.data:
-        cfg = cfg.replace(data_dir=str(Path(args.data).resolve()))
+        cfg = _run_config(args)
     out = Path(args.out) if args.out else new_run_dir()
     summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
@@ -77,7 +83,7 @@ def cmd_simulate(args) -> int:
 def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
 
-    base = load_config(args.config, args.sets)
+    base = _run_config(args)
     chosen = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     for name in chosen:
         if name not in algorithms():
@@ -102,7 +108,7 @@ def cmd_compare(args) -> int:
 def cmd_privacy_sweep(args) -> int:
     from fedkd.report.privacy_sweep import plot_sweep, print_sweep_table, sweep_rows, sweep_settings
 
-    base = load_config(args.config, args.sets + ["canaries.enabled=true"])
+    base = _run_config(args, ["canaries.enabled=true"])
     try:
         levels = [float(x) for x in args.noise.split(",") if x.strip()]
     except ValueError:
