@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     p.add_argument("--resize", action="store_true", help="resize node images to the transfer set's size "
                                                          "(a node's --node-config image-size)")
     p.add_argument("--allow-symlinks", action="store_true", help="follow links out of a node's folder")
+    p.add_argument("--all", action="store_true", help="one line per problem even when many files share one "
+                                                    "(default: 3 examples and the count)")
     p.add_argument("--quiet", action="store_true", help="print only the problems")
 
 
@@ -38,14 +40,14 @@ def cmd_check_data(args) -> int:
         raise ConfigError(str(exc)) from None
     check = check_data(args.path, transfer_dir=args.transfer, image_size=size, resize=args.resize,
                        allow_symlinks=args.allow_symlinks)
-    print(describe(check, summary=not args.quiet))
+    print(describe(check, summary=not args.quiet, every=args.all))
     return 0 if check.ok else 1
 
 
-def describe(check, summary: bool = True) -> str:
+def describe(check, summary: bool = True, every: bool = False) -> str:
     """The report: every problem, then (with ``summary``) the transfer set and one paragraph per node."""
     problems = check.all_problems
-    lines = [f"{len(problems)} problem(s):"] + [f"  {p}" for p in problems] if problems else []
+    lines = [f"{len(problems)} problem(s):"] + [f"  {p}" for p in _grouped(problems, every)] if problems else []
     if summary and check.transfer is not None:
         t = check.transfer
         c, h, w = t.input_shape
@@ -69,6 +71,25 @@ def describe(check, summary: bool = True) -> str:
         f"no problems in {len(check.nodes)} node folder(s)"
     lines.append(verdict)
     return "\n".join(lines)
+
+
+def _grouped(problems: list[str], every: bool, examples: int = 3) -> list[str]:
+    """Problems in order; a problem that many files share (e.g. 400 images of another size) is shown with
+    ``examples`` of its files and the count, unless ``every``."""
+    if every:
+        return problems
+    groups: dict[str, list[str]] = {}
+    for p in problems:
+        path, _, what = p.partition(": ")
+        groups.setdefault(what, []).append(path)
+    lines = []
+    for what, paths in groups.items():
+        if len(paths) <= examples + 1:
+            lines += [f"{path}: {what}" for path in paths]
+        else:
+            lines += [f"{path}: {what}" for path in paths[:examples]]
+            lines.append(f"... and {len(paths) - examples} more file(s) with the same problem (--all lists each)")
+    return lines
 
 
 def _counts(counter: Counter) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedkd.data.federation import fingerprint
-from fedkd.data.node_data import SPLITS, NodeScan, ReadOptions, load_split, scan_node_folder
+from fedkd.data.node_data import SPLITS, NodeScan, ReadOptions, scan_node_folder, scan_split
 from fedkd.data.transfer import DataFolderError, TransferSet, class_key, load_transfer_set
 
 __all__ = ["DataCheck", "check_data", "is_node_folder"]
@@ -104,11 +104,9 @@ def check_data(
                                              input_shape=check.transfer.input_shape, options=options)
     global_test = federation_root / _GLOBAL_TEST
     if not single and global_test.is_dir():
-        try:
-            load_split(global_test, classes=check.transfer.classes, input_shape=check.transfer.input_shape,
-                       options=ReadOptions(resize=image_size is not None))
-        except DataFolderError as exc:
-            check.problems.append(str(exc))
+        check.problems += scan_split(global_test, classes=check.transfer.classes,
+                                     input_shape=check.transfer.input_shape,
+                                     options=ReadOptions(resize=image_size is not None)).problems
     return check
 
 

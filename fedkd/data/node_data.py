@@ -77,6 +77,7 @@ __all__ = [
     "load_node_data",
     "load_split",
     "scan_node_folder",
+    "scan_split",
 ]
 
 SPLITS = ("train", "test")
@@ -205,11 +206,15 @@ class NodeScan:
         train = self.splits.get("train")
         return [c for c in classes if train is None or not train.counts.get(c)]
 
-    def error(self) -> NodeDataError:
+    def error(self, most: int = 20) -> NodeDataError:
+        """One error listing the problems (the first ``most``; ``fedkd check-data`` lists every one)."""
         if len(self.problems) == 1:
             return NodeDataError(self.problems[0])
-        return NodeDataError(f"{self.path}: {len(self.problems)} problems in the node's data:\n"
-                             + "\n".join(f"  - {p}" for p in self.problems))
+        more = len(self.problems) - most
+        return NodeDataError(f"{self.path}: {len(self.problems)} problems in this data:\n"
+                             + "\n".join(f"  - {p}" for p in self.problems[:most])
+                             + (f"\n  ... and {more} more (`fedkd check-data {self.path}` lists every one)"
+                                if more > 0 else ""))
 
 
 def scan_node_folder(
@@ -294,6 +299,24 @@ def load_node_data(
     return scan.data
 
 
+def scan_split(
+    path: str | os.PathLike, *, classes: Sequence[str], input_shape: tuple[int, int, int],
+    options: ReadOptions | None = None,
+) -> NodeScan:
+    """Check one labelled split (folder or .npz, e.g. a public ``global_test/``): every problem, and its summary
+    as ``splits["split"]``; ``data`` stays None."""
+    path = Path(path)
+    classes, input_shape = _check_schema(classes, input_shape)
+    scan = NodeScan(path)
+    if not path.exists():
+        scan.problems.append(f"{path}: does not exist")
+        return scan
+    summary, _, _ = _scan_split(path, classes, input_shape, options or ReadOptions(),
+                                path if path.is_dir() else path.parent, scan.problems)
+    scan.splits["split"] = summary
+    return scan
+
+
 def load_split(
     path: str | os.PathLike, *, classes: Sequence[str], input_shape: tuple[int, int, int],
     options: ReadOptions | None = None,
@@ -362,11 +385,18 @@ def _read_npz(path: Path, classes: tuple[str, ...], input_shape: tuple[int, int,
         )
     y = y.astype(np.int64)
     summary.counts.update(classes[int(label)] for label in y)
-    stored = raw.shape[1:3] if raw.ndim == 4 and raw.shape[1:3] != tuple(input_shape[1:]) and raw.shape[-1] in (1, 3) \
-        else raw.shape[-2:]
-    summary.sizes[f"{stored[0]}x{stored[1]}"] += int(y.size)
+    summary.sizes["x".join(map(str, _stored_hw(raw, input_shape)))] += int(y.size)
     summary.modes[f"npz {raw.dtype}"] += int(y.size)
     return x, y
+
+
+def _stored_hw(raw: np.ndarray, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Height and width of the images in an .npz ``x`` as stored (N,H,W | N,C,H,W | N,H,W,C), for the summary."""
+    if raw.ndim != 4:
+        return tuple(raw.shape[1:3])
+    channels_last = raw.shape[-1] in (1, 2, 3, 4) and (raw.shape[1] not in (1, 2, 3, 4)
+                                                        or raw.shape[1:3] == tuple(input_shape[1:]))
+    return tuple(raw.shape[1:3]) if channels_last else tuple(raw.shape[2:])
 
 
 def _system_file(name: str) -> bool:
