@@ -59,8 +59,9 @@ def describe(check, summary: bool = True, every: bool = False) -> str:
             for split, s in scan.splits.items():
                 order = check.transfer.classes if check.transfer is not None else sorted(s.counts)
                 per_class = ", ".join(f"{k} {s.counts[k]}" for k in order if s.counts.get(k)) or "none"
+                skipped = f"; {s.ignored} system file(s) skipped" if s.ignored else ""
                 lines.append(f"  {split}: {s.images} images ({per_class}); size {_counts(s.sizes)}; "
-                             f"mode {_counts(s.modes)}" + (f"; {s.ignored} system file(s) skipped" if s.ignored else ""))
+                             f"mode {_counts(s.modes)}{skipped}")
             if check.transfer is not None and "train" in scan.splits:
                 missing = scan.missing_classes(check.transfer.classes)
                 if missing:
