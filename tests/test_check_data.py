@@ -114,6 +114,9 @@ def test_class_names_are_compared_in_nfc_without_bom_or_spaces(tmp_path):
     _save(node / "test" / f" {CLASSES[3]} " / "b.png", _grey(2))
     data = load_node_data(node, classes=transfer.classes, input_shape=transfer.input_shape)
     assert data.train_y.tolist() == [0] and data.test_y.tolist() == [3]
+    _save(node / "train" / CLASSES[0] / "b.png", _grey(3))  # the same class in NFC too: two folders, one class
+    with pytest.raises(NodeDataError, match="a second folder for class 'carré plein'.*same name in another Unicode"):
+        load_node_data(node, classes=transfer.classes, input_shape=transfer.input_shape)
 
 
 def test_a_name_that_only_looks_alike_is_shown_by_code_point(tmp_path):
