@@ -20,7 +20,7 @@ from flwr.clientapp import ClientApp
 
 from clients.node import claimed_client_id, load_node, state_dir_from_node_config
 from clients.node_checkpoint import restore_node_state, save_node_state
-from fedkd import identity, protocol
+from fedkd import node_identity, protocol
 from fedkd.client_step import client_step, new_client_model
 from fedkd.config import make_config
 from fedkd.model_store import save_client_model
@@ -84,7 +84,7 @@ def identify(msg: Message, context: Context) -> Message:
     """Say which client this node is; with an identity key, prove it by signing the server's nonce."""
     nonce = protocol.parse_identify_message(msg.content)
     key = context.node_config.get("auth-key")
-    signature = identity.sign(str(key), nonce, context.node_id) if key and nonce else None
+    signature = node_identity.sign(str(key), nonce, context.node_id) if key and nonce else None
     return Message(content=protocol.build_identify_reply(claimed_client_id(context.node_config), signature),
                    reply_to=msg)
 

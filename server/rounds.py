@@ -20,7 +20,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from fedkd.config import Config, ConfigError
-from fedkd.identity import load_registry
+from fedkd.node_identity import load_registry
 from fedkd.run_records import RunRecorder, new_run_dir
 from fedkd.observers import RoundObserver, StopRun
 from fedkd.privacy.records import privacy_summary

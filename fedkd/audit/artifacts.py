@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedkd.run_records import METRICS_FILE, read_rounds
+
 __all__ = ["RunArtifacts", "load_run", "is_run_dir", "is_sweep_dir"]
 
 

@@ -17,6 +17,7 @@ from fedkd.seeding import derive_seed
 
 from .artifacts import RunArtifacts
 from .empirical_epsilon import empirical_epsilon, replay_scores
+from .attacks import PrivacyAttack, register_attack
 
 __all__ = ["audit_empirical_epsilon_of_run"]
 
@@ -83,3 +84,15 @@ def audit_empirical_epsilon_of_run(art: RunArtifacts, settings, log) -> dict:
                             "example); accounted_training_set: the same noise when one example may change every "
                             "uploaded row (covers the canaries)"),
     }
+
+
+def _empirical_epsilon_attack(ctx) -> dict:
+    with ctx.clock.stage("empirical epsilon (one-run audit)"):
+        return audit_empirical_epsilon_of_run(ctx.art, ctx.settings, ctx.log)
+
+
+register_attack(PrivacyAttack(
+    "empirical_epsilon", "One-run empirical epsilon", _empirical_epsilon_attack, needs=("models",),
+    enabled=lambda s: s.one_run_canaries > 0,
+    description="A lower bound on epsilon from one training run with random canaries (Steinke, Nasr and "
+                "Jagielski, NeurIPS 2023)."))

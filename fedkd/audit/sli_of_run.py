@@ -16,6 +16,7 @@ from fedkd.seeding import derive_seed
 
 from .artifacts import RunArtifacts, finite_or_none
 from .soft_label_inversion import soft_label_inversion
+from .attacks import PrivacyAttack, register_attack
 
 __all__ = ["audit_soft_label_inversion_of_run", "fuse_targets"]
 
@@ -124,3 +125,25 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
         "config": {k: getattr(settings.sli, k) for k in settings.sli.__dataclass_fields__},
     }
     return section, images
+
+
+def _soft_label_inversion_attack(ctx) -> dict | None:
+    from .inversion_of_run import _all_private, _class_means, get_judge
+
+    settings = ctx.settings
+    targets = ctx.clients if settings.sli_clients is None else sorted(settings.sli_clients)
+    if not targets:
+        return None
+    judge, judge_info = get_judge(ctx.art, settings, ctx.clock, ctx.log, ctx.cache)
+    with ctx.clock.stage("soft-label inversion (server)"):
+        result, images = audit_soft_label_inversion_of_run(ctx.art, targets, judge, judge_info, settings, ctx.log)
+    ctx.images["soft_label_inversion"] = images
+    ctx.images.setdefault("class_means", _class_means(*_all_private(ctx.art), ctx.art.num_classes))
+    return result
+
+
+register_attack(PrivacyAttack(
+    "soft_label_inversion", "The server's soft-label inversion", _soft_label_inversion_attack,
+    needs=("models", "rounds"), enabled=lambda s: s.sli_clients is None or len(s.sli_clients) > 0,
+    description="What the server can reconstruct from the soft labels it received (after Takahashi et al., "
+                "CVPR 2023)."))

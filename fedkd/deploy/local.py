@@ -159,7 +159,7 @@ class LocalFederation:
         """With node authentication, client i is bound to node key i: the server checks it (server.identity_registry)."""
         if not self.setup.auth:
             return None
-        from fedkd.identity import write_registry
+        from fedkd.node_identity import write_registry
 
         return write_registry(self.workdir / "identities.json",
                               {k.index: k.public for k in self.credentials.node_keys})
