@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config, schema  # noqa: E402
 from fedkd.data.conflict import conflict_groups  # noqa: E402
-from fedkd.run_records import weight_matrix  # noqa: E402
+from fedkd.run_records import read_rounds, weight_matrix  # noqa: E402
 
 RESULTS = ROOT / "results"
 RUNS = ROOT / "runs" / "knfu"
@@ -128,7 +128,7 @@ PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "gri
 # ---------------------------------------------------------------- measurements
 
 def records_of(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return read_rounds(out)
 
 
 def weight_rounds(records: list[dict]) -> list[np.ndarray]:

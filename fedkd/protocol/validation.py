@@ -14,6 +14,7 @@ import numpy as np
 from flwr.app import Message, MetricRecord, RecordDict
 
 from fedkd import wire
+from fedkd.numbers import is_int
 from fedkd.probability import ROW_SUM_TOLERANCE
 from fedkd.protocol.messages import LABEL_HISTOGRAM_KEY, message_bytes, record_arrays
 from fedkd.wire import WireFormat
@@ -99,10 +100,6 @@ class KnowledgeReply:
     nbytes: int
     dropped_metrics: tuple[str, ...] = ()
     label_histogram: list[int] | None = None
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate_reply(message: Message, rules: ReplyRules) -> KnowledgeReply:
