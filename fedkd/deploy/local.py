@@ -6,7 +6,7 @@ all on loopback: ``flower-superlink`` with TLS and SuperNode authentication,
 partition, ``flwr run`` with the fedkd config as run config, ``flwr ls`` until the
 run has finished, ``flwr log`` for its log. Everything is checked before the
 first process starts (the config, the node count, the certificate files, the
-app's config table), and every process is stopped by PID when the block ends,
+app's config table, and with ``--data`` every node's folder and the transfer set), and every process is stopped by PID when the block ends,
 on success, on error and on Ctrl-C.
 
 Use :func:`run_local_federation` for one run, or :class:`LocalFederation` step
@@ -118,6 +118,7 @@ class LocalFederation:
         self.workdir = Path(setup.workdir).resolve()
         self.app_dir = Path(setup.app_dir).resolve()
         self._check_setup()
+        self._data_checked: Config | None = None  # the config whose data folders were checked last
         self.app_keys = app_config_keys(self.app_dir)
         self.credentials = self._credentials()
         self.registry = self._identity_registry()
@@ -196,12 +197,12 @@ class LocalFederation:
         if self.registry is not None and not cfg["server.identity_registry"]:
             cfg = cfg.replace(server__identity_registry=str(self.registry))
         if self.setup.data is not None:
-            from fedkd.data.export import GLOBAL_TEST_DIR, TRANSFER_DIR
+            from server.public import check_folders, with_data_dir
 
-            data = Path(self.setup.data).resolve()
-            cfg = cfg.replace(transfer_dir=str(data / TRANSFER_DIR))
-            if (data / GLOBAL_TEST_DIR).is_dir():
-                cfg = cfg.replace(global_test_dir=str(data / GLOBAL_TEST_DIR))
+            # every node folder and the transfer set are read now: all their problems before any process starts
+            cfg = with_data_dir(cfg.replace(data_dir=str(Path(self.setup.data).resolve())))
+            if cfg != self._data_checked:
+                cfg = self._data_checked = check_folders(cfg, self.setup.nodes)
         run_config_string(cfg, self.app_keys)  # refuses keys the app cannot take, before anything starts
         return cfg
 
