@@ -185,6 +185,14 @@ _CORE_SCHEMA: dict[str, Key] = {
                                "about 30% of RAM)", *NON_NEGATIVE),
     "sim.ray_address": Key("", str, "attach to a running Ray cluster at this address ('auto' or HOST:PORT; "
                            "'' = start Ray here, unless RAY_ADDRESS is set); see docs/performance.md"),
+    # --- issue 22 keys (to move into their owner's settings): DP-SGD on the client's private loss
+    "privacy.dp_sgd": _c(False, bool, "train the private loss with DP-SGD (Opacus): per-example clipping, "
+                         "Gaussian noise, Poisson sampling; epsilon accounted over the whole run"),
+    "privacy.dp_clip": _c(1.0, float, "DP-SGD: per-example gradient L2 clipping norm", *POSITIVE),
+    "privacy.dp_noise_multiplier": _c(1.0, float, "DP-SGD: noise std / clip (used when dp_target_epsilon = 0)",
+                                      *NON_NEGATIVE),
+    "privacy.dp_target_epsilon": _c(0.0, float, "DP-SGD: epsilon for the whole run at privacy.delta; the noise "
+                                    "multiplier is calibrated to it (0 = use dp_noise_multiplier)", *NON_NEGATIVE),
 }
 
 
