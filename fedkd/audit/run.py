@@ -525,6 +525,8 @@ def run_facts(art: RunArtifacts) -> dict:
         "swing": bool(cfg["privacy.swing"]),
         "noise_scale": cfg["privacy.noise_scale"] if cfg["privacy.swing"] else None,
         "epsilon": finite_or_none(privacy.get("epsilon")) if privacy else None,
+        "training_epsilon": finite_or_none(privacy.get("training_epsilon")) if privacy else None,
+        "training_delta": privacy.get("training_delta") if privacy else None,
         "canaries": bool(cfg["canaries.enabled"]),
         "alma": finite_or_none(s.get("alma")), "global_acc": finite_or_none(s.get("global_acc")),
         "label_histograms": [[int(v) for v in c.label_histogram] for c in art.federation.clients],
@@ -573,8 +575,20 @@ def audit_loaded_run(art: RunArtifacts, settings: AuditSettings, *, cache: dict 
 
         with clock.stage("empirical epsilon (one-run audit)"):
             empirical = audit_empirical_epsilon_of_run(art, settings, log)
+    dp_check = None
+    if settings.one_run_canaries:
+        from .dp_check import audit_dp_check_of_run
+
+        with clock.stage("DP check (one-run audit of DP-SGD)"):
+            dp_check = audit_dp_check_of_run(art, settings, log)
+    from .label_distribution import audit_label_distribution_of_run
+
+    with clock.stage("label-distribution inference (server)"):
+        label_distribution = audit_label_distribution_of_run(art, clients, settings)
     result = {
         "run": run_facts(art),
+        "dp_check": dp_check,
+        "label_distribution_inference": label_distribution,
         "membership": membership,
         "inversion": inversion,
         "soft_label_inversion": soft_label_inversion,
