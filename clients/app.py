@@ -20,11 +20,11 @@ from flwr.clientapp import ClientApp
 
 from clients.node import claimed_client_id, load_node, state_dir_from_node_config
 from clients.node_checkpoint import restore_node_state, save_node_state
-from fedkd import identity, protocol
+from fedkd import node_identity, protocol
 from fedkd.client_step import client_step, new_client_model
 from fedkd.config import make_config
 from fedkd.model_store import save_client_model
-from fedkd.privacy.dp_sgd import DpSgdSettings, DpStep
+from fedkd.privacy.dp_sgd import DpStep
 from fedkd.training import resolve_device
 
 log = logging.getLogger("fedkd.client")
@@ -65,9 +65,8 @@ def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: stat
         restore_node_state(state_dir, node.client_id, order.round - 1, context)
 
     inputs = node.inputs
-    dp = DpSgdSettings.from_config(cfg)
     model, model_name = new_client_model(training, node.client_id, inputs.input_shape, inputs.num_classes,
-                                         dp_sgd=dp.enabled)
+                                         dp_sgd=cfg.privacy.dp_sgd)
     if "model" in context.state.array_records:
         model.load_state_dict(context.state["model"].to_torch_state_dict())
     if order.weights is not None:  # fedavg: start from the global model
@@ -77,7 +76,7 @@ def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: stat
     upload = client_step(training, cfg.privacy, inputs, model, round_num=order.round, targets=order.targets,
                          releases=releases_so_far(context), device=device,
                          share_weights=order.weights is not None, simulated=simulated,
-                         dp=dp, dp_history=dp_history_so_far(context))
+                         dp_history=dp_history_so_far(context))
     model.cpu()
     context.state["model"] = ArrayRecord(model.state_dict())
     if cfg.privacy.swing:
@@ -85,7 +84,7 @@ def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: stat
     if upload.dp_history:
         context.state["dp_sgd"] = dp_history_record(upload.dp_history)
     if state_dir and training.save_models and order.round == training.rounds:
-        save_client_model(state_dir / "model.pt", model_name, model, dp_compatible=dp.enabled)
+        save_client_model(state_dir / "model.pt", model_name, model, dp_compatible=cfg.privacy.dp_sgd)
 
     metrics = {k: v for k, v in upload.metrics.items() if math.isfinite(v) or k in ("epsilon", "training_epsilon")}
     histogram = (np.bincount(inputs.train_y, minlength=inputs.num_classes).tolist()
@@ -104,7 +103,7 @@ def identify(msg: Message, context: Context) -> Message:
     """Say which client this node is; with an identity key, prove it by signing the server's nonce."""
     nonce = protocol.parse_identify_message(msg.content)
     key = context.node_config.get("auth-key")
-    signature = identity.sign(str(key), nonce, context.node_id) if key and nonce else None
+    signature = node_identity.sign(str(key), nonce, context.node_id) if key and nonce else None
     return Message(content=protocol.build_identify_reply(claimed_client_id(context.node_config), signature),
                    reply_to=msg)
 

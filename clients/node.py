@@ -15,9 +15,7 @@ from typing import Mapping
 
 from fedkd.client_step import ClientInputs
 from fedkd.config import Config
-from fedkd.data import build_federation
-from fedkd.data.node_data import SimulatedSource
-from fedkd.node_inputs import assemble_inputs, conflict_view
+from fedkd.node_inputs import assemble_inputs, simulated_inputs
 
 
 @dataclass(frozen=True)
@@ -55,15 +53,15 @@ class RunFolderStorage:
 def load_node(cfg: Config, node_config: Mapping) -> Node:
     """The node's inputs: its own folders with ``data-dir``, else its partition of the run's dataset."""
     client_id = claimed_client_id(node_config)
-    if not 0 <= client_id < cfg["num_clients"]:
+    if not 0 <= client_id < cfg.run.num_clients:
         raise ValueError(f"node config partition-id={client_id} is not a client of this run "
-                         f"(num_clients={cfg['num_clients']})")
+                         f"(num_clients={cfg.run.num_clients})")
     if node_config.get("data-dir"):
-        transfer_dir = node_config.get("transfer-dir") or cfg["transfer_dir"]
+        transfer_dir = node_config.get("transfer-dir") or cfg.data.transfer_dir
         if not transfer_dir:
             raise ValueError("this node reads its own data (data-dir) but knows no transfer set: set the run "
                              "config's transfer_dir or --node-config transfer-dir=PATH")
-        global_dir = node_config.get("global-test-dir") or cfg["global_test_dir"]
+        global_dir = node_config.get("global-test-dir") or cfg.data.global_test_dir
         return _node_on_own_data(cfg, client_id, str(node_config["data-dir"]), str(transfer_dir),
                                  str(global_dir) if global_dir else "")
     return _simulated_node(cfg, client_id)
@@ -92,13 +90,5 @@ def _node_on_own_data(cfg: Config, client_id: int, data_dir: str, transfer_dir: 
 
 
 def _simulated_node(cfg: Config, client_id: int) -> Node:
-    fed = build_federation(cfg.federation)
-    data = SimulatedSource(fed, client_id).load()
-    global_test = (fed.global_test_x, fed.global_test_y)
-    if cfg.conflict.kind != "none":  # the knowledge-conflict benchmark: this client's group sees the task its way
-        data, global_test = conflict_view(cfg.conflict, client_id, cfg["num_clients"], fed.num_classes, data,
-                                          global_test)
-    inputs, fingerprint = assemble_inputs(
-        client_id, data, transfer_x=fed.transfer_x, transfer_fingerprint=fed.transfer_fingerprint,
-        input_shape=fed.input_shape, num_classes=fed.num_classes, canaries=cfg.canaries, global_test=global_test)
+    inputs, fingerprint = simulated_inputs(cfg, client_id)
     return Node(client_id, inputs, fingerprint)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from flwr.app import Context
 
-from fedkd import protocol
+from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
+from flwr.proto.recorddict_pb2 import RecordDict as RecordDictProto
 
 log = logging.getLogger("fedkd.client")
 KEEP_ROUNDS = 2
@@ -37,7 +38,7 @@ def save_node_state(folder: Path, partition_id: int, round_num: int, context: Co
     folder.mkdir(parents=True, exist_ok=True)
     path = state_path(folder, partition_id, round_num)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(protocol.state_to_bytes(context.state))
+    tmp.write_bytes(state_to_bytes(context.state))
     os.replace(tmp, path)
     pattern = re.compile(rf"client_{partition_id}_round_(\d+)\.state$")
     for old in folder.iterdir():
@@ -53,8 +54,19 @@ def restore_node_state(folder: Path, partition_id: int, round_num: int, context:
     if not path.is_file():
         log.warning("partition %d: no node checkpoint %s; this node starts from a fresh model", partition_id, path)
         return False
-    saved = protocol.state_from_bytes(path.read_bytes())
+    saved = state_from_bytes(path.read_bytes())
     for key in saved.keys():
         context.state[key] = saved[key]
     log.info("partition %d: restored its state after round %d from %s", partition_id, round_num, path)
     return True
+
+
+def state_to_bytes(state: RecordDict) -> bytes:
+    """A node's whole ``context.state`` as bytes (the node-side checkpoint)."""
+    return recorddict_to_proto(state).SerializeToString()
+
+
+def state_from_bytes(blob: bytes) -> RecordDict:
+    proto = RecordDictProto()
+    proto.ParseFromString(blob)
+    return recorddict_from_proto(proto)

@@ -76,20 +76,20 @@ def measure(out: Path, eps: float) -> dict:
         m, seed = settings.one_run_canaries, derive_seed(settings.seed, "dp-check", 0)
         cand_x, cand_y = make_canaries(m, fed.input_shape, fed.num_classes, seed)
         included = np.random.default_rng(seed).random(m) < 0.5
-        arch = list(cfg["models"])[0]
+        arch = list(cfg.training.models)[0]
         check = dp_replay_check(
-            lambda: build_model(arch, fed.input_shape, fed.num_classes, seed=derive_seed(cfg["seed"], "init", 0)),
+            lambda: build_model(arch, fed.input_shape, fed.num_classes, seed=derive_seed(cfg.run.seed, "init", 0)),
             fed.clients[0].train_x, fed.clients[0].train_y, np.array(fed.transfer_x), cand_x, cand_y, included,
-            clip=float(cfg["privacy.dp_clip"]), noise_multiplier=0.0, rounds=int(cfg["rounds"]),
-            epochs_per_round=int(cfg["revisit_epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
-            temperature=float(cfg["temperature"]), delta=float(cfg["privacy.delta"]), seed=seed)
-    ldi = audit_label_distribution_of_run(art, list(range(int(art.cfg["num_clients"]))), settings)
+            clip=float(cfg.privacy.dp_clip), noise_multiplier=0.0, rounds=int(cfg.run.rounds),
+            epochs_per_round=int(cfg.training.revisit_epochs), batch_size=int(cfg.training.batch_size), lr=float(cfg.training.lr),
+            temperature=float(cfg.training.temperature), delta=float(cfg.privacy.delta), seed=seed)
+    ldi = audit_label_distribution_of_run(art, list(range(int(art.cfg.run.num_clients))), settings)
     return {"empirical_lower_bound": check["empirical_lower_bound"], "dp_check_passed": check["passed"],
             "replay_accounted_epsilon": check["accounted_epsilon"],
             "ldi_tv": ldi["mean"]["tv"], "ldi_baseline_tv": ldi["mean"]["baseline_tv"],
             "ldi_mean_tv": ldi["mean"]["mean_tv"], "ldi_tv_per_client": [ldi[str(c)]["tv"] for c in
-                                                                         range(int(art.cfg["num_clients"]))],
-            "ldi_baseline_tv_per_client": [ldi[str(c)]["baseline_tv"] for c in range(int(art.cfg["num_clients"]))]}
+                                                                         range(int(art.cfg.run.num_clients))],
+            "ldi_baseline_tv_per_client": [ldi[str(c)]["baseline_tv"] for c in range(int(art.cfg.run.num_clients))]}
 
 
 def run(out_root: Path) -> None:

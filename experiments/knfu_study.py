@@ -8,7 +8,7 @@
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
 Every run goes through Flower's simulation engine as ``fedkd simulate`` does (``run_simulation``, which also
-installs the liars of ``attack.*``). Each finished run is one JSON line in ``experiments/results/knfu_<sub>.jsonl``
+installs the liars of ``fault.*``). Each finished run is one JSON line in ``experiments/results/knfu_<sub>.jsonl``
 (name, overrides, seconds, summary numbers and the measurements below); a name already in the ledger is
 skipped, so an interrupted study resumes where it stopped. Run folders go to ``experiments/runs/knfu/``.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config, schema  # noqa: E402
 from fedkd.data.conflict import conflict_groups  # noqa: E402
-from fedkd.metrics import weight_matrix  # noqa: E402
+from fedkd.run_records import weight_matrix  # noqa: E402
 
 RESULTS = ROOT / "results"
 RUNS = ROOT / "runs" / "knfu"
@@ -112,7 +112,7 @@ def plan_liars(seeds, settings=None):
                 yield setting, f"{label}-k0", seed, {**SETTINGS[setting], **o}
                 for kind in LIE_KINDS:
                     yield setting, f"{label}-{kind}-k{LIARS}", seed, {
-                        **SETTINGS[setting], **o, "attack.kind": kind, "attack.num_malicious": LIARS}
+                        **SETTINGS[setting], **o, "fault.kind": kind, "fault.num_malicious": LIARS}
 
 
 def plan_grid(seeds, settings=None):
@@ -175,7 +175,7 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
     kind = overrides.get("conflict.kind", "none")
     if kind != "none":
         row.update(group_weights(records, conflict_groups(N, int(overrides.get("conflict.groups", 2)))))
-    k = int(overrides.get("attack.num_malicious", 0))
+    k = int(overrides.get("fault.num_malicious", 0))
     liars = list(range(N - k, N)) if k else list(range(N - LIARS, N))  # k = 0: the partitions that lie at k = 3
     honest = [i for i in range(N) if i not in liars]
     local, glob = last["per_client_local_acc"], last["per_client_global_acc"]

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config  # noqa: E402
-from fedkd.metrics import weight_matrix  # noqa: E402
+from fedkd.run_records import weight_matrix  # noqa: E402
 
 BASE = ROOT / "configs" / "robustness.toml"
 LEDGER = ROOT / "results" / "robustness.jsonl"
@@ -43,8 +43,8 @@ def grid():
         yield f"{algorithm}-k0", {"algorithm": algorithm}
         for kind in KINDS:
             for k in KS[1:]:
-                yield f"{algorithm}-{kind}-k{k}", {"algorithm": algorithm, "attack.kind": kind,
-                                                   "attack.num_malicious": k}
+                yield f"{algorithm}-{kind}-k{k}", {"algorithm": algorithm, "fault.kind": kind,
+                                                   "fault.num_malicious": k}
 
 
 def malicious_weight(records: list[dict], bad: set[int], n: int) -> dict:
@@ -87,7 +87,7 @@ def remeasure(out_root: Path) -> None:
     """Recompute every ledger row's measurements from its run folder (after changing :func:`measure`)."""
     rows = [json.loads(x) for x in LEDGER.read_text().splitlines() if x.strip()]
     for row in rows:
-        k = int(row["overrides"].get("attack.num_malicious", 0))
+        k = int(row["overrides"].get("fault.num_malicious", 0))
         row.update(measure(out_root / row["name"], k, 10))
     LEDGER.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -117,7 +117,7 @@ def run_grid(out_root: Path, seed: int = 0, only: set[str] | None = None) -> Non
         run_simulation(cfg, out, progress=False)
         seconds = time.perf_counter() - started
         row = {"name": name, "overrides": overrides, "seconds": seconds,
-               **measure(out, cfg["attack.num_malicious"], cfg["num_clients"])}
+               **measure(out, cfg["fault.num_malicious"], cfg["num_clients"])}
         with open(LEDGER, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(f"[{i}/{len(runs)}] {name}: honest ALMA {row['alma_honest']:.4f} ({seconds:.0f} s)", flush=True)

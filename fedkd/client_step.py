@@ -15,11 +15,12 @@ import torch
 
 from fedkd.privacy.canaries import CanarySet
 from fedkd.privacy.canary_plan import measure_exposure
-from fedkd.privacy.dp_sgd import (DpSgdSettings, DpStep, dp_generators, make_dp_compatible, noise_multiplier_for,
+from fedkd.privacy.dp_sgd import (DpStep, dp_generators, make_dp_compatible, noise_multiplier_for,
                                   train_private, training_epsilon)
 from fedkd.privacy.release import epsilon_after, release
 from fedkd.seeding import derive_seed
-from fedkd.settings import PrivacySettings, TrainingSettings
+from fedkd.privacy.settings import PrivacySettings
+from fedkd.settings import TrainingSettings
 from fedkd.training import distill, evaluate_accuracy, predict_logits, train_joint, train_supervised
 
 
@@ -81,24 +82,24 @@ def new_client_model(training: TrainingSettings, client_id: int, input_shape, nu
 def client_step(training: TrainingSettings, privacy: PrivacySettings, inputs: ClientInputs,
                 model: torch.nn.Module, *, round_num: int, targets: np.ndarray | None, releases: int,
                 device: torch.device, share_weights: bool = False, simulated: bool = True,
-                dp: DpSgdSettings | None = None, dp_history: tuple[DpStep, ...] = ()) -> Upload:
+                dp_history: tuple[DpStep, ...] = ()) -> Upload:
     """Train ``model`` in place for one round and say what the client uploads.
 
     releases: soft-label uploads this client made before (the accountant composes over all of them).
     share_weights: FedAvg's reference run; the caller sends the model's weights, no soft labels.
     simulated: whether this runs in a simulation (swing's and DP-SGD's noise source depends on it).
-    dp, dp_history: DP-SGD settings and the accountant's history of the rounds before (node state).
+    dp_history: with ``privacy.dp_sgd``, the accountant's history of the rounds before (node state).
     """
     dp_round = None
-    if dp is not None and dp.enabled:
-        sigma = noise_multiplier_for(dp, len(inputs.train_y), training.batch_size, training.revisit_epochs)
-        dp_round = DpRound(dp.clip, sigma, dp_generators(dp.noise_seed, dp.seed, inputs.client_id, round_num,
-                                                         simulated=simulated, device=device))
+    if privacy.dp_sgd:
+        sigma = noise_multiplier_for(privacy, len(inputs.train_y), training.batch_size, training.revisit_epochs)
+        dp_round = DpRound(privacy.dp_clip, sigma, dp_generators(privacy.noise_seed, privacy.seed, inputs.client_id,
+                                                                 round_num, simulated=simulated, device=device))
     logits, metrics, steps = local_round(training, inputs, model, round_num=round_num, targets=targets,
                                          device=device, dp=dp_round)
     if dp_round is not None:
         dp_history = (*dp_history, *steps)
-        metrics["training_epsilon"] = training_epsilon(dp_history, dp.delta)
+        metrics["training_epsilon"] = training_epsilon(dp_history, privacy.delta)
         metrics["dp_noise_multiplier"] = dp_round.noise_multiplier
     num_examples = len(inputs.train_y)
     if share_weights:

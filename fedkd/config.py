@@ -1,4 +1,4 @@
-"""The run configuration: every key, its default, its check and its help text.
+"""The run configuration: every key, its default, its check and its help text, collected from their owners.
 
 A config is a flat mapping of dotted keys (``knfu.beta``) to plain scalars or
 string lists, so the same keys work in a TOML file (nested tables), on the
@@ -6,199 +6,59 @@ command line (``--set knfu.beta=5``) and in Flower's ``run_config``. Every
 value is checked here, before any data is loaded or any model trained, and a
 bad one is refused with a message that names the key.
 
-Only the app layer (ServerApp, ClientApp, command line) reads keys by name;
-it hands the library typed views (:mod:`fedkd.settings`): ``cfg.training``,
-``cfg.privacy``, ``cfg.canaries``, ``cfg.server``, ``cfg.sim``, ``cfg.federation``.
+No key is declared here: each is declared once, by the settings group of the
+module that owns it (``fedkd.keys.setting``; the list of groups is in
+``fedkd/settings.py`` and docs/architecture.md). This module imports the owners,
+collects their keys into the schema that ``fedkd keys``, TOML, ``--set`` and
+``[tool.flwr.app.config]`` use, and runs each group's ``check()``.
 
-Keys are marked ``client`` or ``server`` (:mod:`fedkd.keys`): clients receive
-only the client keys, so the server's own settings (its output folder, the
-fusion rule's parameters, timeouts) never travel and never change message sizes.
+Only the app layer (ServerApp, ClientApp, command line) reads keys by name;
+it hands the library the typed views: ``cfg.training``, ``cfg.privacy``,
+``cfg.canaries``, ``cfg.server``, ``cfg.sim``, ``cfg.data``, ``cfg.faults``, …
+
+Keys are marked client or server (``fedkd.keys``): clients receive only the
+client keys, so the server's own settings (its output folder, the fusion
+rule's parameters, timeouts) never travel and never change message sizes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from fedkd.fusion.registry import FUSION_RULES, rule_keys
-from fedkd.keys import AT_LEAST_1, CLIENT, NON_NEGATIVE, POSITIVE, SERVER, Key, one_of
-from fedkd import settings
+# The owners of the keys: importing them registers their settings groups.
+import fedkd.data.settings as _data_settings
+import fedkd.faults.settings as _fault_settings
+import fedkd.fusion as _fusion
+import fedkd.privacy.settings as _privacy_settings
+import fedkd.prometheus as _prometheus
+import fedkd.settings as _settings
+import fedkd.wire as _wire
+from fedkd.keys import CLIENT, PREFIX_ALIASES, SETTINGS_GROUPS, ConfigError, Key, build
+from fedkd.settings import WEIGHT_ALGORITHMS, algorithms  # noqa: F401  (re-exported for the command line)
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
-PARTITIONS = ("dirichlet", "pathological", "iid")
-ORDERS = ("digest-revisit", "revisit-digest", "joint")
-WEIGHT_ALGORITHMS = ("fedavg",)  # exchange weights through Flower's FedAvg instead of fusing soft labels
-ATTACK_KINDS = ("none", "random", "flip", "shift", "mimic")
-CONFLICT_KINDS = ("none", "label_permutation", "rotation")
+log = logging.getLogger(__name__)
 
-# What each dataset holds (train split, test split): sizes are bounded by these before anything is loaded.
-DATASET_SIZES = {"digits": (1348, 449), "fashion-mnist": (60000, 10000), "mnist": (60000, 10000),
-                 "cifar10": (50000, 10000)}
-MAX_CANARY_REFERENCES = 100_000
-
-
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names the key."""
+__all__ = ["CONFIG_DIGEST_KEY", "Config", "ConfigError", "algorithms", "client_keys", "compact_run_config",
+           "config_digest", "describe_keys", "load_config", "make_config",
+           "parse_assignments", "read_toml", "schema"]
 
 
-def algorithms() -> tuple[str, ...]:
-    """Every algorithm a run may name: the registered fusion rules and FedAvg."""
-    return tuple(FUSION_RULES) + WEIGHT_ALGORITHMS
-
-
-def _model_names() -> tuple[str, ...]:
-    from fedkd.models import MODEL_NAMES  # imported lazily: torch is heavy
-
-    return tuple(MODEL_NAMES)
-
-
-def _models_ok(v: list[str]) -> bool:
-    return len(v) > 0 and all(name in _model_names() for name in v)
-
-
-def _c(default, kind, help, check=None, rule="") -> Key:
-    """A client key: it changes what clients do, so it travels to them."""
-    return Key(default, kind, help, check, rule, audience=CLIENT)
-
-
-_CORE_SCHEMA: dict[str, Key] = {
-    # what federation to simulate
-    "dataset": _c("digits", str, "dataset name", *one_of(DATASETS)),
-    "data_root": _c("", str, "folder holding the dataset files ('' = the dataset's default place)"),
-    "transfer_dir": _c("", str, "the public transfer set on disk: a folder with classes.txt and images or "
-                       "transfer.npz ('' = drawn from the dataset, as in simulation); a node may name its own "
-                       "copy with --node-config transfer-dir=PATH"),
-    "global_test_dir": _c("", str, "optional public labelled test folder (ImageFolder or .npz) for global "
-                          "accuracy on real nodes ('' = none: the run records ALMA only)"),
-    "algorithm": Key("knfu", str, "fusion algorithm (a registered fusion rule, or fedavg)",
-                     lambda v: v in algorithms(), "a registered fusion rule or fedavg"),
-    "num_clients": _c(10, int, "number of clients", *AT_LEAST_1),
-    "clients_per_round": Key(0, int, "clients sampled per round, seeded (0 = every client every round); "
-                             "see docs/performance.md for what a returning client receives", *NON_NEGATIVE),
-    "rounds": _c(5, int, "number of communication rounds", *AT_LEAST_1),
-    "partition": _c("dirichlet", str, "how private data is split", *one_of(PARTITIONS)),
-    "alpha": _c(0.5, float, "Dirichlet concentration (smaller = more label skew)", *POSITIVE),
-    "classes_per_client": _c(2, int, "classes per client for the pathological split", *AT_LEAST_1),
-    "min_partition_size": _c(10, int, "smallest private partition allowed", *AT_LEAST_1),
-    "seed": _c(0, int, "seed for data splits, model init and training", *NON_NEGATIVE),
-    "models": _c(["cnn_small", "mlp"], list, "model names, cycled over clients (comma-separated on the command line)",
-                 _models_ok, "a non-empty list of known model names"),
-    "transfer_size": _c(300, int, "size M of the public transfer set", *AT_LEAST_1),
-    "private_pool_size": _c(0, int, "subsample the private pool to this many images (0 = all)", *NON_NEGATIVE),
-    "local_test_size": _c(200, int, "per-client local test set size (for ALMA)", *AT_LEAST_1),
-    "global_test_size": _c(0, int, "global test set size (0 = the whole test split)", *NON_NEGATIVE),
-    "eval_split": _c("test", str, "'val' evaluates on a validation split (for tuning), 'test' on the test split",
-                     *one_of(("test", "val"))),
-    # knowledge-conflict benchmark (docs/results.md)
-    "conflict.kind": _c("none", str, "client group g >= 1 sees the task differently: 'label_permutation' (its own "
-                        "fixed permutation of the labels) or 'rotation' (images rotated by g*90 degrees)",
-                        *one_of(CONFLICT_KINDS)),
-    "conflict.groups": _c(2, int, "number of contiguous client groups for conflict.kind", *AT_LEAST_1),
-    # what each client does in a round
-    "order": _c("digest-revisit", str, "step order inside a round ('joint' = CE and distillation in the same "
-                "steps, revisit_epochs passes)", *one_of(ORDERS)),
-    "digest_epochs": _c(2, int, "distillation epochs on the transfer set per round", *NON_NEGATIVE),
-    "revisit_epochs": _c(10, int, "local training epochs on private data per round", *NON_NEGATIVE),
-    "distill_weight": _c(1.0, float, "weight of the distillation loss when order=joint", *NON_NEGATIVE),
-    "temperature": _c(3.0, float, "distillation temperature T (soft labels are sent at T)", *POSITIVE),
-    "wire_dtype": _c("float32", str, "how soft labels and targets travel: float32, float16 or uint8 (counts out "
-                     "of 255 per row); see docs/performance.md", *one_of(("float32", "float16", "uint8"))),
-    "wire_topk": _c(0, int, "send only each row's k largest soft labels, the rest of the mass spread evenly "
-                    "(0 = all classes)", *NON_NEGATIVE),
-    "batch_size": _c(16, int, "mini-batch size", *AT_LEAST_1),
-    "lr": _c(3e-3, float, "learning rate (Adam)", *POSITIVE),
-    "device": _c("auto", str, "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
-                 lambda v: v in ("auto", "cpu") or v.startswith("cuda"), "auto, cpu or cuda[:N]"),
-    # server behaviour
-    "server.reply_timeout": Key(600.0, float, "seconds to wait for clients' replies each round", *POSITIVE),
-    "server.node_wait_timeout": Key(300.0, float, "seconds to wait for the expected nodes to connect", *POSITIVE),
-    "server.min_replies": Key(1, int, "fewest valid replies a round needs to fuse", *AT_LEAST_1),
-    "server.max_failed_rounds": Key(3, int, "stop the run after this many rounds in a row with fewer than "
-                                    "server.min_replies valid replies", *AT_LEAST_1),
-    "server.max_num_examples": Key(1_000_000, int, "largest num-examples a client may report; larger replies are "
-                                   "rejected, so sample-weighted fusion can never overflow", *AT_LEAST_1),
-    "server.max_staleness": Key(3, int, "with client sampling: a returning client's targets may use replies at "
-                                "most this many rounds old", *NON_NEGATIVE),
-    "server.max_in_flight": Key(-1, int, "most train messages unanswered at once (0 = all at once; -1 = auto: "
-                                "all at once in deployment, 16 per client actor in simulation)",
-                                lambda v: v >= -1, ">= -1"),
-    "server.identity_registry": Key("", str, "JSON file mapping client ids to SuperNode public keys (written by "
-                                    "`fedkd certs`/`fedkd register`); '' = bind each id to the first node that "
-                                    "claims it (docs/robustness.md)"),
-    "server.checkpoint": _c(True, bool, "checkpoint after every round: the server's state in <out>/checkpoint.json "
-                            "and each node's state in its own state folder"),
-    "server.resume": Key(False, bool, "continue from <out>/checkpoint.json (the last complete round)"),
-    "out": Key("", str, "output folder ('' = runs/<run-id>)"),
-    "save_models": _c(True, bool, "clients save their final model in their own state folder for audits"),
-    "record_label_histograms": _c(False, bool, "opt-in: nodes report their private label histogram, recorded in "
-                                  "metrics.jsonl (a disclosure about each node's data; off by default)"),
-    # Prometheus /metrics of the server (fedkd/prometheus.py, docs/deploy.md)
-    "metrics.port": Key(0, int, "serve Prometheus /metrics from the server on this port (0 = off)",
-                        lambda v: 0 <= v <= 65535, "within [0, 65535]"),
-    "metrics.address": Key("127.0.0.1", str, "address /metrics listens on ('0.0.0.0' = every interface)",
-                           lambda v: bool(v.strip()), "a host address"),
-    "metrics.linger": Key(0.0, float, "seconds /metrics stays up after the last round, so a scraper sees "
-                          "the final values", *NON_NEGATIVE),
-    # swing distillation: protect soft labels before upload (docs/privacy.md)
-    "privacy.swing": _c(False, bool, "protect uploaded soft labels with swing distillation"),
-    "privacy.t_min": _c(3.0, float, "swing: temperature of public-looking samples", *POSITIVE),
-    "privacy.t_max": _c(10.0, float, "swing: temperature of the most private-looking samples", *POSITIVE),
-    "privacy.mechanism": _c("gaussian", str, "swing: noise on the tempered probabilities",
-                            *one_of(("gaussian", "laplace"))),
-    "privacy.noise_scale": _c(0.05, float, "swing: Gaussian sigma or Laplace b per entry (0 = no guarantee)",
-                              *NON_NEGATIVE),
-    "privacy.delta": _c(1e-5, float, "delta of the reported (epsilon, delta)",
-                        lambda v: 0 < v < 1, "within (0, 1)"),
-    "privacy.reference": _c("targets", str, "swing's privacy-score reference: 'targets' (the public fused "
-                            "targets the client received) or 'none' (top-1 confidence)",
-                            *one_of(("targets", "none"))),
-    "privacy.noise_seed": _c("auto", str, "'auto' (reproducible from the run seed in simulation, fresh OS "
-                             "entropy on real nodes), 'derived' (always reproducible: studies only) or 'os'",
-                             *one_of(("auto", "derived", "os"))),
-    # canaries: planted secrets whose travel to peers is measured (docs/privacy.md)
-    "canaries.enabled": _c(False, bool, "plant canaries in one client's data and measure exposure every round"),
-    "canaries.client": _c(0, int, "partition id of the client that holds the canaries", *NON_NEGATIVE),
-    "canaries.count": _c(10, int, "number of canaries k", *AT_LEAST_1),
-    "canaries.repeats": _c(10, int, "copies of each canary in the client's data", *AT_LEAST_1),
-    "canaries.references": _c(1000, int, "never-planted references of the same construction",
-                              lambda v: 1 <= v <= MAX_CANARY_REFERENCES, f"within [1, {MAX_CANARY_REFERENCES}]"),
-    "canaries.in_transfer": _c(True, bool, "also put the canary images (unlabelled) in the public transfer set, "
-                               "so the owner's answers on them are shared"),
-    # fault injection for robustness studies (fedkd/faults; installed by the command line, never by the apps)
-    "attack.kind": Key("none", str, "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
-                       "(class c -> C-1-c), 'shift' (one-hot rows of class c+1), 'mimic' (rows matching "
-                       "class marginals) or 'none'", *one_of(ATTACK_KINDS)),
-    "attack.num_malicious": Key(0, int, "number of malicious clients: the last k partitions", *NON_NEGATIVE),
-    "attack.clients": Key([], list, "malicious partition ids (instead of attack.num_malicious)",
-                          lambda v: all(x.isdigit() for x in v), "a list of partition ids"),
-    "attack.malformed": Key([], list, "fault injection: CLIENT:ROUND:KIND entries (ROUND may be *); KIND from "
-                            "fedkd.faults.malformed.CATALOGUE (docs/robustness.md)"),
-    "attack.stop_after_round": Key(0, int, "stop the server after this round as if it crashed (0 = never; "
-                                   "for testing resume)", *NON_NEGATIVE),
-    # simulation engine
-    "sim.client_cpus": Key(1.0, float, "CPUs per simulated client (Ray)", *POSITIVE),
-    "sim.client_gpus": Key(0.0, float, "GPU fraction per simulated client (Ray)", *NON_NEGATIVE),
-    "sim.num_cpus": Key(0, int, "CPUs Ray may use for client actors (0 = all cores); with sim.client_cpus "
-                    "it sets how many clients run at once", *NON_NEGATIVE),
-    "sim.object_store_mb": Key(0, int, "cap on Ray's shared-memory object store in MB (0 = Ray's default, "
-                               "about 30% of RAM)", *NON_NEGATIVE),
-    "sim.ray_address": Key("", str, "attach to a running Ray cluster at this address ('auto' or HOST:PORT; "
-                           "'' = start Ray here, unless RAY_ADDRESS is set); see docs/performance.md"),
-    # --- issue 22 keys (to move into their owner's settings): DP-SGD on the client's private loss
-    "privacy.dp_sgd": _c(False, bool, "train the private loss with DP-SGD (Opacus): per-example clipping, "
-                         "Gaussian noise, Poisson sampling; epsilon accounted over the whole run"),
-    "privacy.dp_clip": _c(1.0, float, "DP-SGD: per-example gradient L2 clipping norm", *POSITIVE),
-    "privacy.dp_noise_multiplier": _c(1.0, float, "DP-SGD: noise std / clip (used when dp_target_epsilon = 0)",
-                                      *NON_NEGATIVE),
-    "privacy.dp_target_epsilon": _c(0.0, float, "DP-SGD: epsilon for the whole run at privacy.delta; the noise "
-                                    "multiplier is calibrated to it (0 = use dp_noise_multiplier)", *NON_NEGATIVE),
-}
+# The order ``fedkd keys`` and pyproject.toml list the groups in (any other group, e.g. a plug-in rule's, follows).
+_ORDER = (_settings.RunSettings, _data_settings.DataSettings, _data_settings.ConflictSettings,
+          _settings.TrainingSettings, _wire.WireSettings, _settings.ServerSettings, _prometheus.MetricsSettings,
+          _privacy_settings.PrivacySettings, _privacy_settings.CanarySettings, _fault_settings.FaultSettings,
+          _settings.SimSettings)
 
 
 def schema() -> dict[str, Key]:
-    """Every key: the core ones and those of the registered fusion rules."""
-    return {**_CORE_SCHEMA, **rule_keys()}
+    """Every key, collected from the registered settings groups (core and fusion rules' alike)."""
+    groups = [SETTINGS_GROUPS[c] for c in _ORDER] + [g for c, g in SETTINGS_GROUPS.items() if c not in _ORDER]
+    return {key: spec for group in groups for key, spec in group.keys.items()}
 
 
 def client_keys() -> tuple[str, ...]:
@@ -226,7 +86,10 @@ def _coerce(key: str, value: Any, spec: Key) -> Any:
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):  # inf/nan would pass every "> 0" check and fail much later
+                return number
+            raise ConfigError(f"config key {key!r}: {value!r} is not a finite number")
         if kind is str:
             if not isinstance(value, str):
                 raise ValueError
@@ -237,6 +100,8 @@ def _coerce(key: str, value: Any, spec: Key) -> Any:
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 return list(value)
             raise ValueError
+    except ConfigError:
+        raise
     except (TypeError, ValueError, OverflowError):
         pass
     name = "list of strings" if kind is list else kind.__name__
@@ -264,6 +129,7 @@ class Config(Mapping[str, Any]):
 
     def __init__(self, values: Mapping[str, Any]):
         self._values = dict(values)
+        self._views: dict[type, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -291,40 +157,90 @@ class Config(Mapping[str, Any]):
         updates = {k.replace("__", "."): v for k, v in changes.items()}
         return make_config(updates, base=self)
 
-    # typed views for the library (fedkd.settings)
+    # typed views for the library: each built from the keys its group declares or shares
+    def view(self, cls: type):
+        """The typed settings ``cls`` (a registered settings group) of this config."""
+        if cls not in self._views:
+            self._views[cls] = build(cls, self._values)
+        return self._views[cls]
+
+    @property
+    def run(self) -> _settings.RunSettings:
+        return self.view(_settings.RunSettings)
+
+    @property
+    def data(self) -> _data_settings.DataSettings:
+        return self.view(_data_settings.DataSettings)
+
     @property
     def federation(self):
-        return settings.federation_spec(self)
+        """The :class:`~fedkd.data.federation.FederationSpec` every party builds from the dataset."""
+        return self.data.federation_spec()
 
     @property
-    def training(self) -> settings.TrainingSettings:
-        return settings.TrainingSettings.from_config(self)
+    def training(self) -> _settings.TrainingSettings:
+        return self.view(_settings.TrainingSettings)
 
     @property
-    def privacy(self) -> settings.PrivacySettings:
-        return settings.PrivacySettings.from_config(self)
+    def privacy(self) -> _privacy_settings.PrivacySettings:
+        return self.view(_privacy_settings.PrivacySettings)
 
     @property
-    def canaries(self) -> settings.CanarySettings:
-        return settings.CanarySettings.from_config(self)
+    def canaries(self) -> _privacy_settings.CanarySettings:
+        return self.view(_privacy_settings.CanarySettings)
 
     @property
-    def server(self) -> settings.ServerSettings:
-        return settings.ServerSettings.from_config(self)
+    def server(self) -> _settings.ServerSettings:
+        return self.view(_settings.ServerSettings)
 
     @property
-    def sim(self) -> settings.SimSettings:
-        return settings.SimSettings.from_config(self)
+    def sim(self) -> _settings.SimSettings:
+        return self.view(_settings.SimSettings)
 
     @property
-    def conflict(self) -> settings.ConflictSettings:
-        return settings.ConflictSettings.from_config(self)
+    def conflict(self) -> _data_settings.ConflictSettings:
+        return self.view(_data_settings.ConflictSettings)
+
+    @property
+    def faults(self) -> _fault_settings.FaultSettings:
+        return self.view(_fault_settings.FaultSettings)
+
+    @property
+    def metrics(self) -> _prometheus.MetricsSettings:
+        return self.view(_prometheus.MetricsSettings)
 
     @property
     def wire(self):
-        from fedkd.wire import WireFormat
+        """The :class:`~fedkd.wire.WireFormat` soft labels and targets travel in."""
+        return self.view(_wire.WireSettings).format
 
-        return WireFormat(dtype=self["wire_dtype"], topk=self["wire_topk"])
+    @property
+    def fusion_rule(self) -> _fusion.FusionRule | None:
+        """The registered fusion rule of ``algorithm`` (None for fedavg)."""
+        return _fusion.FUSION_RULES.get(self._values["algorithm"])
+
+    @property
+    def fusion(self) -> Any:
+        """The typed settings of the run's fusion rule (None when it has none, or for fedavg)."""
+        rule = self.fusion_rule
+        return None if rule is None or rule.settings is None else self.view(rule.settings)
+
+
+_warned_aliases: set[str] = set()
+
+
+def _resolve_alias(key: str, keys: Mapping[str, Key]) -> str:
+    """An old prefix (``attack.kind``) -> its new name (``fault.kind``), with a deprecation message once."""
+    prefix, dot, rest = key.partition(".")
+    if dot and prefix in PREFIX_ALIASES and key not in keys:
+        new = f"{PREFIX_ALIASES[prefix]}.{rest}"
+        if new in keys:
+            if key not in _warned_aliases:
+                _warned_aliases.add(key)
+                log.warning("config key %r is deprecated: it is now %r (the old name is accepted for one "
+                            "release)", key, new)
+            return new
+    return key
 
 
 def make_config(overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None,
@@ -337,7 +253,7 @@ def make_config(overrides: Mapping[str, Any] | None = None, base: Mapping[str, A
     values = {k: spec.default for k, spec in keys.items()}
     for source in (base or {}, overrides or {}):
         for raw_key, raw_value in source.items():
-            key = _normalise_key(raw_key)
+            key = _resolve_alias(_normalise_key(raw_key), keys)
             if key not in keys:
                 if known_only:
                     continue
@@ -348,72 +264,13 @@ def make_config(overrides: Mapping[str, Any] | None = None, base: Mapping[str, A
     for key, spec in keys.items():
         if spec.check is not None and not spec.check(values[key]):
             raise ConfigError(f"config key {key!r}: {values[key]!r} is not allowed; expected {spec.rule}")
-    _check_combinations(values)
-    _check_sizes(values)
-    return Config(values)
-
-
-def _check_combinations(v: dict[str, Any]) -> None:
-    if v["algorithm"] in WEIGHT_ALGORITHMS and len(set(v["models"])) > 1:
-        raise ConfigError("config key 'models': fedavg averages weights, so every client needs the same "
-                          f"architecture; got {v['models']}")
-    if v["privacy.t_min"] > v["privacy.t_max"]:
-        raise ConfigError(f"config key 'privacy.t_min': {v['privacy.t_min']} exceeds privacy.t_max "
-                          f"{v['privacy.t_max']}")
-    if v["canaries.enabled"] and v["canaries.client"] >= v["num_clients"]:
-        raise ConfigError(f"config key 'canaries.client': {v['canaries.client']} is not a client id "
-                          f"(num_clients={v['num_clients']})")
-    if v["clients_per_round"] > v["num_clients"]:
-        raise ConfigError(f"config key 'clients_per_round': {v['clients_per_round']} exceeds "
-                          f"num_clients={v['num_clients']}")
-    if v["conflict.kind"] != "none" and v["conflict.groups"] > v["num_clients"]:
-        raise ConfigError(f"config key 'conflict.groups': {v['conflict.groups']} groups need at least as many "
-                          f"clients (num_clients={v['num_clients']})")
-    if v["conflict.kind"] == "rotation" and v["conflict.groups"] > 4:
-        raise ConfigError(f"config key 'conflict.groups': rotation has only 4 distinct groups (0, 90, 180, "
-                          f"270 degrees), got {v['conflict.groups']}")
-    if v["algorithm"] == "oracle" and v["conflict.kind"] == "none":
-        raise ConfigError("config key 'algorithm': oracle fuses inside the true conflict groups, so it needs "
-                          "conflict.kind label_permutation or rotation")
-    if v["partition"] == "pathological" and v["classes_per_client"] > 100:
-        raise ConfigError("config key 'classes_per_client' is larger than any dataset's class count")
-    _check_attack_syntax(v)
-
-
-def _check_sizes(v: dict[str, Any]) -> None:
-    """Refuse sizes the dataset cannot hold, naming the key and the limit, before anything is loaded."""
-    train, test = DATASET_SIZES[v["dataset"]]
-    pool = v["private_pool_size"] or train
-    limits = (
-        ("private_pool_size", v["private_pool_size"], train, "the dataset's training split"),
-        ("transfer_size", v["transfer_size"], train, "the dataset's training split"),
-        ("global_test_size", v["global_test_size"], test, "the dataset's test split"),
-        ("local_test_size", v["local_test_size"], test, "the dataset's test split"),
-        ("num_clients", v["num_clients"] * v["min_partition_size"], pool,
-         "num_clients * min_partition_size must fit in the private pool"),
-    )
-    for key, value, limit, what in limits:
-        if value > limit:
-            raise ConfigError(f"config key {key!r}: {value} exceeds {limit} ({what} of {v['dataset']!r})")
-
-
-def _check_attack_syntax(v: Mapping[str, Any]) -> None:
-    """The fault-injection keys' form; ``fedkd.faults`` checks the kinds when it is installed."""
-    n = v["num_clients"]
-    if v["attack.num_malicious"] > n:
-        raise ConfigError(f"config key 'attack.num_malicious': {v['attack.num_malicious']} exceeds "
-                          f"num_clients={n}")
-    bad = [x for x in v["attack.clients"] if int(x) >= n]
-    if bad:
-        raise ConfigError(f"config key 'attack.clients': {bad} are not partition ids (num_clients={n})")
-    if v["attack.clients"] and v["attack.num_malicious"]:
-        raise ConfigError("config keys 'attack.clients' and 'attack.num_malicious' both choose the malicious "
-                          "clients; set one of them")
-    if v["attack.kind"] == "none" and (v["attack.clients"] or v["attack.num_malicious"]):
-        raise ConfigError("config key 'attack.kind' is 'none', so the malicious clients chosen by "
-                          "attack.clients/attack.num_malicious would behave honestly; set attack.kind")
-    if v["attack.kind"] != "none" and v["algorithm"] in WEIGHT_ALGORITHMS:
-        raise ConfigError("config key 'attack.kind' corrupts soft labels, but algorithm 'fedavg' exchanges weights")
+    cfg = Config(values)
+    for group in list(SETTINGS_GROUPS.values()):  # each group's cross-key rules, by its owner
+        if hasattr(group.cls, "check"):
+            cfg.view(group.cls).check()
+    if cfg.fusion_rule is not None:
+        cfg.fusion_rule.check(cfg.fusion)
+    return cfg
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
@@ -453,6 +310,26 @@ def describe_keys() -> str:
     return "\n".join(lines)
 
 
-def federation_spec(cfg: Mapping[str, Any]):
-    """The data-side view of a config (kept for callers of the old name)."""
-    return settings.federation_spec(cfg)
+# --- what travels to clients: the client keys that differ from the defaults, and a digest
+
+CONFIG_DIGEST_KEY = "_config_digest"
+
+
+def compact_run_config(client_config: dict) -> dict:
+    """The client keys that differ from fedkd's defaults, plus a digest of the resolved client config.
+
+    Every train message carries the run config; sending all keys cost more than compact soft
+    labels themselves. The client rebuilds the full config from its own defaults
+    (``make_config``) and :func:`parse_train_message` checks the digest, so a node whose fedkd has
+    other keys or defaults (another version) fails loudly instead of running a different experiment.
+    """
+    defaults = make_config({}).for_clients()
+    compact = {k: v for k, v in client_config.items() if k not in defaults or defaults[k] != v}
+    compact[CONFIG_DIGEST_KEY] = config_digest(compact)
+    return compact
+
+
+def config_digest(run_config: dict) -> str:
+    """Short hash of the client config that ``run_config`` resolves to on this node."""
+    resolved = make_config({k: v for k, v in run_config.items() if k != CONFIG_DIGEST_KEY}).for_clients()
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,11 +23,29 @@ from typing import Any, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from fedkd.keys import setting, settings_group, shared, within
 from fedkd.observers import FanOut, RoundObserver
 
 log = logging.getLogger("fedkd.prometheus")
 
 # A deployment round costs 7-12 s of fixed latency; a simulated one well under a second.
+
+
+@settings_group("metrics")
+class MetricsSettings:
+    """The server's Prometheus ``/metrics`` endpoint (docs/deploy.md), and the run facts it publishes."""
+
+    port: int = setting(0, "serve Prometheus /metrics from the server on this port (0 = off)", within(0, 65535))
+    address: str = setting("127.0.0.1", "address /metrics listens on ('0.0.0.0' = every interface)",
+                           ((lambda v: bool(v.strip())), "a host address"))
+    linger: float = setting(0.0, "seconds /metrics stays up after the last round, so a scraper sees the final "
+                            "values", within(0, 86400))
+    algorithm: str = shared("algorithm")
+    dataset: str = shared("dataset")
+    num_clients: int = shared("num_clients")
+    rounds: int = shared("rounds")
+
+
 ROUND_SECONDS_BUCKETS = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, float("inf"))
 
 
@@ -38,7 +56,7 @@ def _finite(value: Any) -> bool:
 class ServerMetrics(RoundObserver):
     """Counters and gauges fed by the round loop's records."""
 
-    def __init__(self, cfg: Mapping[str, Any] | None = None, registry: CollectorRegistry | None = None):
+    def __init__(self, run: MetricsSettings | None = None, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.run_info = Info("fedkd_run", "the run's algorithm, dataset and federation size", registry=r)
@@ -82,14 +100,14 @@ class ServerMetrics(RoundObserver):
         self.active_nodes = Gauge("fedkd_active_nodes", "SuperNodes the last round was sent to", registry=r)
         self.last_round_timestamp = Gauge("fedkd_last_round_timestamp_seconds",
                                           "Unix time the last round finished", registry=r)
-        if cfg is not None:
-            self.describe_run(cfg)
+        if run is not None:
+            self.describe_run(run)
 
-    def describe_run(self, cfg: Mapping[str, Any]) -> None:
-        self.run_info.info({"algorithm": str(cfg["algorithm"]), "dataset": str(cfg["dataset"]),
-                            "num_clients": str(cfg["num_clients"]), "rounds": str(cfg["rounds"])})
-        self.expected_clients.set(cfg["num_clients"])
-        self.rounds_planned.set(cfg["rounds"])
+    def describe_run(self, run: MetricsSettings) -> None:
+        self.run_info.info({"algorithm": str(run.algorithm), "dataset": str(run.dataset),
+                            "num_clients": str(run.num_clients), "rounds": str(run.rounds)})
+        self.expected_clients.set(run.num_clients)
+        self.rounds_planned.set(run.rounds)
 
     # ------------------------------------------------------------ RoundObserver hooks
 
@@ -147,21 +165,19 @@ class MetricsServer:
 
 
 @contextmanager
-def serve_metrics(cfg: Mapping[str, Any], also: Any = None) -> Iterator[Any]:
+def serve_metrics(settings: MetricsSettings, also: Any = None) -> Iterator[Any]:
     """Yield the observer for the round loop: ``also`` (may be None) plus, when ``metrics.port`` is set,
     a :class:`ServerMetrics` served on that port until the block ends."""
-    port = int(cfg.get("metrics.port", 0))
-    if port == 0:
+    if settings.port == 0:
         yield also
         return
-    metrics = ServerMetrics(cfg)
-    server = MetricsServer(metrics.registry, port, cfg.get("metrics.address", "127.0.0.1"))
+    metrics = ServerMetrics(settings)
+    server = MetricsServer(metrics.registry, settings.port, settings.address)
     log.info("Prometheus metrics on http://%s:%d/metrics", server.address, server.port)
     try:
         yield metrics if also is None else FanOut(metrics, also)
-        linger = float(cfg.get("metrics.linger", 0.0))
-        if linger > 0:  # only after a run that ended normally: let the scraper see the final values
-            time.sleep(linger)
+        if settings.linger > 0:  # only after a run that ended normally: let the scraper see the final values
+            time.sleep(settings.linger)
     finally:
         server.close()
 

@@ -1,168 +1,139 @@
-"""Typed views of a run config: what each part of the library needs, validated, by name.
+"""The run's own settings groups: the run as a whole, one client's round, the server, the simulation engine.
 
-The config (``fedkd.config``) is a flat mapping of dotted keys because that is
-what TOML files, ``--set`` and Flower's run config hold. Below the app layer the
-library takes these frozen dataclasses instead, so a misspelt setting is an
-AttributeError at import-checking time rather than a KeyError mid-run.
+Every setting is declared once, by the module that owns it (``fedkd.keys.setting``); the run config
+(``fedkd.config``) collects them. The groups declared here belong to no narrower module:
+
+==================  ==========  ==================================================================
+group               prefix      declared in
+==================  ==========  ==================================================================
+RunSettings         (none)      here: algorithm, num_clients, rounds, seed, out, clients_per_round
+TrainingSettings    (none)      here: one client's local round (models, order, epochs, optimiser)
+ServerSettings      server.     here: timeouts, what a round needs, what a reply may claim
+SimSettings         sim.        here: Flower's simulation engine on Ray
+DataSettings        (none)      fedkd/data/settings.py (with ConflictSettings, conflict.)
+WireSettings        (none)      fedkd/wire.py (wire_dtype, wire_topk)
+PrivacySettings     privacy.    fedkd/privacy/settings.py (with CanarySettings, canaries.)
+MetricsSettings     metrics.    fedkd/prometheus.py
+FaultSettings       fault.      fedkd/faults/settings.py (alias attack.)
+<rule>Settings      <rule>.     fedkd/fusion/__init__.py, one per fusion rule
+==================  ==========  ==================================================================
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from fedkd.fusion.registry import FUSION_RULES
+from fedkd.keys import AT_LEAST_1, CLIENT, NON_NEGATIVE, POSITIVE, ConfigError, one_of, setting, settings_group, \
+    shared
 
-from fedkd.data import FederationSpec
-
-
-def federation_spec(cfg: Mapping[str, Any]) -> FederationSpec:
-    """Which federation every party builds from one dataset (simulation and export)."""
-    return FederationSpec(
-        dataset=cfg["dataset"],
-        data_root=cfg["data_root"] or None,
-        num_clients=cfg["num_clients"],
-        partition=cfg["partition"],
-        alpha=cfg["alpha"],
-        classes_per_client=cfg["classes_per_client"],
-        min_partition_size=cfg["min_partition_size"],
-        seed=cfg["seed"],
-        transfer_size=cfg["transfer_size"],
-        private_pool_size=cfg["private_pool_size"] or None,
-        global_test_size=cfg["global_test_size"] or None,
-        local_test_size=cfg["local_test_size"],
-        eval_split=cfg["eval_split"],
-    )
+ORDERS = ("digest-revisit", "revisit-digest", "joint")
+WEIGHT_ALGORITHMS = ("fedavg",)  # exchange weights through Flower's FedAvg instead of fusing soft labels
 
 
-@dataclass(frozen=True)
+def algorithms() -> tuple[str, ...]:
+    """Every algorithm a run may name: the registered fusion rules and FedAvg."""
+    return tuple(FUSION_RULES) + WEIGHT_ALGORITHMS
+
+
+def _models_ok(names: tuple[str, ...]) -> bool:
+    from fedkd.models import model_names  # imported when checked: torch is heavy
+
+    return len(names) > 0 and all(name in model_names() for name in names)
+
+
+@settings_group("")
+class RunSettings:
+    """The run as a whole."""
+
+    algorithm: str = setting("knfu", "fusion algorithm (a registered fusion rule, or fedavg)",
+                             ((lambda v: v in algorithms()), "a registered fusion rule or fedavg"))
+    num_clients: int = setting(10, "number of clients", AT_LEAST_1, audience=CLIENT)
+    clients_per_round: int = setting(0, "clients sampled per round, seeded (0 = every client every round); see "
+                                     "docs/performance.md for what a returning client receives", NON_NEGATIVE)
+    rounds: int = setting(5, "number of communication rounds", AT_LEAST_1, audience=CLIENT)
+    seed: int = setting(0, "seed for data splits, model init and training", NON_NEGATIVE, audience=CLIENT)
+    out: str = setting("", "output folder ('' = runs/<run-id>)")
+    models: tuple[str, ...] = shared("models")
+
+    @property
+    def exchanges_weights(self) -> bool:
+        return self.algorithm in WEIGHT_ALGORITHMS
+
+    def check(self) -> None:
+        if self.exchanges_weights and len(set(self.models)) > 1:
+            raise ConfigError("config key 'models': fedavg averages weights, so every client needs the same "
+                              f"architecture; got {list(self.models)}")
+        if self.clients_per_round > self.num_clients:
+            raise ConfigError(f"config key 'clients_per_round': {self.clients_per_round} exceeds "
+                              f"num_clients={self.num_clients}")
+
+
+@settings_group("", audience=CLIENT)
 class TrainingSettings:
     """One client's local round: step order, epochs, optimiser, distillation temperature."""
 
-    seed: int
-    models: tuple[str, ...]
-    order: str
-    digest_epochs: int
-    revisit_epochs: int
-    distill_weight: float
-    temperature: float
-    batch_size: int
-    lr: float
-    device: str
-    rounds: int
-    save_models: bool
-    checkpoint: bool
-    record_label_histograms: bool
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "TrainingSettings":
-        return cls(seed=cfg["seed"], models=tuple(cfg["models"]), order=cfg["order"],
-                   digest_epochs=cfg["digest_epochs"], revisit_epochs=cfg["revisit_epochs"],
-                   distill_weight=cfg["distill_weight"], temperature=cfg["temperature"],
-                   batch_size=cfg["batch_size"], lr=cfg["lr"], device=cfg["device"], rounds=cfg["rounds"],
-                   save_models=cfg["save_models"], checkpoint=cfg["server.checkpoint"],
-                   record_label_histograms=cfg["record_label_histograms"])
+    models: tuple[str, ...] = setting(["cnn_small", "mlp"], "model names, cycled over clients (comma-separated on "
+                                      "the command line)", (_models_ok, "a non-empty list of known model names"))
+    order: str = setting("digest-revisit", "step order inside a round ('joint' = CE and distillation in the same "
+                         "steps, revisit_epochs passes)", one_of(ORDERS))
+    digest_epochs: int = setting(2, "distillation epochs on the transfer set per round", NON_NEGATIVE)
+    revisit_epochs: int = setting(10, "local training epochs on private data per round", NON_NEGATIVE)
+    distill_weight: float = setting(1.0, "weight of the distillation loss when order=joint", NON_NEGATIVE)
+    temperature: float = setting(3.0, "distillation temperature T (soft labels are sent at T)", POSITIVE)
+    batch_size: int = setting(16, "mini-batch size", AT_LEAST_1)
+    lr: float = setting(3e-3, "learning rate (Adam)", POSITIVE)
+    device: str = setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
+                          ((lambda v: v in ("auto", "cpu") or v.startswith("cuda")), "auto, cpu or cuda[:N]"))
+    save_models: bool = setting(True, "clients save their final model in their own state folder for audits")
+    record_label_histograms: bool = setting(False, "opt-in: nodes report their private label histogram, recorded "
+                                            "in metrics.jsonl (a disclosure about each node's data; off by "
+                                            "default)")
+    # A client-side key under the server's prefix, kept by that name so that configs keep working.
+    checkpoint: bool = setting(True, "checkpoint after every round: the server's state in <out>/checkpoint.json "
+                               "and each node's state in its own state folder", key="server.checkpoint")
+    seed: int = shared("seed")
+    rounds: int = shared("rounds")
 
 
-@dataclass(frozen=True)
-class PrivacySettings:
-    """Swing distillation of uploads and the (epsilon, delta) it reports."""
-
-    swing: bool
-    t_min: float
-    t_max: float
-    mechanism: str
-    noise_scale: float
-    delta: float
-    reference: str
-    noise_seed: str  # auto | derived | os
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "PrivacySettings":
-        return cls(swing=cfg["privacy.swing"], t_min=cfg["privacy.t_min"], t_max=cfg["privacy.t_max"],
-                   mechanism=cfg["privacy.mechanism"], noise_scale=cfg["privacy.noise_scale"],
-                   delta=cfg["privacy.delta"], reference=cfg["privacy.reference"],
-                   noise_seed=cfg["privacy.noise_seed"], seed=cfg["seed"])
-
-
-@dataclass(frozen=True)
-class CanarySettings:
-    """The canary experiment: planted secrets whose travel to peers is measured."""
-
-    enabled: bool
-    client: int
-    count: int
-    repeats: int
-    references: int
-    in_transfer: bool
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "CanarySettings":
-        return cls(enabled=cfg["canaries.enabled"], client=cfg["canaries.client"], count=cfg["canaries.count"],
-                   repeats=cfg["canaries.repeats"], references=cfg["canaries.references"],
-                   in_transfer=cfg["canaries.in_transfer"], seed=cfg["seed"])
-
-
-@dataclass(frozen=True)
-class ConflictSettings:
-    """The knowledge-conflict benchmark: contiguous client groups that see the task differently."""
-
-    kind: str
-    groups: int
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "ConflictSettings":
-        return cls(kind=cfg["conflict.kind"], groups=cfg["conflict.groups"], seed=cfg["seed"])
-
-
-@dataclass(frozen=True)
+@settings_group("server")
 class ServerSettings:
     """The round loop's rules: timeouts, what a round needs, what a reply may claim."""
 
-    num_clients: int
-    rounds: int
-    seed: int
-    clients_per_round: int
-    reply_timeout: float
-    node_wait_timeout: float
-    min_replies: int
-    max_failed_rounds: int
-    max_num_examples: int
-    max_staleness: int
-    max_in_flight: int
-    identity_registry: str
-    checkpoint: bool
-    resume: bool
-    temperature: float
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "ServerSettings":
-        return cls(num_clients=cfg["num_clients"], rounds=cfg["rounds"], seed=cfg["seed"],
-                   clients_per_round=cfg["clients_per_round"], reply_timeout=cfg["server.reply_timeout"],
-                   node_wait_timeout=cfg["server.node_wait_timeout"], min_replies=cfg["server.min_replies"],
-                   max_failed_rounds=cfg["server.max_failed_rounds"],
-                   max_num_examples=cfg["server.max_num_examples"], max_staleness=cfg["server.max_staleness"],
-                   max_in_flight=cfg["server.max_in_flight"], identity_registry=cfg["server.identity_registry"],
-                   checkpoint=cfg["server.checkpoint"], resume=cfg["server.resume"],
-                   temperature=cfg["temperature"])
+    reply_timeout: float = setting(600.0, "seconds to wait for clients' replies each round", POSITIVE)
+    node_wait_timeout: float = setting(300.0, "seconds to wait for the expected nodes to connect", POSITIVE)
+    min_replies: int = setting(1, "fewest valid replies a round needs to fuse", AT_LEAST_1)
+    max_failed_rounds: int = setting(3, "stop the run after this many rounds in a row with fewer than "
+                                     "server.min_replies valid replies", AT_LEAST_1)
+    max_num_examples: int = setting(1_000_000, "largest num-examples a client may report; larger replies are "
+                                    "rejected, so sample-weighted fusion can never overflow", AT_LEAST_1)
+    max_staleness: int = setting(3, "with client sampling: a returning client's targets may use replies at most "
+                                 "this many rounds old", NON_NEGATIVE)
+    max_in_flight: int = setting(-1, "most train messages unanswered at once (0 = all at once; -1 = auto: all at "
+                                 "once in deployment, 16 per client actor in simulation)",
+                                 ((lambda v: v >= -1), ">= -1"))
+    identity_registry: str = setting("", "JSON file mapping client ids to SuperNode public keys (written by "
+                                     "`fedkd certs`/`fedkd register`); '' = bind each id to the first node that "
+                                     "claims it (docs/robustness.md)")
+    resume: bool = setting(False, "continue from <out>/checkpoint.json (the last complete round)")
+    num_clients: int = shared("num_clients")
+    rounds: int = shared("rounds")
+    seed: int = shared("seed")
+    clients_per_round: int = shared("clients_per_round")
+    checkpoint: bool = shared("server.checkpoint")
+    temperature: float = shared("temperature")
 
     @property
     def sampling(self) -> bool:
         return 0 < self.clients_per_round < self.num_clients
 
 
-@dataclass(frozen=True)
+@settings_group("sim")
 class SimSettings:
     """Flower's simulation engine on Ray."""
 
-    client_cpus: float
-    client_gpus: float
-    num_cpus: int
-    object_store_mb: int
-    ray_address: str
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "SimSettings":
-        return cls(client_cpus=cfg["sim.client_cpus"], client_gpus=cfg["sim.client_gpus"],
-                   num_cpus=cfg["sim.num_cpus"], object_store_mb=cfg["sim.object_store_mb"],
-                   ray_address=cfg["sim.ray_address"])
+    client_cpus: float = setting(1.0, "CPUs per simulated client (Ray)", POSITIVE)
+    client_gpus: float = setting(0.0, "GPU fraction per simulated client (Ray)", NON_NEGATIVE)
+    num_cpus: int = setting(0, "CPUs Ray may use for client actors (0 = all cores); with sim.client_cpus it sets "
+                            "how many clients run at once", NON_NEGATIVE)
+    object_store_mb: int = setting(0, "cap on Ray's shared-memory object store in MB (0 = Ray's default, about "
+                                   "30% of RAM)", NON_NEGATIVE)
+    ray_address: str = setting("", "attach to a running Ray cluster at this address ('auto' or HOST:PORT; '' = "
+                               "start Ray here, unless RAY_ADDRESS is set); see docs/performance.md")

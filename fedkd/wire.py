@@ -167,3 +167,20 @@ def decode(arrays: dict[str, np.ndarray]) -> np.ndarray:
     dense = np.repeat(rest, c, axis=1)
     np.put_along_axis(dense, idx, values, axis=1)
     return dense.astype(np.float32)
+
+
+from fedkd.keys import CLIENT, NON_NEGATIVE, one_of, setting, settings_group  # noqa: E402
+
+
+@settings_group("", audience=CLIENT)
+class WireSettings:
+    """How soft labels and targets travel (both directions)."""
+
+    wire_dtype: str = setting("float32", "how soft labels and targets travel: float32, float16 or uint8 (counts out "
+                              "of 255 per row); see docs/performance.md", one_of(DTYPES))
+    wire_topk: int = setting(0, "send only each row's k largest soft labels, the rest of the mass spread evenly "
+                             "(0 = all classes)", NON_NEGATIVE)
+
+    @property
+    def format(self) -> WireFormat:
+        return WireFormat(dtype=self.wire_dtype, topk=self.wire_topk)

@@ -18,7 +18,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = make_config(dict(context.run_config))
-    with serve_metrics(cfg) as observer:  # /metrics while the run lasts (metrics.port)
+    with serve_metrics(cfg.metrics) as observer:  # /metrics while the run lasts (metrics.port)
         run_federation(grid, cfg, observer=observer)
 
 
@@ -28,7 +28,7 @@ def make_server_app(cfg: Config, result: dict, progress: bool = True, observer=N
 
     @bound.main()
     def _main(grid: Grid, context: Context) -> None:
-        with serve_metrics(cfg, also=observer) as watching:
+        with serve_metrics(cfg.metrics, also=observer) as watching:
             result["summary"] = run_federation(grid, cfg, progress=progress, observer=watching)
 
     return bound

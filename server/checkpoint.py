@@ -36,14 +36,14 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from fedkd.config import Config, ConfigError, make_config, parse_assignments, read_toml
-from fedkd.metrics import write_json_atomic
+from fedkd.run_records import write_json_atomic
 
 log = logging.getLogger("fedkd.server")
 
 CHECKPOINT_FILE = "checkpoint.json"
 METRICS_FILE = "metrics.jsonl"  # RunRecorder's, in the same folder
 # What a resume may change: how long to run, where and on what; never what is learnt.
-MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "attack.stop_after_round")
+MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "fault.stop_after_round")
 MAY_CHANGE_PREFIXES = ("server.", "sim.", "metrics.")
 
 
@@ -171,11 +171,11 @@ def resume_config(out_dir: str | Path, config_file: str | Path | None = None,
                   assignments: Iterable[str] = ()) -> Config:
     """For ``fedkd simulate --resume``: the checkpoint's config, then a config file and ``--set`` on top.
 
-    The result has ``server.resume=true`` and, unless set again, ``attack.stop_after_round=0``;
+    The result has ``server.resume=true`` and, unless set again, ``fault.stop_after_round=0``;
     it is checked against the checkpoint before anything starts.
     """
     ckpt = load_checkpoint(out_dir)
-    overrides: dict[str, Any] = {"server.resume": True, "attack.stop_after_round": 0}
+    overrides: dict[str, Any] = {"server.resume": True, "fault.stop_after_round": 0}
     if config_file is not None:
         overrides.update(read_toml(config_file))
     overrides.update(parse_assignments(assignments))

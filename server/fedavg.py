@@ -1,7 +1,7 @@
 """The FedAvg reference: Flower's own ``FedAvg``, fed only replies that passed every check.
 
 Weights exchange is the classic baseline the soft-label methods are compared with.
-This subclass adds nothing to how Flower averages; it decides *which* replies
+This strategy adds nothing to how Flower averages; it decides *which* replies
 Flower sees: each must come from the node it was sent to and be bound to its
 client id, hold exactly the global model's arrays (names, shapes, dtypes, all
 finite) and a bounded ``num-examples``. Unknown metric keys are dropped before
@@ -11,10 +11,9 @@ inconsistent.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
@@ -23,56 +22,48 @@ from fedkd.client_step import new_client_model
 from fedkd.config import Config
 from server.identity import IdentityBook
 from server.public import PublicFacts
-from server.round_record import mean_message_bytes
 from server.strategy import FedkdStrategy
 
 log = logging.getLogger("fedkd.server")
 
 
-class CheckedFedAvg(FedkdStrategy, FedAvg):
+class CheckedFedAvg(FedkdStrategy):
+    """The FedAvg reference on the fedkd skeleton; the averaging is a wrapped Flower ``FedAvg``."""
+
     def __init__(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None):
-        FedAvg.__init__(self, fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
-        self._setup(cfg, facts, identities, on_reject)
-        self.client_config = protocol.compact_run_config(cfg.for_clients())
+        super().__init__(cfg, facts, identities, on_reject)
+        self.fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
         model, _ = new_client_model(cfg.training, 0, facts.input_shape, facts.num_classes)
         self.arrays = ArrayRecord(model.state_dict())
+        self.spec = {name: (tuple(a.shape), a.dtype) for name, a in self.arrays.items()}
 
     def initial_arrays(self) -> ArrayRecord:
         return self.arrays
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        plan = self._plan(grid, server_round)
-        config = protocol.train_config(server_round, self.cfg["temperature"], self.facts.fingerprint,
-                                       self.client_config)
-        messages = [m for m in super().configure_train(server_round, arrays, config, grid)
-                    if m.metadata.dst_node_id in plan]
-        self._bytes_down = mean_message_bytes(messages)
-        return messages
+    def current_arrays(self) -> ArrayRecord:
+        return self.arrays
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
-        spec = {name: (tuple(a.shape), a.dtype) for name, a in self.arrays.items()}
-        rules = protocol.ReplyRules(
+    def messages(self, server_round: int, arrays: ArrayRecord, plan: dict[int, int], grid: Grid
+                 ) -> list[Message]:
+        return [m for m in self.fedavg.configure_train(server_round, arrays, self.train_config(server_round), grid)
+                if m.metadata.dst_node_id in plan]
+
+    def reply_rules(self, server_round: int) -> protocol.ReplyRules:
+        return protocol.ReplyRules(
             round=server_round, fingerprint=self.facts.fingerprint, shape=None,
             num_partitions=self.settings.num_clients, max_num_examples=self.settings.max_num_examples,
-            require_global_acc=self.facts.has_global_test, weights_spec=spec)
-        screened = self._screen(server_round, replies, rules)
-        record = self._record_round(server_round, screened, len(replies))
-        self._count_failure(server_round, len(screened.accepted))
-        record["fused_clients"] = []
-        if len(screened.accepted) >= self.settings.min_replies:
-            # only the weights and the (bounded) example count reach Flower's averaging
-            clean = [Message(content=RecordDict({"arrays": a.message.content["arrays"],
-                                                 "metrics": MetricRecord({"num-examples": a.reply.num_examples})}),
-                             dst_node_id=a.node_id, message_type="train") for a in screened.accepted]
-            arrays, _ = super().aggregate_train(server_round, clean)
-            if arrays is not None:
-                self.arrays = arrays
-                record["fused_clients"] = [a.client_id for a in screened.accepted]
-        self._record = record
-        return self.arrays, MetricRecord({"replies": len(screened.accepted)})
+            require_global_acc=self.facts.has_global_test, weights_spec=self.spec)
+
+    def accept(self, server_round: int, accepted: list) -> dict:
+        # only the weights and the (bounded) example count reach Flower's averaging
+        clean = [Message(content=RecordDict({"arrays": a.message.content["arrays"],
+                                             "metrics": MetricRecord({"num-examples": a.reply.num_examples})}),
+                         dst_node_id=a.node_id, message_type="train") for a in accepted]
+        arrays, _ = self.fedavg.aggregate_train(server_round, clean)
+        if arrays is None:
+            return {"fused_clients": []}
+        self.arrays = arrays
+        return {"fused_clients": [a.client_id for a in accepted]}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {f"arrays/{name}": array.numpy() for name, array in self.arrays.items()}

@@ -8,7 +8,7 @@ goes through this binding:
   so a node's claim is only ever checked against it;
 * **deployment with a registry** (``server.identity_registry``) -- a node proves an
   id by signing the identify query's nonce with the private key the registry lists
-  for that id (``fedkd.identity``); a restarted node with the same key gets its id back;
+  for that id (``fedkd.node_identity``); a restarted node with the same key gets its id back;
 * **deployment without a registry** -- trust on first use: an id is bound to the first
   live node that claims it; another node claiming it while that node lives is refused
   (the docs say what this cannot stop).
@@ -23,7 +23,7 @@ from collections import Counter
 
 from flwr.serverapp import Grid
 
-from fedkd import identity, protocol
+from fedkd import node_identity, protocol
 from server import dispatch
 
 log = logging.getLogger("fedkd.server")
@@ -96,7 +96,7 @@ class IdentityBook:
             self._identify(grid, ask, set(live_nodes))
 
     def _identify(self, grid: Grid, node_ids: list[int], live: set[int]) -> None:
-        nonces = {nid: identity.new_nonce() for nid in node_ids}
+        nonces = {nid: node_identity.new_nonce() for nid in node_ids}
         messages = [protocol.build_identify_message(nid, nonces[nid]) for nid in node_ids]
         for reply in dispatch.send_and_receive(grid, messages, timeout=self.timeout):
             src = reply.metadata.src_node_id
@@ -126,7 +126,7 @@ class IdentityBook:
             return
         if self.registry is not None:
             key = self.registry.get(claimed)
-            if key is None or answer.signature is None or not identity.verify(key, nonce, node_id,
+            if key is None or answer.signature is None or not node_identity.verify(key, nonce, node_id,
                                                                                answer.signature):
                 self._alarm("identity_mismatch", "node %s claims client %d without that client's key; "
                             "it gets nothing", node_id, claimed)

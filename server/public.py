@@ -27,12 +27,12 @@ class PublicFacts:
 
 def public_facts(cfg: Config) -> PublicFacts:
     """The transfer set every party uses (with the canary images when the study puts them there)."""
-    if cfg["transfer_dir"]:
+    if cfg.data.transfer_dir:
         from fedkd.data.transfer import load_transfer_set
 
-        transfer = load_transfer_set(cfg["transfer_dir"])
+        transfer = load_transfer_set(cfg.data.transfer_dir)
         x, fp, shape, classes = transfer.x, transfer.fingerprint, transfer.input_shape, transfer.num_classes
-        has_global_test = bool(cfg["global_test_dir"])
+        has_global_test = bool(cfg.data.global_test_dir)
     else:
         from fedkd.data import build_federation
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from fedkd import protocol
-from fedkd.metrics import mean_or_nan
+from fedkd.run_records import mean_or_nan
 from fedkd.privacy.records import privacy_round_record
-from fedkd.settings import CanarySettings, PrivacySettings
+from fedkd.privacy.settings import CanarySettings, PrivacySettings
 from server.screening import Screened
 
 

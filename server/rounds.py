@@ -2,8 +2,8 @@
 
 For every round: ``strategy.configure_train`` makes the messages (one per node,
 each with its own content), ``server/dispatch.py`` sends them and collects the
-replies, ``strategy.aggregate_train`` screens and fuses them, and the loop writes
-the strategy's round record to ``metrics.jsonl``, tells the observers and
+replies, ``strategy.aggregate_round`` screens and fuses them and returns the round's
+record, which the loop writes to ``metrics.jsonl``, tells the observers and
 checkpoints ``strategy.state_dict()``. The loop knows nothing of fusion rules.
 
 The run stops early only by the operator's rule: ``server.max_failed_rounds``
@@ -20,9 +20,8 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from fedkd.config import Config, ConfigError
-from fedkd.fusion.registry import get_rule
-from fedkd.identity import load_registry
-from fedkd.metrics import RunRecorder, new_run_dir
+from fedkd.node_identity import load_registry
+from fedkd.run_records import RunRecorder, new_run_dir
 from fedkd.observers import RoundObserver, StopRun
 from fedkd.privacy.records import privacy_summary
 from server import checkpoint, dispatch
@@ -36,13 +35,13 @@ RECORD_FILES = ("metrics.jsonl", "summary.json", "checkpoint.json")
 
 
 def build_strategy(cfg: Config, facts: PublicFacts, observer: RoundObserver):
-    """The algorithm named by ``cfg['algorithm']``: FedAvg, or knowledge fusion with a registered rule."""
+    """The run's algorithm: FedAvg, or knowledge fusion with its registered rule."""
     settings = cfg.server
     registry = load_registry(settings.identity_registry) if settings.identity_registry else None
     identities = IdentityBook(settings.num_clients, registry, timeout=settings.reply_timeout)
-    if cfg["algorithm"] == "fedavg":
+    if cfg.run.exchanges_weights:
         return CheckedFedAvg(cfg, facts, identities, on_reject=observer.on_reject)
-    return KnowledgeFusion(get_rule(cfg["algorithm"]), cfg, facts, identities, on_reject=observer.on_reject)
+    return KnowledgeFusion(cfg.fusion_rule, cfg, facts, identities, on_reject=observer.on_reject)
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -70,33 +69,34 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float, poll: float = 0.2)
 
 def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None, progress: bool = True,
                    observer: RoundObserver | None = None) -> dict:
-    """Run ``cfg['rounds']`` rounds on the nodes behind ``grid``; return the summary."""
+    """Run the config's rounds on the nodes behind ``grid``; return the summary."""
     from tqdm.auto import tqdm
 
     observer = observer or RoundObserver()
     settings = cfg.server
-    out = Path(out_dir or cfg["out"] or new_run_dir())
+    out = Path(out_dir or cfg.run.out or new_run_dir())
     check_out_dir(out, settings.resume)
     facts = public_facts(cfg)
     # read the checkpoint before the recorder starts a fresh metrics.jsonl: a refused resume loses nothing
     resume_from = checkpoint.load_for_resume(out, cfg) if settings.resume else None
     strategy = build_strategy(cfg, facts, observer)
-    recorder = RunRecorder(out, dict(cfg), facts.as_dict())
+    recorder = RunRecorder(out, cfg, facts.as_dict())
     first = 1 if resume_from is None else checkpoint.restore(resume_from, strategy, recorder) + 1
     needed = settings.clients_per_round if settings.sampling else settings.num_clients
     wait_for_nodes(grid, needed, settings.node_wait_timeout)
+    strategy.summary()
     arrays = strategy.initial_arrays()
-    bar = tqdm(range(first, settings.rounds + 1), desc=f"{cfg['algorithm']} rounds", disable=not progress,
+    bar = tqdm(range(first, settings.rounds + 1), desc=f"{cfg.run.algorithm} rounds", disable=not progress,
                unit="round")
     for rnd in bar:
         started = time.perf_counter()
         messages = list(strategy.configure_train(rnd, arrays, ConfigRecord(), grid))
         replies = dispatch.send_and_receive(grid, messages, timeout=settings.reply_timeout,
                                             max_in_flight=settings.max_in_flight)
-        new_arrays, _ = strategy.aggregate_train(rnd, replies)
-        if new_arrays is not None:
-            arrays = new_arrays
-        record = strategy.round_record()
+        result = strategy.aggregate_round(rnd, replies)
+        if result.arrays is not None:
+            arrays = result.arrays
+        record = result.record
         record["round_seconds"] = time.perf_counter() - started
         recorder.log_round(record)
         if settings.checkpoint:

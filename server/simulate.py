@@ -50,7 +50,7 @@ def backend_config(cfg: Config, verbose: bool = False) -> dict:
 
 def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,
              client_app=None, observer: RoundObserver | None = None) -> dict:
-    """Simulate ``cfg['num_clients']`` SuperNodes on Ray and return the run summary.
+    """Simulate the run's ``num_clients`` SuperNodes on Ray and return the run summary.
 
     client_app: the ClientApp to run (default: fedkd's, with each node's state under
     ``<out_dir>/nodes/``); fault-injection harnesses pass a wrapped one. observer: extra
@@ -68,7 +68,7 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
         logging.getLogger("flwr").setLevel(logging.ERROR)
     result: dict = {}
     cfg = cfg.replace(out=str(out_dir))
-    if cfg["server.max_in_flight"] == -1:  # auto: a window per client actor (why: server/dispatch.py)
+    if cfg.server.max_in_flight == -1:  # auto: a window per client actor (why: server/dispatch.py)
         actors = max(1, int((cfg.sim.num_cpus or os.cpu_count() or 1) // cfg.sim.client_cpus))
         cfg = cfg.replace(server__max_in_flight=IN_FLIGHT_PER_ACTOR * actors)
     if client_app is None:
@@ -76,7 +76,7 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(server_app=make_server_app(cfg, result, progress=progress, observer=observer),
-                       client_app=client_app, num_supernodes=cfg["num_clients"],
+                       client_app=client_app, num_supernodes=cfg.run.num_clients,
                        backend_config=backend_config(cfg, verbose), verbose_logging=verbose)
     if "summary" not in result:
         raise RuntimeError(f"the simulation ended without a summary; see the log above and {out_dir}")

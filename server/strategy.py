@@ -19,6 +19,7 @@ replies fuses nothing and keeps the previous targets.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -27,48 +28,115 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedkd import protocol
-from fedkd.config import Config
+from fedkd.config import Config, compact_run_config
 from fedkd.fusion.registry import FusionRule
 from server.identity import IdentityBook
 from server.participation import Participation
 from server.public import PublicFacts
 from server.round_record import mean_message_bytes, round_record
-from server.screening import Screened, screen
+from server.screening import screen
 
 log = logging.getLogger("fedkd.server")
 
 
-class FedkdStrategy(Strategy):
-    """What every fedkd strategy adds to Flower's Strategy: participation (identities and sampling), the
-    screening of replies, the round record and the count of failed rounds. The round loop
-    (``server/rounds.py``) drives any subclass; checkpoints use ``state_dict``/``load_state_dict``."""
+@dataclass
+class RoundResult:
+    """What one round's aggregation gives the loop: the global arrays (FedAvg; None otherwise) and its record."""
 
-    def _setup(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None) -> None:
-        self.cfg = cfg
+    arrays: ArrayRecord | None
+    record: dict
+
+
+class FedkdStrategy(Strategy):
+    """The skeleton every fedkd strategy shares; subclasses fill in three hooks.
+
+    ``configure_train``: plan the round (identities and sampling, ``server/participation.py``), then
+    ``messages(server_round, arrays, plan, grid)`` builds one message per planned node.
+    ``aggregate_round``: screen every reply against ``reply_rules(server_round)`` (``server/screening.py``),
+    build the round record, count a failed round, and, when the round has ``server.min_replies`` valid
+    replies, ``accept(server_round, accepted)`` fuses or averages them and returns what it adds to the
+    record. The round loop (``server/rounds.py``) drives any subclass; checkpoints use
+    ``state_dict``/``load_state_dict``.
+
+    Parameters
+    ----------
+    cfg : Config
+        The run config; the strategy keeps the typed views it needs (server, privacy, canaries).
+    facts : PublicFacts
+        What the server knows of the public transfer set (size, classes, fingerprint).
+    identities : IdentityBook
+        Which node is which client (``server/identity.py``).
+    on_reject : callable, optional
+        Called with each rejection's reason (the Prometheus exporter counts them).
+    """
+
+    def __init__(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None):
         self.settings = cfg.server
+        self.privacy = cfg.privacy
+        self.canaries = cfg.canaries
         self.facts = facts
         self.identities = identities
         self.participation = Participation(self.settings, identities)
         self.on_reject = on_reject
+        self.client_config = compact_run_config(cfg.for_clients())
         self.failed_rounds = 0
         self._sent: dict[int, int] = {}
         self._sampled: list[int] = []
         self._bytes_down = float("nan")
         self._nodes = 0
-        self._record: dict = {}
 
-    def _plan(self, grid: Grid, server_round: int) -> dict[int, int]:
+    # ------------------------------------------------------------------ hooks
+    def messages(self, server_round: int, arrays: ArrayRecord, plan: dict[int, int], grid: Grid
+                 ) -> Iterable[Message]:
+        """One train message per planned node (``plan``: node id -> client id)."""
+        raise NotImplementedError
+
+    def reply_rules(self, server_round: int) -> protocol.ReplyRules:
+        """What a valid reply of this round looks like."""
+        raise NotImplementedError
+
+    def accept(self, server_round: int, accepted: list) -> dict:
+        """Use a round's valid replies (enough of them); return the record's additions (``fused_clients``...)."""
+        raise NotImplementedError
+
+    def current_arrays(self) -> ArrayRecord | None:
+        """The arrays the next round starts from (None: the strategy exchanges no global arrays)."""
+        return None
+
+    # ------------------------------------------------------------------ the skeleton
+    def train_config(self, server_round: int) -> ConfigRecord:
+        return protocol.train_config(server_round, self.settings.temperature, self.facts.fingerprint,
+                                     self.client_config)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
         self._sampled, self._sent, self._nodes = self.participation.plan(grid, server_round)
-        return self._sent
+        messages = list(self.messages(server_round, arrays, self._sent, grid))
+        self._bytes_down = mean_message_bytes(messages)
+        return messages
 
-    def _screen(self, server_round: int, replies: list[Message], rules: protocol.ReplyRules) -> Screened:
-        return screen(replies, rules, self.identities, set(self._sent), self.on_reject)
+    def aggregate_round(self, server_round: int, replies: Iterable[Message]) -> RoundResult:
+        """Screen -> record -> count a failure -> accept; the round's arrays and its line of metrics.jsonl."""
+        replies = list(replies)
+        screened = screen(replies, self.reply_rules(server_round), self.identities, set(self._sent),
+                          self.on_reject)
+        record = round_record(server_round, screened, sent=len(self._sent), received=len(replies),
+                              nodes=self._nodes, sampled=self._sampled if self.settings.sampling else None,
+                              bytes_down=self._bytes_down, privacy=self.privacy, canaries=self.canaries,
+                              alarms=self.identities.take_alarms())
+        valid = len(screened.accepted)
+        self._count_failure(server_round, valid)
+        if valid >= self.settings.min_replies:
+            record.update(self.accept(server_round, screened.accepted))
+        else:
+            record["fused_clients"] = []
+        return RoundResult(self.current_arrays(), record)
 
-    def _record_round(self, server_round: int, screened: Screened, received: int) -> dict:
-        return round_record(server_round, screened, sent=len(self._sent), received=received, nodes=self._nodes,
-                            sampled=self._sampled if self.settings.sampling else None,
-                            bytes_down=self._bytes_down, privacy=self.cfg.privacy, canaries=self.cfg.canaries,
-                            alarms=self.identities.take_alarms())
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Flower's interface to :meth:`aggregate_round` (the round loop calls that one for the record)."""
+        result = self.aggregate_round(server_round, replies)
+        return result.arrays, MetricRecord({"replies": result.record["replies"]})
 
     def _count_failure(self, server_round: int, valid: int) -> None:
         if valid >= self.settings.min_replies:
@@ -78,9 +146,13 @@ class FedkdStrategy(Strategy):
         log.warning("round %d: %d valid replies < server.min_replies=%d (%d such rounds in a row); nothing fused",
                     server_round, valid, self.settings.min_replies, self.failed_rounds)
 
-    def round_record(self) -> dict:
-        """The last round's record (the line the loop writes to metrics.jsonl)."""
-        return dict(self._record)
+    def summary(self) -> None:
+        """Log what this strategy will do (Flower's Strategy asks for it; the round loop calls it at start)."""
+        log.info("%s: %s, %d clients, %s per round", type(self).__name__, self.describe(),
+                 self.settings.num_clients, self.settings.clients_per_round or "all")
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     # Flower's Strategy has evaluation hooks; fedkd clients evaluate inside the train step.
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -92,54 +164,44 @@ class FedkdStrategy(Strategy):
 
 
 class KnowledgeFusion(FedkdStrategy):
-    """Personalised soft-label fusion with one registered rule (``cfg['algorithm']``)."""
+    """Personalised soft-label fusion with one registered rule (the run's ``algorithm``).
+
+    rule: the registered :class:`~fedkd.fusion.registry.FusionRule`; its typed settings come from ``cfg``.
+    """
 
     def __init__(self, rule: FusionRule, cfg: Config, facts: PublicFacts, identities: IdentityBook,
                  on_reject=None):
+        super().__init__(cfg, facts, identities, on_reject)
         self.rule = rule
-        self._setup(cfg, facts, identities, on_reject)
+        self.rule_settings = None if rule.settings is None else cfg.view(rule.settings)
         self.wire_format = cfg.wire
-        self.client_config = protocol.compact_run_config(cfg.for_clients())
         self.targets: dict[int, np.ndarray] = {}
         self.latest: dict[int, tuple[int, np.ndarray, int]] = {}  # client -> (round, soft labels, num-examples)
 
-    def summary(self) -> None:
-        log.info("KnowledgeFusion: rule %s, %d clients, %s per round", self.rule.name, self.settings.num_clients,
-                 self.settings.clients_per_round or "all")
+    def describe(self) -> str:
+        return f"fusion rule {self.rule.name}"
 
     def initial_arrays(self) -> ArrayRecord:
         return ArrayRecord()
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        plan = self._plan(grid, server_round)
-        messages = [
-            protocol.build_train_message(node, protocol.build_train_content(
-                server_round, self.cfg["temperature"], self.facts.fingerprint, self.client_config,
-                self.targets.get(client), self.wire_format))
-            for node, client in sorted(plan.items(), key=lambda item: item[1])]
-        self._bytes_down = mean_message_bytes(messages)
-        return messages
+    def messages(self, server_round: int, arrays: ArrayRecord, plan: dict[int, int], grid: Grid
+                 ) -> list[Message]:
+        return [protocol.build_train_message(node, protocol.build_train_content(
+                    server_round, self.settings.temperature, self.facts.fingerprint, self.client_config,
+                    self.targets.get(client), self.wire_format))
+                for node, client in sorted(plan.items(), key=lambda item: item[1])]
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
-        rules = protocol.ReplyRules(
+    def reply_rules(self, server_round: int) -> protocol.ReplyRules:
+        return protocol.ReplyRules(
             round=server_round, fingerprint=self.facts.fingerprint,
             shape=(self.facts.transfer_size, self.facts.num_classes), num_partitions=self.settings.num_clients,
             max_num_examples=self.settings.max_num_examples, wire_format=self.wire_format,
             require_global_acc=self.facts.has_global_test)
-        screened = self._screen(server_round, replies, rules)
-        record = self._record_round(server_round, screened, len(replies))
-        self._count_failure(server_round, len(screened.accepted))
-        if len(screened.accepted) >= self.settings.min_replies:
-            for a in screened.accepted:
-                self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)
-            record.update(self._fuse(server_round, [a.client_id for a in screened.accepted]))
-        else:
-            record["fused_clients"] = []
-        self._record = record
-        return None, MetricRecord({"replies": len(screened.accepted)})
+
+    def accept(self, server_round: int, accepted: list) -> dict:
+        for a in accepted:
+            self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)
+        return self._fuse(server_round, [a.client_id for a in accepted])
 
     def _pool(self, server_round: int, fresh: list[int]) -> list[int]:
         if not self.settings.sampling:
@@ -152,7 +214,7 @@ class KnowledgeFusion(FedkdStrategy):
         soft = np.stack([self.latest[c][1] for c in ids])
         counts = np.array([self.latest[c][2] for c in ids], dtype=np.float64)
         try:
-            result = self.rule.fuse(soft, counts, **self.rule.params(self.cfg, np.asarray(ids)))
+            result = self.rule.fuse(soft, counts, **self.rule.kwargs(self.rule_settings, np.asarray(ids)))
         except Exception as exc:  # noqa: BLE001 -- a fusion failure keeps the previous targets
             log.error("round %d: fusion rule %s failed (%s: %s); the previous targets stay", server_round,
                       self.rule.name, type(exc).__name__, exc)
@@ -162,7 +224,7 @@ class KnowledgeFusion(FedkdStrategy):
             self.targets = {c: result.targets[i] for i, c in enumerate(ids) if result.has_targets[i]}
         record = {"fused_clients": ids}
         if result.weights is not None:
-            # rows and columns follow fused_clients (fedkd.metrics.weight_matrix expands it to N x N)
+            # rows and columns follow fused_clients (fedkd.run_records.weight_matrix expands it to N x N)
             record["weights"] = np.round(result.weights, 6).tolist()
         record.update(result.info)
         return record

@@ -11,7 +11,7 @@ from fedkd.cli import main as fedkd_main
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import make_config
 from fedkd.fusion import get_rule
-from fedkd.metrics import RunRecorder
+from fedkd.run_records import RunRecorder
 from server import checkpoint
 from server.checkpoint import CheckpointError
 from server.identity import IdentityBook
@@ -36,7 +36,7 @@ def _strategy(cfg):
 def test_checkpoint_round_trip_and_old_arrays_removed(tmp_path):
     cfg = make_config(TINY)
     rounds = [{"round": 1, "alma": 0.5}, {"round": 2, "alma": 0.625}, {"round": 3, "alma": 0.75}]
-    recorder = RunRecorder(tmp_path, dict(cfg), {})  # the round records live in its metrics.jsonl
+    recorder = RunRecorder(tmp_path, cfg, {})  # the round records live in its metrics.jsonl
     recorder.log_round(rounds[0])
     checkpoint.save_checkpoint(tmp_path, 1, cfg, _targets(1), 1)
     recorder.log_round(rounds[1])
@@ -47,7 +47,7 @@ def test_checkpoint_round_trip_and_old_arrays_removed(tmp_path):
     ckpt = checkpoint.load_checkpoint(tmp_path)
     assert ckpt.round == 2 and ckpt.rounds == rounds[:2]
     strategy = _strategy(cfg)
-    assert checkpoint.restore(ckpt, strategy, RunRecorder(tmp_path / "again", dict(cfg), {})) == 2
+    assert checkpoint.restore(ckpt, strategy, RunRecorder(tmp_path / "again", cfg, {})) == 2
     assert sorted(strategy.targets) == [0, 2]
     for name, target in _targets(2).items():
         np.testing.assert_array_equal(strategy.targets[int(name.split("/")[1])], target)
@@ -56,7 +56,7 @@ def test_checkpoint_round_trip_and_old_arrays_removed(tmp_path):
 def test_a_checkpoint_costs_the_same_every_round(tmp_path):
     """checkpoint.json names how many metrics.jsonl lines it covers instead of copying them (O(1) per round)."""
     cfg = make_config(TINY)
-    recorder = RunRecorder(tmp_path, dict(cfg), {})
+    recorder = RunRecorder(tmp_path, cfg, {})
     sizes = []
     for rnd in range(1, 6):
         recorder.log_round({"round": rnd, "weights": np.full((30, 30), 0.5).tolist()})
@@ -68,7 +68,7 @@ def test_a_checkpoint_costs_the_same_every_round(tmp_path):
 
 def test_a_checkpoint_whose_round_records_are_gone_is_refused(tmp_path):
     cfg = make_config(TINY)
-    recorder = RunRecorder(tmp_path, dict(cfg), {})
+    recorder = RunRecorder(tmp_path, cfg, {})
     recorder.log_round({"round": 1})
     checkpoint.save_checkpoint(tmp_path, 2, cfg, _targets(1), 2)
     with pytest.raises(CheckpointError, match="1 round records, the checkpoint needs 2"):
@@ -103,7 +103,7 @@ def test_restored_arrays_are_validated_like_replies(tmp_path, state, message):
     checkpoint.save_checkpoint(tmp_path, 1, cfg, state, 0)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.restore(checkpoint.load_checkpoint(tmp_path), _strategy(cfg),
-                           RunRecorder(tmp_path / "again", dict(cfg), {}))
+                           RunRecorder(tmp_path / "again", cfg, {}))
 
 
 def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
@@ -117,7 +117,7 @@ def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
     checkpoint.save_checkpoint(tmp_path, 4, cfg, state, 0)
     restored = CheckedFedAvg(cfg, facts, IdentityBook(3))
     assert checkpoint.restore(checkpoint.load_checkpoint(tmp_path), restored,
-                              RunRecorder(tmp_path / "run", dict(cfg), {})) == 4
+                              RunRecorder(tmp_path / "run", cfg, {})) == 4
     for name, array in restored.arrays.items():
         np.testing.assert_array_equal(array.numpy(), state[f"arrays/{name}"])
     bad = dict(state)
@@ -125,7 +125,7 @@ def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
     checkpoint.save_checkpoint(tmp_path, 5, cfg, bad, 0)
     with pytest.raises(CheckpointError, match="expected float32"):
         checkpoint.restore(checkpoint.load_checkpoint(tmp_path), CheckedFedAvg(cfg, facts, IdentityBook(3)),
-                           RunRecorder(tmp_path / "run2", dict(cfg), {}))
+                           RunRecorder(tmp_path / "run2", cfg, {}))
 
 
 def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path):
@@ -152,7 +152,7 @@ def test_cli_resume_config_and_its_refusals(tmp_path, capsys):
     cfg = make_config(TINY)
     checkpoint.save_checkpoint(tmp_path, 2, cfg.replace(attack__stop_after_round=2), {}, 0)
     resumed = checkpoint.resume_config(tmp_path, assignments=["rounds=5"])
-    assert resumed["server.resume"] and resumed["attack.stop_after_round"] == 0 and resumed["rounds"] == 5
+    assert resumed["server.resume"] and resumed["fault.stop_after_round"] == 0 and resumed["rounds"] == 5
     assert resumed["seed"] == 11  # the checkpoint's config, not the defaults
     assert fedkd_main(["simulate", "--resume", "--out", str(tmp_path), "--set", "alpha=0.1"]) == 2
     assert "alpha: 0.5 -> 0.1" in capsys.readouterr().err
@@ -187,7 +187,7 @@ def test_node_state_round_trip_keeps_two_rounds(tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    """3 rounds straight vs. a 'crash' after round 2 (attack.stop_after_round) and `fedkd simulate --resume`."""
+    """3 rounds straight vs. a 'crash' after round 2 (fault.stop_after_round) and `fedkd simulate --resume`."""
     cfg = make_config(TINY)
     full, half = tmp_path / "full", tmp_path / "a-much-longer-folder-name"  # paths no longer travel
     straight = run_simulation(cfg, full, progress=False)

@@ -96,3 +96,31 @@ def test_typed_views_carry_the_values():
     cfg = make_config({"seed": 4, "lr": 0.01, "privacy.swing": True, "clients_per_round": 3})
     assert cfg.training.seed == 4 and cfg.training.lr == 0.01 and cfg.privacy.swing is True
     assert cfg.server.sampling and cfg.server.clients_per_round == 3 and cfg.federation.seed == 4
+
+
+def test_fedkd_keys_lists_the_same_keys_and_defaults_as_before_the_owners_declared_them():
+    """tests/fixtures/keys.json was recorded from the central table (attack.* renamed fault.*)."""
+    import json
+    from pathlib import Path
+
+    from fedkd.config import describe_keys, schema
+
+    expected = json.loads((Path(__file__).parent / "fixtures" / "keys.json").read_text())
+    assert {k: spec.default for k, spec in schema().items()} == expected
+    listed = [line.split()[0] for line in describe_keys().splitlines()]
+    assert sorted(listed) == sorted(expected)
+
+
+def test_old_attack_keys_are_accepted_with_a_deprecation_message(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = make_config({"attack.kind": "flip", "attack.num_malicious": 1})
+    assert cfg["fault.kind"] == "flip" and cfg.faults.num_malicious == 1
+    assert "deprecated" in caplog.text and "fault.kind" in caplog.text
+
+
+def test_non_finite_numbers_are_refused_at_config_time():
+    for key in ("lr", "alpha", "knfu.beta", "server.reply_timeout"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            make_config({key: "inf"})
+        with pytest.raises(ConfigError, match="finite"):
+            make_config({key: float("nan")})

@@ -270,7 +270,7 @@ def test_grafana_dashboard_queries_exported_metrics():
     exported = set()  # every sample name the exporter can produce, labelled or not yet observed
     suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum",
                                                                                "_created"), "info": ("_info",)}
-    for family in ServerMetrics(make_config({})).registry.collect():
+    for family in ServerMetrics(make_config({}).metrics).registry.collect():
         exported |= {family.name + suffix for suffix in suffixes[family.type]}
     assert {name.split("{")[0] for name in parse_metrics(generate_latest(ServerMetrics().registry).decode())} \
         <= exported

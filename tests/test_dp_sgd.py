@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fedkd.models import build_model
-from fedkd.privacy.dp_sgd import (DpSgdSettings, DpStep, dp_generators, make_dp_compatible, noise_multiplier_for,
+from fedkd.config import make_config
+from fedkd.privacy.dp_sgd import (DpStep, dp_generators, make_dp_compatible, noise_multiplier_for,
                                   sample_rate, train_private, training_epsilon)
 
 CPU = torch.device("cpu")
@@ -57,8 +58,7 @@ def test_epsilon_grows_with_rounds_falls_with_noise_and_meets_the_target():
     assert training_epsilon([DpStep(2.0, q, 150)], 1e-5) < per_round[2]
     assert training_epsilon([DpStep(0.0, q, 1)], 1e-5) == math.inf  # no noise, no guarantee
     assert training_epsilon([], 1e-5) == 0.0
-    dp = DpSgdSettings(enabled=True, clip=1.0, noise_multiplier=1.0, target_epsilon=3.0, delta=1e-5,
-                       noise_seed="auto", seed=0, rounds=4)
+    dp = make_config({"privacy.dp_sgd": True, "privacy.dp_target_epsilon": 3.0, "rounds": 4}).privacy
     sigma = noise_multiplier_for(dp, 300, 16, 5)
     whole_run = training_epsilon([DpStep(sigma, q, 5 * math.ceil(300 / 16))] * 4, 1e-5)
     assert 2.9 < whole_run <= 3.0

@@ -3,7 +3,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedkd import identity, protocol
+from fedkd import node_identity, protocol
 from server.identity import IdentityBook
 
 
@@ -24,26 +24,26 @@ def keys(tmp_path):
 
 @pytest.fixture
 def registry(tmp_path, keys):
-    path = identity.write_registry(tmp_path / "identities.json", {i: pub for i, (_, pub) in enumerate(keys)})
-    return identity.load_registry(path)
+    path = node_identity.write_registry(tmp_path / "identities.json", {i: pub for i, (_, pub) in enumerate(keys)})
+    return node_identity.load_registry(path)
 
 
 def answer(client, key_path, nonce, node_id):
-    return protocol.IdentifyAnswer(client, identity.sign(key_path, nonce, node_id) if key_path else None)
+    return protocol.IdentifyAnswer(client, node_identity.sign(key_path, nonce, node_id) if key_path else None)
 
 
 def test_a_signature_binds_to_the_nonce_and_the_node(keys, registry):
-    nonce = identity.new_nonce()
-    sig = identity.sign(keys[0][0], nonce, 77)
-    assert identity.verify(registry[0], nonce, 77, sig)
-    assert not identity.verify(registry[0], nonce, 78, sig)              # relayed for another node
-    assert not identity.verify(registry[0], identity.new_nonce(), 77, sig)  # replayed for another query
-    assert not identity.verify(registry[1], nonce, 77, sig)              # another client's key
+    nonce = node_identity.new_nonce()
+    sig = node_identity.sign(keys[0][0], nonce, 77)
+    assert node_identity.verify(registry[0], nonce, 77, sig)
+    assert not node_identity.verify(registry[0], nonce, 78, sig)              # relayed for another node
+    assert not node_identity.verify(registry[0], node_identity.new_nonce(), 77, sig)  # replayed for another query
+    assert not node_identity.verify(registry[1], nonce, 77, sig)              # another client's key
 
 
 def test_the_registry_binds_ids_to_keys_and_a_restarted_node_gets_its_id_back(keys, registry):
     book = IdentityBook(3, registry)
-    nonce = identity.new_nonce()
+    nonce = node_identity.new_nonce()
     book._judge(11, answer(0, keys[0][0], nonce, 11), nonce, {11})
     assert book.client_of == {11: 0}
     book._judge(12, answer(0, keys[2][0], nonce, 12), nonce, {11, 12})  # an impostor with its own key
@@ -71,10 +71,10 @@ def test_trust_on_first_use_refuses_a_second_live_claimant():
 def test_a_broken_registry_is_refused_naming_the_file(tmp_path, keys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"clients": {"0": "not a key"}}')
-    with pytest.raises(identity.IdentityError, match="bad.json"):
-        identity.load_registry(bad)
-    with pytest.raises(identity.IdentityError, match="not found"):
-        identity.load_registry(tmp_path / "missing.json")
-    same = identity.write_registry(tmp_path / "same.json", {0: keys[0][1], 1: keys[0][1]})
-    with pytest.raises(identity.IdentityError, match="one key for two client ids"):
-        identity.load_registry(same)
+    with pytest.raises(node_identity.IdentityError, match="bad.json"):
+        node_identity.load_registry(bad)
+    with pytest.raises(node_identity.IdentityError, match="not found"):
+        node_identity.load_registry(tmp_path / "missing.json")
+    same = node_identity.write_registry(tmp_path / "same.json", {0: keys[0][1], 1: keys[0][1]})
+    with pytest.raises(node_identity.IdentityError, match="one key for two client ids"):
+        node_identity.load_registry(same)

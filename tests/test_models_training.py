@@ -78,6 +78,23 @@ def test_model_names_are_the_documented_four():
     assert MODEL_NAMES == ("mlp", "cnn_small", "cnn_medium", "cnn_large")
 
 
+def test_a_registered_model_is_accepted_by_the_models_key():
+    """docs/architecture.md, "How to add a model": one factory, one register_model call."""
+    from fedkd.config import ConfigError, make_config
+    from fedkd.models import MODEL_FACTORIES, register_model
+
+    with pytest.raises(ConfigError, match="models"):
+        make_config({"models": "tiny_linear"})
+    register_model("tiny_linear", lambda shape, classes: nn.Sequential(nn.Flatten(), nn.Linear(
+        shape[0] * shape[1] * shape[2], classes)))
+    try:
+        assert make_config({"models": "tiny_linear,mlp"}).training.models == ("tiny_linear", "mlp")
+        model = build_model("tiny_linear", (1, 8, 8), 10, seed=0)
+        assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    finally:
+        MODEL_FACTORIES.pop("tiny_linear")
+
+
 def test_unknown_model_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="cnn_medium") as info:
         build_model("vgg16", (1, 28, 28), 10)

@@ -14,7 +14,8 @@ import pytest
 from flwr.app import Message
 
 from fedkd import protocol, wire
-from fedkd.config import ConfigError, make_config
+from fedkd.probability import ROW_SUM_TOLERANCE
+from fedkd.config import CONFIG_DIGEST_KEY, ConfigError, compact_run_config, make_config
 from fedkd.fusion import fuse_dsfl, fuse_fedmd, fuse_knfu
 from fedkd.protocol import InvalidReply, validate_reply
 from fedkd.wire import WireFormat
@@ -125,7 +126,7 @@ def test_float16_relative_error_is_within_its_bound():
     back = round_trip(ROWS, WireFormat("float16"))
     assert back.dtype == np.float32
     assert np.all(np.abs(back - ROWS) <= wire.FLOAT16_RELATIVE_ERROR * ROWS + 1e-7)  # + float16 subnormals
-    assert np.max(np.abs(back.sum(axis=1) - 1)) <= protocol.ROW_SUM_TOLERANCE
+    assert np.max(np.abs(back.sum(axis=1) - 1)) <= ROW_SUM_TOLERANCE
 
 
 def test_uint8_rows_stay_normalised_and_within_one_count():
@@ -148,7 +149,7 @@ def test_topk_keeps_the_largest_and_spreads_the_rest(dtype, k):
     back = round_trip(ROWS, fmt)
     dtype_error = {"float32": 1e-7, "float16": 2.0**-11, "uint8": wire.UINT8_ABS_ERROR}[dtype]
     assert np.all(np.abs(back - ROWS).max(axis=1) <= (1 - kept) + dtype_error + 1e-6)
-    assert np.max(np.abs(back.sum(axis=1) - 1)) <= protocol.ROW_SUM_TOLERANCE
+    assert np.max(np.abs(back.sum(axis=1) - 1)) <= ROW_SUM_TOLERANCE
     assert fmt.payload_bytes(*ROWS.shape) == sum(a.nbytes for a in arrays.values())
 
 
@@ -267,16 +268,16 @@ def test_compact_run_config_round_trips_and_is_small():
     cfg = make_config({"alpha": 0.1, "models": "cnn_small", "wire_dtype": "uint8", "out": "/tmp/x",
                        "server.reply_timeout": 30})
     client_keys = cfg.for_clients()
-    compact = protocol.compact_run_config(client_keys)
+    compact = compact_run_config(client_keys)
     # server keys and the output folder never travel: message bytes do not depend on them
-    assert set(compact) == {"alpha", "models", "wire_dtype", protocol.CONFIG_DIGEST_KEY}
+    assert set(compact) == {"alpha", "models", "wire_dtype", CONFIG_DIGEST_KEY}
     order = protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, compact, None))
     assert make_config(order.run_config).for_clients() == client_keys
     assert len(json.dumps(compact)) < len(json.dumps(client_keys)) / 4
 
 
 def test_a_node_that_resolves_the_config_differently_refuses_it():
-    compact = protocol.compact_run_config(make_config({"alpha": 0.1}).for_clients())
-    compact[protocol.CONFIG_DIGEST_KEY] = "0" * 16  # what another fedkd version would compute
+    compact = compact_run_config(make_config({"alpha": 0.1}).for_clients())
+    compact[CONFIG_DIGEST_KEY] = "0" * 16  # what another fedkd version would compute
     with pytest.raises(ValueError, match="run config mismatch"):
         protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, compact, None))

@@ -1,6 +1,6 @@
 """A fusion rule registered from outside the package runs end to end through Flower's simulation engine.
 
-Nothing in server/ or clients/ is touched: one function, one registry entry, its config key.
+Nothing in server/ or clients/ is touched: one function, one registry entry, its settings (one key).
 """
 import json
 
@@ -9,8 +9,8 @@ import pytest
 
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, describe_keys, make_config
-from fedkd.fusion import FUSION_RULES, FusionResult, FusionRule, register
-from fedkd.keys import POSITIVE, Key
+from fedkd.fusion import FusionResult, FusionRule, register, unregister
+from fedkd.keys import POSITIVE, setting, settings_group
 
 
 def fuse_power_mean(soft_labels, n_samples=None, power=2.0):
@@ -25,11 +25,13 @@ def fuse_power_mean(soft_labels, n_samples=None, power=2.0):
 
 @pytest.fixture
 def toy_rule():
-    rule = register(FusionRule("powermean", fuse_power_mean,
-                               keys={"powermean.power": Key(2.0, float, "exponent of the power mean", *POSITIVE)},
-                               params=lambda cfg, ids: {"power": cfg["powermean.power"]}))
+    @settings_group("powermean")
+    class PowerMeanSettings:
+        power: float = setting(2.0, "exponent of the power mean", POSITIVE)
+
+    rule = register(FusionRule("powermean", fuse_power_mean, PowerMeanSettings))
     yield rule
-    FUSION_RULES.pop("powermean")
+    unregister("powermean")
 
 
 def test_a_registered_rule_brings_its_keys(toy_rule):
@@ -38,6 +40,17 @@ def test_a_registered_rule_brings_its_keys(toy_rule):
     assert "powermean.power" not in cfg.for_clients()  # clients never need a server-side rule's keys
     with pytest.raises(ConfigError, match="powermean.power"):
         make_config({"algorithm": "powermean", "powermean.power": -1})
+
+
+def test_an_unregistered_rule_takes_its_keys_with_it():
+    @settings_group("toytrim")
+    class TrimSettings:
+        trim: float = setting(0.1, "fraction trimmed", POSITIVE)
+
+    register(FusionRule("toytrim", fuse_power_mean, TrimSettings))
+    assert "toytrim.trim" in describe_keys()
+    unregister("toytrim")
+    assert "toytrim.trim" not in describe_keys()
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ def feed(metrics: ServerMetrics) -> None:
 
 def test_metrics_served_over_http_follow_the_round_records():
     cfg = make_config({"num_clients": 3, "rounds": 2, "algorithm": "fedmd"})
-    metrics = ServerMetrics(cfg)
+    metrics = ServerMetrics(cfg.metrics)
     server = MetricsServer(metrics.registry, free_port())
     try:
         feed(metrics)
@@ -83,12 +83,12 @@ def test_private_registries_do_not_collide():
 
 def test_serve_metrics_is_off_at_port_zero_and_frees_its_port():
     sentinel = ServerMetrics()
-    with serve_metrics(make_config({}), also=sentinel) as observer:
+    with serve_metrics(make_config({}).metrics, also=sentinel) as observer:
         assert observer is sentinel  # nothing served
 
     port = free_port()
     cfg = make_config({"metrics.port": port, "rounds": 2})
-    with serve_metrics(cfg, also=sentinel) as observer:
+    with serve_metrics(cfg.metrics, also=sentinel) as observer:
         assert isinstance(observer, FanOut)
         observer.on_round(ROUND_1)
         assert scrape(port)["fedkd_rounds_completed_total"] == 1
@@ -109,7 +109,7 @@ def test_a_taken_port_is_refused_with_the_key_named():
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(RuntimeError, match=f"127.0.0.1:{port}.*metrics.port"):
-            with serve_metrics(make_config({"metrics.port": port})):
+            with serve_metrics(make_config({"metrics.port": port}).metrics):
                 pass
 
 

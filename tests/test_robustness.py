@@ -100,35 +100,35 @@ def test_an_unexpected_exception_on_one_reply_is_a_rejection_not_a_crash(monkeyp
 
 
 def test_the_plan_picks_client_and_round():
-    cfg = make_config({"num_clients": N, "attack.malformed": ["1:2:nan", "1:*:bad_dtype", "2:1:wrong_round"]})
-    plan = FaultPlan.from_config(cfg)
-    assert parse_malformed(cfg["attack.malformed"]) == {(1, 2): "nan", (1, None): "bad_dtype",
+    cfg = make_config({"num_clients": N, "fault.malformed": ["1:2:nan", "1:*:bad_dtype", "2:1:wrong_round"]})
+    plan = FaultPlan.from_settings(cfg.faults)
+    assert parse_malformed(cfg["fault.malformed"]) == {(1, 2): "nan", (1, None): "bad_dtype",
                                                         (2, 1): "wrong_round"}
     assert plan.malformation(1, 2) == "nan" and plan.malformation(1, 3) == "bad_dtype"
     assert plan.malformation(0, 2) is None
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"attack.malformed": "1:2:garbage"}, "unknown kind 'garbage'"),
-    ({"attack.malformed": "1:two:nan"}, "round 'two'"),
-    ({"attack.malformed": "7:1:nan"}, "clients [7] are not partition ids"),
-    ({"attack.malformed": "1:nan"}, "not CLIENT:ROUND:KIND"),
-    ({"attack.malformed": "1:1:fedavg_nan"}, "exchanges soft labels"),
-    ({"attack.malformed": "1:1:nan", "algorithm": "fedavg", "models": "mlp"}, "exchanges weights"),
-    ({"attack.malformed": "1:1:bad_dtype", "wire_dtype": "float16"}, "default wire format"),
+    ({"fault.malformed": "1:2:garbage"}, "unknown kind 'garbage'"),
+    ({"fault.malformed": "1:two:nan"}, "round 'two'"),
+    ({"fault.malformed": "7:1:nan"}, "clients [7] are not client ids"),
+    ({"fault.malformed": "1:nan"}, "not CLIENT:ROUND:KIND"),
+    ({"fault.malformed": "1:1:fedavg_nan"}, "exchanges soft labels"),
+    ({"fault.malformed": "1:1:nan", "algorithm": "fedavg", "models": "mlp"}, "exchanges weights"),
+    ({"fault.malformed": "1:1:bad_dtype", "wire_dtype": "float16"}, "default wire format"),
 ])
 def test_bad_fault_plans_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as info:
-        FaultPlan.from_config(make_config(dict({"num_clients": N}, **overrides)))
+        FaultPlan.from_settings(make_config(dict({"num_clients": N}, **overrides)).faults)
     assert message in str(info.value)
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"attack.num_malicious": 2}, "'attack.kind' is 'none'"),
-    ({"attack.kind": "flip", "attack.num_malicious": 4}, "exceeds num_clients=3"),
-    ({"attack.kind": "flip", "attack.clients": "0,5"}, "['5'] are not partition ids"),
-    ({"attack.kind": "noise"}, "one of none, random, flip, shift, mimic"),
-    ({"attack.kind": "flip", "algorithm": "fedavg", "models": "mlp"}, "'fedavg' exchanges weights"),
+    ({"fault.num_malicious": 2}, "'fault.kind' is 'none'"),
+    ({"fault.kind": "flip", "fault.num_malicious": 4}, "exceeds num_clients=3"),
+    ({"fault.kind": "flip", "fault.clients": "0,5"}, "['5'] are not client ids"),
+    ({"fault.kind": "noise"}, "one of none, random, flip, shift, mimic"),
+    ({"fault.kind": "flip", "algorithm": "fedavg", "models": "mlp"}, "'fedavg' exchanges weights"),
 ])
 def test_bad_attack_settings_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -138,18 +138,18 @@ def test_bad_attack_settings_are_refused_naming_the_key(overrides, message):
 
 def test_cli_refuses_bad_attack_settings_before_starting(capsys, tmp_path):
     assert fedkd_main(["simulate", "--out", str(tmp_path / "r"), "--set", "num_clients=3",
-                       "--set", "attack.malformed=1:1:nope"]) == 2
-    assert "attack.malformed" in capsys.readouterr().err
+                       "--set", "fault.malformed=1:1:nope"]) == 2
+    assert "fault.malformed" in capsys.readouterr().err
 
 
 def test_honest_summary_leaves_malicious_clients_out():
-    plan = FaultPlan.from_config(make_config({"num_clients": 3, "attack.kind": "flip", "attack.clients": "2"}))
+    plan = FaultPlan.from_settings(make_config({"num_clients": 3, "fault.kind": "flip", "fault.clients": "2"}).faults)
     rounds = [{"per_client_local_acc": {"0": 0.9, "1": 0.7, "2": 0.1},
                "per_client_global_acc": {"0": 0.5, "1": 0.3, "2": 0.0}}]
     extra = honest_summary(plan, rounds)
     assert extra["malicious_clients"] == [2]
     assert extra["alma_honest"] == pytest.approx(0.8) and extra["global_acc_honest"] == pytest.approx(0.4)
-    assert honest_summary(FaultPlan.from_config(make_config({"num_clients": 3})), rounds) == {}
+    assert honest_summary(FaultPlan.from_settings(make_config({"num_clients": 3}).faults), rounds) == {}
 
 
 # ------------------------------------------------------------------ through Flower's simulation engine
@@ -190,7 +190,7 @@ def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
     malformed = [f"{c}:{r}:{k}" for c, kinds in PLAN.items() for r, k in enumerate(kinds, 1) if k]
     port = free_port()
     cfg = make_config(dict(SMALL, num_clients=6, rounds=ROUNDS, seed=3, algorithm="knfu",
-                           **{"attack.malformed": malformed, "attack.kind": "flip", "attack.clients": "5",
+                           **{"fault.malformed": malformed, "fault.kind": "flip", "fault.clients": "5",
                               "metrics.port": port, "metrics.linger": 3.0}))
     stop, scrapes = threading.Event(), []
     scraper = threading.Thread(target=scrape_metrics, args=(port, stop, scrapes), daemon=True)
@@ -230,7 +230,7 @@ def test_catalogue_through_the_simulation_engine(tmp_path, caplog):
 def test_fedavg_catalogue_through_the_simulation_engine(tmp_path):
     malformed = ["1:1:fedavg_nan", "2:1:fedavg_bad_shape", "1:2:fedavg_extra_metric", "2:2:huge_num_examples"]
     cfg = make_config(dict(SMALL, num_clients=3, rounds=2, seed=3, algorithm="fedavg", models="mlp",
-                           **{"attack.malformed": malformed}))
+                           **{"fault.malformed": malformed}))
     summary = run_simulation(cfg, tmp_path / "run", progress=False)
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["rejected"] == {"non_finite": 1, "bad_shape": 1} and records[0]["fused_clients"] == [0]
@@ -245,7 +245,7 @@ def test_an_identify_lie_changes_nothing_for_the_victim(tmp_path):
     """A node answering the identify query with client 2's id stays client 1: the run equals an honest one."""
     base = dict(SMALL, num_clients=3, rounds=2, seed=5, algorithm="knfu")
     honest = run_simulation(make_config(base), tmp_path / "honest", progress=False)
-    lying = run_simulation(make_config(dict(base, **{"attack.malformed": "1:*:identify_lie"})), tmp_path / "lie",
+    lying = run_simulation(make_config(dict(base, **{"fault.malformed": "1:*:identify_lie"})), tmp_path / "lie",
                            progress=False)
     assert lying["identity_alarms"] == {"identity_mismatch": 1}
     for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fedkd.config import ConfigError, make_config
-from fedkd.metrics import weight_matrix
+from fedkd.run_records import weight_matrix
 from server.participation import sample_clients
 
 

@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
 
     from fedkd.config import make_config
     from fedkd.fusion import get_rule
-    from fedkd.metrics import RunRecorder
+    from fedkd.run_records import RunRecorder
     from server import checkpoint
     from server.identity import IdentityBook
     from server.public import PublicFacts
@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     weights = np.round(np.random.default_rng(0).random((n, n)) / n, 6).tolist()
     seconds = []
     with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as out:
-        recorder = RunRecorder(out, dict(cfg), {})
+        recorder = RunRecorder(out, cfg, {})
         for rnd in range(1, args.rounds + 1):
             recorder.log_round({"round": rnd, "fused_clients": list(range(n)), "weights": weights})
             started = time.perf_counter()

@@ -24,11 +24,12 @@ def drive(cfg, rounds: int) -> tuple[float, float]:
     from clients import app as client_module
     from clients.node import load_node
     from fedkd import protocol
+    from fedkd.config import compact_run_config
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
     node = load_node(cfg, {"partition-id": 0})  # every node of a run has the same transfer set
     n, m, c = cfg["num_clients"], len(node.inputs.transfer_x), node.inputs.num_classes
-    client_config = protocol.compact_run_config(cfg.for_clients())  # what the server's messages carry
+    client_config = compact_run_config(cfg.for_clients())  # what the server's messages carry
     contexts = [Context(run_id=1, node_id=i + 1, node_config={"partition-id": i}, state=RecordDict(),
                         run_config={}) for i in range(n)]
     inner = {"s": 0.0}

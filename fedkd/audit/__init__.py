@@ -5,7 +5,7 @@ the threat models and how to read the numbers.
 
 - :mod:`fedkd.audit.membership` -- loss / confidence / reference-model (LiRA-offline
   style) / label-only membership inference, ROC AUC and TPR at low FPR.
-- :mod:`fedkd.audit.oracle` -- top-1 label access that counts queries.
+- :mod:`fedkd.audit.label_oracle` -- top-1 label access that counts queries.
 - :mod:`fedkd.audit.tacgan` -- the T-ACGAN of LOKT (knowledge transfer from hard labels).
 - :mod:`fedkd.audit.inversion` -- surrogates, white-box inversion, scoring, the whole
   LOKT attack and its random-latent chance floor.
@@ -39,7 +39,7 @@ from .membership import (
     worst_client,
 )
 from .one_run import epsilon_lower_bound, one_run_audit
-from .oracle import LabelOracle, QueryBudgetExceeded
+from .label_oracle import LabelOracle, QueryBudgetExceeded
 from .rmia import choose_offline_a, membership_scores_rmia
 from .soft_label_inversion import SliConfig, soft_label_inversion
 from .tacgan import AuxiliaryDiscriminator, ConditionalGenerator, generate, train_tacgan

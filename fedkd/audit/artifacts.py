@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedkd.run_records import METRICS_FILE, read_rounds
+
 __all__ = ["RunArtifacts", "load_run", "is_run_dir", "is_sweep_dir"]
 
 
@@ -62,7 +64,7 @@ class RunArtifacts:
 
     def local_training_epochs(self) -> int:
         """Epochs of cross-entropy a client ran over the whole run (revisit or joint steps)."""
-        return int(self.cfg["rounds"]) * int(self.cfg["revisit_epochs"])
+        return int(self.cfg.run.rounds) * int(self.cfg.training.revisit_epochs)
 
     # ------------------------------------------------------------------ what crossed the wire
     # The run does not store the uploads; the audit recomputes them from the saved final models
@@ -75,7 +77,7 @@ class RunArtifacts:
 
     def release_config(self, swing: bool | None = None):
         """The run's config, with swing forced on or off (None = as the run had it)."""
-        if swing is None or bool(swing) == bool(self.cfg["privacy.swing"]):
+        if swing is None or bool(swing) == bool(self.cfg.privacy.swing):
             return self.cfg
         return self.cfg.replace(privacy__swing=bool(swing))
 
@@ -86,14 +88,14 @@ class RunArtifacts:
         from fedkd.privacy.release import release
 
         cfg = self.release_config(swing)
-        return release(cfg.privacy, cfg["temperature"], logits, targets, client_id, round_num)[0]
+        return release(cfg.privacy, cfg.training.temperature, logits, targets, client_id, round_num)[0]
 
     def last_fusion_weights(self) -> np.ndarray | None:
         """The last logged N x N fusion weights (row n: what client n distils from each m), or None."""
-        from fedkd.metrics import weight_matrix
+        from fedkd.run_records import weight_matrix
 
         last = next((r for r in reversed(self.rounds) if r.get("weights")), None)
-        return None if last is None else weight_matrix(last, int(self.cfg["num_clients"]))
+        return None if last is None else weight_matrix(last, int(self.cfg.run.num_clients))
 
     def accounted_epsilon(self) -> float | None:
         """The run's accounted ε (summary.json ``privacy.epsilon``: per transfer-row output privacy)."""
@@ -110,11 +112,11 @@ class RunArtifacts:
         from fedkd.privacy.accounting import compute_epsilon, simplex_sensitivity
 
         cfg = self.release_config(swing)
-        if not cfg["privacy.swing"] or not cfg["privacy.noise_scale"] > 0:
+        if not cfg.privacy.swing or not cfg.privacy.noise_scale > 0:
             return None
-        sens = simplex_sensitivity(cfg["privacy.mechanism"], rows=int(rows))
-        return finite_or_none(compute_epsilon(cfg["privacy.mechanism"], cfg["privacy.noise_scale"],
-                                              int(cfg["rounds"]), cfg["privacy.delta"], sensitivity=sens))
+        sens = simplex_sensitivity(cfg.privacy.mechanism, rows=int(rows))
+        return finite_or_none(compute_epsilon(cfg.privacy.mechanism, cfg.privacy.noise_scale,
+                                              int(cfg.run.rounds), cfg.privacy.delta, sensitivity=sens))
 
 
 def is_run_dir(path: Path) -> bool:
@@ -123,12 +125,6 @@ def is_run_dir(path: Path) -> bool:
 
 def is_sweep_dir(path: Path) -> bool:
     return (Path(path) / "sweep.json").is_file()
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_run(run_dir, clients=None) -> RunArtifacts:
@@ -160,7 +156,7 @@ def load_run(run_dir, clients=None) -> RunArtifacts:
                                 "(give the --out folder of `fedkd simulate`)")
     cfg = make_config(json.loads(config_path.read_text()))
     federation = build_federation(cfg.federation)
-    n = int(cfg["num_clients"])
+    n = int(cfg.run.num_clients)
     wanted = list(range(n)) if clients is None else [int(c) for c in clients]
     bad = [c for c in wanted if not 0 <= c < n]
     if bad:
@@ -176,7 +172,7 @@ def load_run(run_dir, clients=None) -> RunArtifacts:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     return RunArtifacts(run_dir=run_dir, cfg=cfg, federation=federation,
-                        rounds=_read_jsonl(run_dir / "metrics.jsonl"), summary=summary, models=models)
+                        rounds=read_rounds(run_dir) if (run_dir / METRICS_FILE).is_file() else [], summary=summary, models=models)
 
 
 def finite_or_none(value):

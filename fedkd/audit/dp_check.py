@@ -24,9 +24,10 @@ import numpy as np
 from fedkd.seeding import derive_seed
 
 from ._common import check_pair
+from .attacks import PrivacyAttack, register_attack
 from .one_run import one_run_audit
 
-__all__ = ["dp_replay_check", "audit_dp_check_of_run"]
+__all__ = ["dp_replay_check", "audit_dp_check_of_run", "DP_CHECK"]
 
 
 def dp_replay_check(model_fn: Callable[[], object], train_x, train_y, transfer_x, cand_x, cand_y,
@@ -91,25 +92,25 @@ def audit_dp_check_of_run(art, settings, log) -> dict | None:
     if privacy.get("training_epsilon") is None or not settings.one_run_canaries:
         return None
     cfg, fed = art.cfg, art.federation
-    cid = int(cfg["canaries.client"]) if int(cfg["canaries.client"]) < len(fed.clients) else 0
+    cid = int(cfg.canaries.client) if int(cfg.canaries.client) < len(fed.clients) else 0
     sigma = _run_noise_multiplier(art, cid)
     if sigma is None:
         return None
-    arch = list(cfg["models"])[cid % len(cfg["models"])]
+    arch = list(cfg.training.models)[cid % len(cfg.training.models)]
     m = int(settings.one_run_canaries)
     seed = derive_seed(settings.seed, "dp-check", cid)
     cand_x, cand_y = make_canaries(m, fed.input_shape, fed.num_classes, seed)
     included = np.random.default_rng(seed).random(m) < 0.5
     client = fed.clients[cid]
-    rounds, epochs = int(cfg["rounds"]), int(cfg["revisit_epochs"])
+    rounds, epochs = int(cfg.run.rounds), int(cfg.training.revisit_epochs)
     log(f"DP check: client {cid} ({arch}) replayed with DP-SGD (noise multiplier {sigma:.3f}, clip "
-        f"{cfg['privacy.dp_clip']}) and {m} canaries planted once with probability 1/2")
+        f"{cfg.privacy.dp_clip}) and {m} canaries planted once with probability 1/2")
     result = dp_replay_check(
-        lambda: build_model(arch, fed.input_shape, fed.num_classes, seed=derive_seed(cfg["seed"], "init", cid)),
+        lambda: build_model(arch, fed.input_shape, fed.num_classes, seed=derive_seed(cfg.run.seed, "init", cid)),
         client.train_x, client.train_y, np.array(fed.transfer_x), cand_x, cand_y, included,
-        clip=float(cfg["privacy.dp_clip"]), noise_multiplier=sigma, rounds=rounds, epochs_per_round=epochs,
-        batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]), temperature=float(cfg["temperature"]),
-        delta=float(cfg["privacy.delta"]), seed=seed, device=settings.device)
+        clip=float(cfg.privacy.dp_clip), noise_multiplier=sigma, rounds=rounds, epochs_per_round=epochs,
+        batch_size=int(cfg.training.batch_size), lr=float(cfg.training.lr), temperature=float(cfg.training.temperature),
+        delta=float(cfg.privacy.delta), seed=seed, device=settings.device)
     log(f"DP check: empirical lower bound {result['empirical_lower_bound']:.2f} vs accounted "
         f"{result['accounted_epsilon']:.2f}: {'passed' if result['passed'] else 'FAILED'}")
     return {**result, "client": cid, "architecture": arch,
@@ -117,3 +118,20 @@ def audit_dp_check_of_run(art, settings, log) -> dict | None:
             "replay": (f"client {cid}'s DP-SGD training replayed ({rounds} rounds x {epochs} epochs, its noise "
                        f"multiplier and clip) with {m} random-pattern canaries, each planted once with "
                        "probability 1/2; score: sum over rounds of log upload[canary, its secret label]")}
+
+
+def _dp_check_attack(ctx) -> dict | None:
+    with ctx.clock.stage("DP check (one-run audit of DP-SGD)"):
+        return audit_dp_check_of_run(ctx.art, ctx.settings, ctx.log)
+
+
+DP_CHECK = register_attack(PrivacyAttack(
+    "dp_check", "DP check: empirical lower bound <= accounted epsilon", _dp_check_attack, needs=("models", "rounds"),
+    enabled=lambda s: s.one_run_canaries > 0,
+    summary=lambda r: (f"{'passed' if r['passed'] else 'FAILED'}: lower bound {r['empirical_lower_bound']:.2f} "
+                       f"<= accounted {r['accounted_epsilon']:.2f}" if r['passed'] else
+                       f"FAILED: lower bound {r['empirical_lower_bound']:.2f} > accounted "
+                       f"{r['accounted_epsilon']:.2f}"),
+    description="For a DP-SGD run: the canary client's DP-SGD training replayed with canaries of random "
+                "inclusion, each planted once; the one-run lower bound must not exceed the accounted epsilon "
+                "of the same steps."))

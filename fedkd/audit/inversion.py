@@ -38,7 +38,7 @@ from torch import nn
 from fedkd.seeding import derive_seed
 
 from ._common import as_device, check_images, check_pair, check_positive_int, progress_bar
-from .oracle import LabelOracle
+from .label_oracle import LabelOracle
 from .tacgan import ConditionalGenerator, generate, train_tacgan
 
 __all__ = [
@@ -540,7 +540,7 @@ def lokt_attack(
         Pipeline settings; defaults to ``LoktConfig()``.
     budget : int or None
         Maximum label queries; the attack raises
-        :class:`fedkd.audit.oracle.QueryBudgetExceeded` if its settings need more
+        :class:`fedkd.audit.label_oracle.QueryBudgetExceeded` if its settings need more
         (see ``LoktConfig.expected_queries``).
     seed : int
     device : str or torch.device

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .attacks import PrivacyAttack, register_attack
+
 __all__ = ["ESTIMATORS", "estimate_label_distribution", "kl_divergence", "total_variation",
            "label_distribution_inference", "audit_label_distribution_of_run"]
 
@@ -96,19 +98,18 @@ def round_one_uploads(art, clients: list[int], device="cpu") -> dict[int, np.nda
     """What each client uploaded in round 1, recomputed exactly: round 1 has no targets, so it is the
     client's own local training from its seeded initial model (DP-SGD when the run had it, with the
     run-seeded noise of a simulation) and its release (plain or swing), through the run's own code."""
-    from clients.node import load_node  # the node's inputs exactly as the simulation assembled them
+    from fedkd.node_inputs import simulated_inputs  # the node's inputs exactly as the simulation assembled them
     from fedkd.client_step import client_step, new_client_model
-    from fedkd.privacy.dp_sgd import DpSgdSettings
     from fedkd.training import resolve_device
 
     cfg, dev = art.cfg, resolve_device(device)
-    dp = DpSgdSettings.from_config(cfg)
     out = {}
     for cid in clients:
-        inputs = load_node(cfg, {"partition-id": cid}).inputs
-        model, _ = new_client_model(cfg.training, cid, inputs.input_shape, inputs.num_classes, dp_sgd=dp.enabled)
+        inputs, _ = simulated_inputs(cfg, cid)
+        model, _ = new_client_model(cfg.training, cid, inputs.input_shape, inputs.num_classes,
+                                    dp_sgd=cfg.privacy.dp_sgd)
         upload = client_step(cfg.training, cfg.privacy, inputs, model, round_num=1, targets=None, releases=0,
-                             device=dev, dp=dp)
+                             device=dev)
         out[cid] = upload.soft_labels
     return out
 
@@ -127,11 +128,26 @@ def audit_label_distribution_of_run(art, clients: list[int], settings=None) -> d
     prior = np.sum([np.bincount(art.private_data(c)[1], minlength=art.num_classes)
                     for c in range(len(art.federation.clients))], axis=0)
     result = label_distribution_inference(round_one_uploads(art, clients, device), histograms, prior)
-    transfer_x, rounds = art.transfer_inputs(), int(art.cfg["rounds"])
+    transfer_x, rounds = art.transfer_inputs(), int(art.cfg.run.rounds)
     last = {cid: art.upload(predict_logits(art.models[cid][0], transfer_x, device=device), None, cid, rounds)
             for cid in clients}
     last_result = label_distribution_inference(last, histograms, prior)
     result["last_round"] = {k: v for k, v in last_result.items() if k != "settings"}
-    result["settings"].update(round=1, last_round=rounds, upload="swing" if art.cfg["privacy.swing"] else "plain",
-                              dp_sgd=bool(art.cfg["privacy.dp_sgd"]))
+    result["settings"].update(round=1, last_round=rounds, upload="swing" if art.cfg.privacy.swing else "plain",
+                              dp_sgd=bool(art.cfg.privacy.dp_sgd))
     return result
+
+
+def _label_distribution_attack(ctx) -> dict | None:
+    with ctx.clock.stage("label-distribution inference (server)"):
+        return audit_label_distribution_of_run(ctx.art, ctx.clients, ctx.settings)
+
+
+LABEL_DISTRIBUTION = register_attack(PrivacyAttack(
+    "label_distribution_inference", "Label-distribution inference by the server", _label_distribution_attack,
+    needs=("models",),
+    summary=lambda r: (f"TV to the true histograms {r['mean']['tv']:.3f} from round-1 uploads "
+                       f"(no-upload guess {r['mean']['baseline_tv']:.3f})"),
+    description="The curious server estimates each client's class histogram from its soft labels on the public "
+                "set (Shi, Ouyang and Wang, arXiv 2502.08001); KL and total variation to the true histogram, "
+                "against the population's class proportions."))

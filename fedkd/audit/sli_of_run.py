@@ -16,6 +16,7 @@ from fedkd.seeding import derive_seed
 
 from .artifacts import RunArtifacts, finite_or_none
 from .soft_label_inversion import soft_label_inversion
+from .attacks import PrivacyAttack, register_attack
 
 __all__ = ["audit_soft_label_inversion_of_run", "fuse_targets"]
 
@@ -78,7 +79,7 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
     queries = art.transfer_inputs()
     m_public = len(fed.transfer_x)
     public_x = np.array(fed.transfer_x)
-    rounds = int(art.cfg["rounds"])
+    rounds = int(art.cfg.run.rounds)
     logits = {cid: np.asarray(predict_logits(model, queries, device=settings.device), np.float64)
               for cid, (model, _) in art.models.items()}
     weights = art.last_fusion_weights()
@@ -102,7 +103,7 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
         images[variant] = {"client": best, "reconstructions": results[best]["reconstructions"]}
         log(f"soft-label inversion ({variant} uploads): top-1 {variants[variant]['attack_acc_top1']:.3f} "
             f"over clients {targets} (chance {1 / art.num_classes:.2f})")
-    as_run = "swing" if art.cfg["privacy.swing"] else "plain"
+    as_run = "swing" if art.cfg.privacy.swing else "plain"
     head = variants[as_run]
     cfg_swing = art.release_config(True)
     section = {
@@ -124,3 +125,25 @@ def audit_soft_label_inversion_of_run(art: RunArtifacts, targets: list[int], jud
         "config": {k: getattr(settings.sli, k) for k in settings.sli.__dataclass_fields__},
     }
     return section, images
+
+
+def _soft_label_inversion_attack(ctx) -> dict | None:
+    from .inversion_of_run import _all_private, _class_means, get_judge
+
+    settings = ctx.settings
+    targets = ctx.clients if settings.sli_clients is None else sorted(settings.sli_clients)
+    if not targets:
+        return None
+    judge, judge_info = get_judge(ctx.art, settings, ctx.clock, ctx.log, ctx.cache)
+    with ctx.clock.stage("soft-label inversion (server)"):
+        result, images = audit_soft_label_inversion_of_run(ctx.art, targets, judge, judge_info, settings, ctx.log)
+    ctx.images["soft_label_inversion"] = images
+    ctx.images.setdefault("class_means", _class_means(*_all_private(ctx.art), ctx.art.num_classes))
+    return result
+
+
+register_attack(PrivacyAttack(
+    "soft_label_inversion", "The server's soft-label inversion", _soft_label_inversion_attack,
+    needs=("models", "rounds"), enabled=lambda s: s.sli_clients is None or len(s.sli_clients) > 0,
+    description="What the server can reconstruct from the soft labels it received (after Takahashi et al., "
+                "CVPR 2023)."))

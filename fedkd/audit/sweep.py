@@ -15,15 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from fedkd.config import make_config
+from fedkd.privacy.settings import PrivacySettings
+
 from .artifacts import finite_or_none
 from .run import AuditSettings, audit_run, clean_json
 
 __all__ = ["audit_sweep", "sweep_run_dirs"]
 
 
-def _label(cfg: dict) -> str:
-    """The sweep's label for a run config (as ``fedkd.report.privacy_sweep.sweep_settings`` names it)."""
-    return f"swing sigma={cfg['privacy.noise_scale']:g}" if cfg["privacy.swing"] else "plain"
+def _label(privacy: PrivacySettings) -> str:
+    """The sweep's label for a run's privacy settings (as ``fedkd.report.privacy_sweep.sweep_settings`` names it)."""
+    return f"swing sigma={privacy.noise_scale:g}" if privacy.swing else "plain"
 
 
 def sweep_run_dirs(sweep_dir) -> list[tuple[dict, Path]]:
@@ -41,7 +44,7 @@ def sweep_run_dirs(sweep_dir) -> list[tuple[dict, Path]]:
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"{run_dir} (the run of sweep row {row['run']!r}) has no config.json")
-        label = _label(json.loads(config_path.read_text()))
+        label = _label(make_config(json.loads(config_path.read_text()), known_only=True).privacy)
         if label != row["run"]:
             raise ValueError(f"{run_dir} is a {label!r} run but sweep.json row {i} is {row['run']!r}")
         pairs.append((row, run_dir))
@@ -98,7 +101,7 @@ def audit_sweep(sweep_dir, settings: AuditSettings | None = None, *, out_dir=Non
         MIA AUC, LOKT accuracy and a link to each run's report) and ``runs`` (every run's
         full audit).
     """
-    from fedkd.metrics import write_json_atomic
+    from fedkd.run_records import write_json_atomic
     from fedkd.report.audit_report import render_sweep_report
 
     settings = settings or AuditSettings()

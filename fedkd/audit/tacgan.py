@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ._common import as_device, check_images, check_positive_int, progress_bar, seeded_torch
-from .oracle import LabelOracle
+from .label_oracle import LabelOracle
 
 __all__ = [
     "ConditionalGenerator",

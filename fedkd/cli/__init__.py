@@ -10,7 +10,7 @@ from fedkd.cli import audit as audit_command
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, algorithms, describe_keys, load_config
 from fedkd.deploy import cli as deploy_cli
-from fedkd.metrics import new_run_dir, write_json_atomic
+from fedkd.run_records import new_run_dir, write_json_atomic
 from fedkd.report.run_table import print_run_table
 
 

@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
                    help="small budgets: a first look (about 20 s of CPU on the default digits run)")
     p.add_argument("--device", default="cpu", help="'cpu', 'auto' or 'cuda[:N]' for the attacks (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
+    p.add_argument("--attacks", default=None, help="comma-separated registered privacy attacks to run (default: "
+                   "all; fedkd.audit.attacks.PRIVACY_ATTACKS, docs/audit.md)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the audit's models are tiny, and on a busy machine more "
                         "threads mostly spin; 0 = torch's default, one per core)")
@@ -73,6 +75,14 @@ def settings_from_args(args):
     changes = dict(clients=_ids(args.clients, "--clients"), lokt_clients=_ids(args.lokt_clients, "--lokt-clients"),
                    device=args.device, seed=args.seed, progress=not args.quiet,
                    local_baseline=not args.no_local_baseline)
+    if args.attacks is not None:
+        from fedkd.audit.attacks import PRIVACY_ATTACKS
+
+        names = tuple(n.strip() for n in args.attacks.split(",") if n.strip())
+        unknown = [n for n in names if n not in PRIVACY_ATTACKS]
+        if unknown:
+            raise ConfigError(f"--attacks: unknown {unknown}; registered: {', '.join(PRIVACY_ATTACKS)}")
+        changes["attacks"] = names
     for option, field in (("lokt_targets", "lokt_targets"), ("reference_models", "reference_models")):
         value = getattr(args, option)
         if value is not None:
@@ -105,13 +115,14 @@ def _print_summary(result: dict, sweep: bool) -> None:
                           _fmt(r.get("empirical_epsilon")))
         console.print(table)
     else:
-        table = Table(title="membership inference: worst client per attack")
-        for col in ("attack", "client", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "mean AUC"):
-            table.add_column(col, justify="right")
-        for attack, w in result["membership"]["worst_client"].items():
-            table.add_row(attack, w["client"], _fmt(w["auc"]), _fmt(w["tpr_at_0.1fpr"]), _fmt(w["tpr_at_1fpr"]),
-                          _fmt(w["mean"]))
-        console.print(table)
+        if result.get("membership"):
+            table = Table(title="membership inference: worst client per attack")
+            for col in ("attack", "client", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "mean AUC"):
+                table.add_column(col, justify="right")
+            for attack, w in result["membership"]["worst_client"].items():
+                table.add_row(attack, w["client"], _fmt(w["auc"]), _fmt(w["tpr_at_0.1fpr"]),
+                              _fmt(w["tpr_at_1fpr"]), _fmt(w["mean"]))
+            console.print(table)
         inv = result.get("inversion")
         if inv:
             console.print(
@@ -120,7 +131,8 @@ def _print_summary(result: dict, sweep: bool) -> None:
                 f"{_fmt(inv['local_only_acc_top1'])}); never-held classes {_fmt(inv['cross_client_attack_acc_top1'])} "
                 f"(local-only {_fmt(inv['cross_client_baselines']['local_only'])}, random latents "
                 f"{_fmt(inv['cross_client_baselines']['random_latent'])}); {inv['queries']:,} queries per attack")
-        rmia = {cid: r["rmia"] for cid, r in result["membership"]["per_client"].items() if "rmia" in r}
+        rmia = {cid: r["rmia"] for cid, r in (result.get("membership") or {"per_client": {}})["per_client"].items()
+                if "rmia" in r}
         if rmia:
             worst = max(rmia, key=lambda c: rmia[c]["auc"])
             console.print(f"RMIA (offline): worst client {worst}, AUC {_fmt(rmia[worst]['auc'])}, TPR at 0.1 % / 1 % FPR "
@@ -136,8 +148,26 @@ def _print_summary(result: dict, sweep: bool) -> None:
             console.print(f"empirical epsilon (one-run audit, 95 %): >= {_fmt(emp['lower_bound'])} "
                           f"({emp['correct']}/{emp['guesses']} guesses right on {emp['canaries']} canaries); accounted "
                           f"{'none (no guarantee)' if emp['accounted'] is None else _fmt(emp['accounted'])}")
+        from fedkd.report.audit_report import SECTIONS_IN_TEMPLATE
+
+        for attack in result.get("attacks", []):  # every other registered attack, by its own summary line
+            if attack["name"] not in SECTIONS_IN_TEMPLATE and attack.get("summary"):
+                console.print(f"{attack['label']}: {attack['summary']}")
+        for name, why in result.get("skipped_attacks", {}).items():
+            console.print(f"not run: {name} ({why})")
     console.print(f"audit took {result['timing']['cpu_seconds']:.0f} s CPU, {result['timing']['wall_seconds']:.0f} s "
                   f"wall; wrote {result['paths']['report_html']} and {result['paths']['audit_json']}")
+
+
+def _show_progress_lines() -> None:
+    import logging
+
+    logger = logging.getLogger("fedkd.audit")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[audit %(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _fmt(value) -> str:
@@ -149,6 +179,8 @@ def cmd_audit(args) -> int:
     from fedkd.audit.artifacts import is_run_dir, is_sweep_dir
 
     settings = settings_from_args(args)
+    if settings.progress:  # the audit's stage lines (logger fedkd.audit) on stderr
+        _show_progress_lines()
     if args.threads < 0:
         raise ConfigError(f"--threads: must be >= 0, got {args.threads}")
     if args.threads:
@@ -188,7 +220,7 @@ def cmd_audit(args) -> int:
 
 def _simulate_then_audit(args, settings) -> dict:
     from fedkd.config import load_config
-    from fedkd.metrics import new_run_dir
+    from fedkd.run_records import new_run_dir
     from server.simulate import simulate
 
     from fedkd.audit.run import audit_run

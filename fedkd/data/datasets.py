@@ -386,3 +386,7 @@ _LOADERS = {
     "cifar10": _load_cifar10,
 }
 DATASET_NAMES = tuple(_LOADERS)
+# What each dataset holds (train split, test split): sizes are bounded by these before anything is loaded.
+DATASET_SIZES = {"digits": (1348, 449), "fashion-mnist": (60000, 10000), "mnist": (60000, 10000),
+                 "cifar10": (50000, 10000)}
+assert set(DATASET_SIZES) == set(DATASET_NAMES)

@@ -110,7 +110,7 @@ def _raise_interrupt(signum, frame):
 def cmd_certs(args) -> int:
     from fedkd.deploy.credentials import make_credentials
 
-    from fedkd.identity import write_registry
+    from fedkd.node_identity import write_registry
 
     made = make_credentials(args.out, sans=args.san, nodes=args.nodes, days=args.days)
     for path in made.created:
@@ -200,7 +200,7 @@ def cmd_register(args) -> int:
     import re
 
     from fedkd.config import ConfigError
-    from fedkd.identity import write_registry
+    from fedkd.node_identity import write_registry
 
     keys = _check_keys(args.keys)
     bindings = {}

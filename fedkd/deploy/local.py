@@ -30,6 +30,7 @@ from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, executable, flower_env, write_connection
 from fedkd.deploy.processes import ManagedProcess, ProcessFailed, ProcessGroup, free_port, port_open, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string
+from fedkd.run_records import read_rounds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the project, when installed editable (pip install -e)
 CONNECTION = "local"
@@ -157,7 +158,7 @@ class LocalFederation:
         """With node authentication, client i is bound to node key i: the server checks it (server.identity_registry)."""
         if not self.setup.auth:
             return None
-        from fedkd.identity import write_registry
+        from fedkd.node_identity import write_registry
 
         return write_registry(self.workdir / "identities.json",
                               {k.index: k.public for k in self.credentials.node_keys})
@@ -420,10 +421,9 @@ def _check_outside_bundle(workdir: Path, app_dir: Path) -> None:
 def round_records(out: Path) -> list[dict]:
     """The complete lines of a run's metrics.jsonl so far (the ServerApp may be writing the next one)."""
     try:
-        text = (out / "metrics.jsonl").read_text()
+        return read_rounds(out, complete_only=True)
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
 
 
 def describe_round(record: dict, rounds: int) -> str:

@@ -20,8 +20,11 @@ from fedkd.wire import WireFormat
 Handler = Callable[[Message, Context], Message]
 
 
+PARTITION_ID = "partition-id"  # Flower's simulation engine names each node's partition so
+
+
 def _client(context: Context) -> int:
-    return int(context.node_config["partition-id"])
+    return int(context.node_config[PARTITION_ID])
 
 
 def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_format: WireFormat) -> ClientApp:
@@ -33,7 +36,7 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         round_num = int(msg.content["config"]["round"])
         kind = plan.malformation(client, round_num)
         if kind == "error_reply":
-            raise InjectedFault("injected fault (attack.malformed): this client fails its round on purpose")
+            raise InjectedFault("injected fault (fault.malformed): this client fails its round on purpose")
         content = train(msg, context).content
         if client in plan.liars and "knowledge" in content.array_records:
             soft = protocol.read_soft_labels(content)

@@ -10,4 +10,4 @@ class StopAfterRound(RoundObserver):
 
     def on_round(self, record) -> None:
         if record.get("round") == self.round_num:
-            raise StopRun(f"attack.stop_after_round={self.round_num} (a simulated crash)")
+            raise StopRun(f"fault.stop_after_round={self.round_num} (a simulated crash)")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LIE_KINDS = ("random", "flip", "shift", "mimic")
+from fedkd.faults.settings import LIE_KINDS  # the keys' vocabulary; each kind is implemented below
 
 
 def _check(soft: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ def _fedavg_bad_shape(c: RecordDict, n: int) -> RecordDict:
 
 
 def _raise(c: RecordDict, n: int) -> RecordDict:
-    raise InjectedFault("injected fault (attack.malformed): this client fails its round on purpose")
+    raise InjectedFault("injected fault (fault.malformed): this client fails its round on purpose")
 
 
 def _identify_lie(c: RecordDict, n: int) -> RecordDict:

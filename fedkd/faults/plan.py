@@ -1,14 +1,13 @@
-"""Which client misbehaves how, in which round: the fault plan a robustness run's ``attack.*`` keys describe."""
+"""Which client misbehaves how, in which round: the fault plan a robustness run's ``fault.*`` keys describe."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
-
 import numpy as np
 
-from fedkd.config import ConfigError
+from fedkd.keys import ConfigError
 from fedkd.faults.knowledge import LIE_KINDS
 from fedkd.faults.malformed import CATALOGUE
+from fedkd.faults.settings import FaultSettings
 from fedkd.seeding import derive_seed
 
 
@@ -40,50 +39,44 @@ def parse_malformed(entries: list[str]) -> dict[tuple[int, int | None], str]:
 class FaultPlan:
     num_clients: int
     seed: int
-    lie_kind: str                                  # attack.kind ("none" = nobody lies)
+    lie_kind: str                                  # fault.kind ("none" = nobody lies)
     liars: frozenset[int]
     malformed: dict                                # (client, round or None) -> catalogue kind
     stop_after_round: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "FaultPlan":
+    def from_settings(cls, faults: FaultSettings) -> "FaultPlan":
         """The plan, checked against the run (ConfigError names the key)."""
-        n = cfg["num_clients"]
+        n = faults.num_clients
         try:
-            malformed = parse_malformed(cfg["attack.malformed"])
+            malformed = parse_malformed(list(faults.malformed))
         except ValueError as exc:
-            raise ConfigError(f"config key 'attack.malformed': {exc}") from None
+            raise ConfigError(f"config key 'fault.malformed': {exc}") from None
         outside = sorted({c for c, _ in malformed if c >= n})
         if outside:
-            raise ConfigError(f"config key 'attack.malformed': clients {outside} are not partition ids "
+            raise ConfigError(f"config key 'fault.malformed': clients {outside} are not client ids "
                               f"(num_clients={n})")
-        weights_run = cfg["algorithm"] == "fedavg"
+        weights_run = faults.algorithm == "fedavg"
         for (client, _), kind in malformed.items():
             target = CATALOGUE[kind].target
             if (target == "weights" and not weights_run) or (target == "soft_labels" and weights_run):
-                raise ConfigError(f"config key 'attack.malformed': {kind!r} breaks {target} replies, but "
-                                  f"algorithm {cfg['algorithm']!r} exchanges "
+                raise ConfigError(f"config key 'fault.malformed': {kind!r} breaks {target} replies, but "
+                                  f"algorithm {faults.algorithm!r} exchanges "
                                   f"{'weights' if weights_run else 'soft labels'}")
             if target == "soft_labels" and kind != "stray_wire_arrays" and (
-                    cfg["wire_dtype"] != "float32" or cfg["wire_topk"] != 0):
-                raise ConfigError(f"config key 'attack.malformed': {kind!r} is defined for the default wire "
+                    faults.wire_dtype != "float32" or faults.wire_topk != 0):
+                raise ConfigError(f"config key 'fault.malformed': {kind!r} is defined for the default wire "
                                   "format; set wire_dtype=float32 and wire_topk=0")
         liars: frozenset[int] = frozenset()
-        if cfg["attack.kind"] != "none":
-            if cfg["attack.kind"] not in LIE_KINDS:
-                raise ConfigError(f"config key 'attack.kind': {cfg['attack.kind']!r} is not one of {LIE_KINDS}")
-            if cfg["attack.clients"]:
-                liars = frozenset(int(x) for x in cfg["attack.clients"])
+        if faults.kind != "none":
+            if faults.kind not in LIE_KINDS:
+                raise ConfigError(f"config key 'fault.kind': {faults.kind!r} is not one of {LIE_KINDS}")
+            if faults.clients:
+                liars = frozenset(int(x) for x in faults.clients)
             else:
-                liars = frozenset(range(n - cfg["attack.num_malicious"], n))
-        return cls(num_clients=n, seed=cfg["seed"], lie_kind=cfg["attack.kind"], liars=liars,
-                   malformed=malformed, stop_after_round=cfg["attack.stop_after_round"])
-
-    @staticmethod
-    def wanted(cfg: Mapping[str, Any]) -> bool:
-        """Does this config ask for any fault injection?"""
-        return (cfg["attack.kind"] != "none" or bool(cfg["attack.malformed"])
-                or cfg["attack.stop_after_round"] > 0)
+                liars = frozenset(range(n - faults.num_malicious, n))
+        return cls(num_clients=n, seed=faults.seed, lie_kind=faults.kind, liars=liars,
+                   malformed=malformed, stop_after_round=faults.stop_after_round)
 
     def malformation(self, client: int, round_num: int) -> str | None:
         """The catalogue kind this client injects in this round (a round-specific entry wins over *)."""

@@ -2,14 +2,16 @@
 
 Each rule takes ``(soft_labels (N, M, C), n_samples (N,) | None, **params)`` and
 returns a :class:`FusionResult`; :mod:`fedkd.fusion.registry` maps algorithm
-names to rules and their config keys. ``fedavg`` is not here: it exchanges
-weights through Flower's own FedAvg strategy (``server/fedavg.py``).
+names to rules and their settings (each rule's keys are declared by its settings
+class below). ``fedavg`` is not here: it exchanges weights through Flower's own
+FedAvg strategy (``server/fedavg.py``).
 """
 from __future__ import annotations
 
-from fedkd.keys import NON_NEGATIVE, POSITIVE, Key
+import numpy as np
 
 from fedkd.data.conflict import conflict_groups
+from fedkd.keys import NON_NEGATIVE, POSITIVE, ConfigError, one_of, setting, settings_group, shared
 
 from .base import FusionResult
 from .effectiveness import DISTANCES
@@ -18,34 +20,60 @@ from .fedmd import fuse_fedmd
 from .knfu import fuse_knfu
 from .local import fuse_local
 from .oracle import fuse_oracle
-from .registry import FUSION_RULES, FusionRule, get_rule, register, rule_keys
+from .registry import FUSION_RULES, FusionRule, get_rule, register, unregister
+
+
+@settings_group("fedmd")
+class FedmdSettings:
+    weighted: bool = setting(False, "weight FedMD's average by the clients' reported sample counts (bounded by "
+                             "server.max_num_examples)")
+
+
+@settings_group("dsfl")
+class DsflSettings:
+    temperature: float = setting(0.5, "DS-FL entropy-reduction temperature (<1 sharpens)", POSITIVE)
+
+
+@settings_group("knfu")
+class KnfuSettings:
+    beta: float = setting(1.0, "KnFu effectiveness sharpness beta", NON_NEGATIVE)
+    tau: float = setting(-1.0, "KnFu neighbour threshold (-1 = 1/N)",
+                         ((lambda v: v == -1.0 or 0 <= v <= 1), "-1 or within [0, 1]"))
+    include_self: bool = setting(False, "may a client be its own KnFu neighbour")
+    distance: str = setting("sample_hellinger", "effectiveness measure: profile_kl (mean class profiles), or "
+                            "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
+                            one_of(DISTANCES))
+
+    def fuse_kwargs(self, client_ids: np.ndarray) -> dict:
+        return {"beta": self.beta, "tau": None if self.tau == -1.0 else self.tau,
+                "include_self": self.include_self, "distance": self.distance}
+
+
+@settings_group("oracle")
+class OracleSettings:
+    """The oracle has no keys of its own: it reads the conflict benchmark's groups."""
+
+    num_clients: int = shared("num_clients")
+    conflict_kind: str = shared("conflict.kind")
+    conflict_groups: int = shared("conflict.groups")
+
+    def fuse_kwargs(self, client_ids: np.ndarray) -> dict:
+        return {"groups": conflict_groups(self.num_clients, self.conflict_groups)[client_ids]}
+
+    def rule_check(self) -> None:
+        if self.conflict_kind == "none":
+            raise ConfigError("config key 'algorithm': oracle fuses inside the true conflict groups, so it "
+                              "needs conflict.kind label_permutation or rotation")
+
 
 register(FusionRule("local", fuse_local, help="no fusion: every client trains on its own data only"))
-register(FusionRule(
-    "fedmd", fuse_fedmd, help="FedMD: every client distils toward the average of all soft labels",
-    keys={"fedmd.weighted": Key(False, bool, "weight FedMD's average by the clients' reported sample counts "
-                                "(bounded by server.max_num_examples)")},
-    params=lambda cfg, ids: {"weighted": cfg["fedmd.weighted"]}))
-register(FusionRule(
-    "dsfl", fuse_dsfl, help="DS-FL: the average, sharpened by entropy reduction",
-    keys={"dsfl.temperature": Key(0.5, float, "DS-FL entropy-reduction temperature (<1 sharpens)", *POSITIVE)},
-    params=lambda cfg, ids: {"temperature": cfg["dsfl.temperature"]}))
-register(FusionRule(
-    "knfu", fuse_knfu, help="KnFu: each client fuses only its semantic neighbours' knowledge",
-    keys={
-        "knfu.beta": Key(1.0, float, "KnFu effectiveness sharpness beta", *NON_NEGATIVE),
-        "knfu.tau": Key(-1.0, float, "KnFu neighbour threshold (-1 = 1/N)",
-                        lambda v: v == -1.0 or 0 <= v <= 1, "-1 or within [0, 1]"),
-        "knfu.include_self": Key(False, bool, "may a client be its own KnFu neighbour"),
-        "knfu.distance": Key("sample_hellinger", str, "effectiveness measure: profile_kl (mean class profiles), or "
-                             "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
-                             lambda v: v in DISTANCES, f"one of {', '.join(DISTANCES)}"),
-    },
-    params=lambda cfg, ids: {"beta": cfg["knfu.beta"], "tau": None if cfg["knfu.tau"] == -1.0 else cfg["knfu.tau"],
-                             "include_self": cfg["knfu.include_self"], "distance": cfg["knfu.distance"]}))
-register(FusionRule(
-    "oracle", fuse_oracle, help="FedMD inside each client's true conflict group (simulation only: an upper bound)",
-    params=lambda cfg, ids: {"groups": conflict_groups(cfg["num_clients"], cfg["conflict.groups"])[ids]}))
+register(FusionRule("fedmd", fuse_fedmd, FedmdSettings,
+                    help="FedMD: every client distils toward the average of all soft labels"))
+register(FusionRule("dsfl", fuse_dsfl, DsflSettings, help="DS-FL: the average, sharpened by entropy reduction"))
+register(FusionRule("knfu", fuse_knfu, KnfuSettings,
+                    help="KnFu: each client fuses only its semantic neighbours' knowledge"))
+register(FusionRule("oracle", fuse_oracle, OracleSettings,
+                    help="FedMD inside each client's true conflict group (simulation only: an upper bound)"))
 
 
 def fuse(algorithm: str, soft_labels, n_samples=None, **params) -> FusionResult:
@@ -53,5 +81,6 @@ def fuse(algorithm: str, soft_labels, n_samples=None, **params) -> FusionResult:
     return get_rule(algorithm).fuse(soft_labels, n_samples, **params)
 
 
-__all__ = ["FUSION_RULES", "FusionResult", "FusionRule", "fuse", "fuse_dsfl", "fuse_fedmd", "fuse_knfu",
-           "fuse_local", "fuse_oracle", "get_rule", "register", "rule_keys"]
+__all__ = ["FUSION_RULES", "DsflSettings", "FedmdSettings", "FusionResult", "FusionRule", "KnfuSettings",
+           "OracleSettings", "fuse", "fuse_dsfl", "fuse_fedmd", "fuse_knfu", "fuse_local", "fuse_oracle", "get_rule",
+           "register", "unregister"]

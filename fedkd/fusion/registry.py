@@ -1,79 +1,83 @@
-"""The fusion-rule registry: an algorithm is one function, one entry here, and its config keys.
+"""The fusion-rule registry: an algorithm is one function, one entry here, and its settings.
 
-A :class:`FusionRule` names the pure fusion function, the config keys it reads
-(they join ``fedkd keys`` and are checked like every other key) and how their
-values become the function's keyword arguments. The server's ``KnowledgeFusion``
-strategy looks the rule up by ``algorithm``; nothing else in the project has to
-change to add one::
+A :class:`FusionRule` names the pure fusion function and, optionally, the settings group that
+declares its config keys (``fedkd.keys.settings_group``: they join ``fedkd keys`` and are checked
+like every other key). The server builds the rule's typed settings from the run config and calls
+``fuse(soft_labels, n_samples, **settings.fuse_kwargs(client_ids))``; nothing else in the project has
+to change to add a rule::
 
     from fedkd.fusion import FusionRule, register
-    from fedkd.keys import Key, POSITIVE
+    from fedkd.keys import POSITIVE, setting, settings_group
 
-    register(FusionRule(
-        name="median",
-        fuse=my_median_fusion,                      # (N, M, C) soft labels -> FusionResult
-        keys={"median.trim": Key(0.1, float, "fraction trimmed at each end", *POSITIVE)},
-        params=lambda cfg, client_ids: {"trim": cfg["median.trim"]},
-    ))
+    @settings_group("median")
+    class MedianSettings:
+        trim: float = setting(0.1, "fraction trimmed at each end", POSITIVE)
 
-Registered rules live in the process that registers them; only the server
-fuses, so a rule registered next to the ServerApp is all a run needs.
+    register(FusionRule("median", my_median_fusion, settings=MedianSettings))
+
+A settings class may define ``fuse_kwargs(client_ids)`` (default: its declared fields by name;
+``client_ids`` are the ids of the N clients whose replies are fused, in row order) and ``check()``
+(cross-key rules; run only when the rule is the run's algorithm, via ``FusionRule.check``).
+Registered rules live in the process that registers them; only the server fuses, so a rule
+registered next to the ServerApp is all a run needs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from fedkd.fusion.base import FusionResult
-from fedkd.keys import Key
-
-ParamsFn = Callable[[Mapping[str, Any], np.ndarray], dict]
-
-
-def _no_params(cfg: Mapping[str, Any], client_ids: np.ndarray) -> dict:
-    return {}
+from fedkd.keys import SETTINGS_GROUPS, declared_fields
 
 
 @dataclass(frozen=True)
 class FusionRule:
     """One soft-label fusion algorithm.
 
-    fuse:   ``fuse(soft_labels (N, M, C), n_samples (N,), **params) -> FusionResult``.
-    keys:   its config keys (dotted, e.g. ``knfu.beta``); they steer the server only.
-    params: ``params(cfg, client_ids)`` -> keyword arguments of ``fuse``; ``client_ids`` are the
-            ids of the N clients whose replies are fused, in row order.
+    fuse:     ``fuse(soft_labels (N, M, C), n_samples (N,), **kwargs) -> FusionResult``.
+    settings: the rule's settings group (its keys steer the server only), or None.
     """
 
     name: str
     fuse: Callable[..., FusionResult]
-    keys: Mapping[str, Key] = field(default_factory=dict)
-    params: ParamsFn = _no_params
+    settings: type | None = None
     help: str = ""
+
+    def kwargs(self, settings: Any, client_ids: np.ndarray) -> dict:
+        """The keyword arguments of ``fuse`` for these typed settings and fused clients."""
+        if settings is None:
+            return {}
+        if hasattr(settings, "fuse_kwargs"):
+            return settings.fuse_kwargs(client_ids)
+        return declared_fields(settings)
+
+    def check(self, settings: Any) -> None:
+        """The rule's cross-key rules (ConfigError), when it is the run's algorithm."""
+        if settings is not None and hasattr(settings, "rule_check"):
+            settings.rule_check()
 
 
 FUSION_RULES: dict[str, FusionRule] = {}
 
 
 def register(rule: FusionRule) -> FusionRule:
-    """Add (or replace) a rule; its keys must not clash with another rule's or the core config's."""
+    """Add (or replace) a rule; its settings must be a registered settings group."""
     if not rule.name or not rule.name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"a fusion rule needs a plain name, got {rule.name!r}")
-    for other in FUSION_RULES.values():
-        if other.name != rule.name and set(other.keys) & set(rule.keys):
-            raise ValueError(f"fusion rule {rule.name!r} declares keys of rule {other.name!r}: "
-                             f"{sorted(set(other.keys) & set(rule.keys))}")
+    if rule.settings is not None and rule.settings not in SETTINGS_GROUPS:
+        raise ValueError(f"fusion rule {rule.name!r}: {rule.settings.__name__} is not declared with "
+                         "fedkd.keys.settings_group")
     FUSION_RULES[rule.name] = rule
     return rule
 
 
-def rule_keys() -> dict[str, Key]:
-    """Every registered rule's config keys."""
-    keys: dict[str, Key] = {}
-    for rule in FUSION_RULES.values():
-        keys.update(rule.keys)
-    return keys
+def unregister(name: str) -> None:
+    """Remove a rule and its keys (tests and plug-ins that clean up after themselves)."""
+    rule = FUSION_RULES.pop(name)
+    if rule.settings is not None and not any(r.settings is rule.settings for r in FUSION_RULES.values()):
+        SETTINGS_GROUPS.pop(rule.settings, None)
 
 
 def get_rule(name: str) -> FusionRule:

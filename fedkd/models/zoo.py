@@ -26,7 +26,11 @@ from torch import nn
 
 from fedkd.models.architectures import MLP, PlainCNN, SmallResNet
 
-_FACTORIES: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
+ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]  # (input shape (C, H, W), classes) -> model
+
+# The model registry: the names a run's ``models`` key may use. Add one with :func:`register_model`
+# (docs/architecture.md, "How to add a model"); tests/test_models_training.py registers one.
+MODEL_FACTORIES: dict[str, ModelFactory] = {
     "mlp": lambda shape, classes: MLP(shape, classes, hidden=(256, 128)),
     "cnn_small": lambda shape, classes: PlainCNN(shape, classes, channels=(16, 32)),
     "cnn_medium": lambda shape, classes: PlainCNN(
@@ -35,12 +39,28 @@ _FACTORIES: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
     "cnn_large": lambda shape, classes: SmallResNet(shape, classes, widths=(20, 40, 80)),
 }
 
-MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_FACTORIES)  # the built-in models
+
+
+def register_model(name: str, factory: ModelFactory) -> None:
+    """Make ``name`` a model the ``models`` key accepts; ``factory(input_shape, num_classes)`` builds it.
+
+    The factory must be deterministic given torch's seed (``build_model`` seeds it) and return a model whose
+    forward pass maps (B, C, H, W) float32 images to (B, num_classes) logits.
+    """
+    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+        raise ValueError(f"a model needs a plain name, got {name!r}")
+    MODEL_FACTORIES[name] = factory
+
+
+def model_names() -> tuple[str, ...]:
+    """Every registered model name (built-in and added)."""
+    return tuple(MODEL_FACTORIES)
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or name not in _FACTORIES:
-        raise ValueError(f"unknown model name {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    if not isinstance(name, str) or name not in MODEL_FACTORIES:
+        raise ValueError(f"unknown model name {name!r}; expected one of {', '.join(MODEL_FACTORIES)}")
     return name
 
 
@@ -87,13 +107,13 @@ def build_model(
     if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if seed is None:
-        return _FACTORIES[name](shape, int(num_classes))
+        return MODEL_FACTORIES[name](shape, int(num_classes))
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise ValueError(f"seed must be an int or None, got {seed!r}")
     # fork_rng restores the global CPU generator afterwards, so seeding here has no side effects.
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(seed))
-        return _FACTORIES[name](shape, int(num_classes))
+        return MODEL_FACTORIES[name](shape, int(num_classes))
 
 
 def model_for_client(models: Sequence[str], client_id: int) -> str:

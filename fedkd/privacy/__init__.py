@@ -9,50 +9,24 @@
 
 Pure numpy/torch; no Flower. See ``docs/privacy.md`` for the threat model.
 """
-from fedkd.privacy.accounting import (
-    SoftLabelAccountant,
-    compute_epsilon,
-    simplex_sensitivity,
-)
-from fedkd.privacy.canaries import (
-    CanarySet,
-    canary_exposure,
-    exposure,
-    make_canaries,
-    make_canary_set,
-    make_references,
-    per_sample_losses,
-    plant,
-)
-from fedkd.privacy.swing import (
-    adaptive_temperatures,
-    add_noise,
-    clip_and_renormalise,
-    privacy_scores,
-    project_to_simplex,
-    renormalise,
-    swing_protect,
-    tempered_softmax,
-)
+import importlib
 
-__all__ = [
-    "SoftLabelAccountant",
-    "compute_epsilon",
-    "simplex_sensitivity",
-    "CanarySet",
-    "canary_exposure",
-    "exposure",
-    "make_canaries",
-    "make_canary_set",
-    "make_references",
-    "per_sample_losses",
-    "plant",
-    "adaptive_temperatures",
-    "add_noise",
-    "clip_and_renormalise",
-    "privacy_scores",
-    "project_to_simplex",
-    "renormalise",
-    "swing_protect",
-    "tempered_softmax",
-]
+# Imported on first use (PEP 562): the run config imports fedkd.privacy.settings, and that must not
+# pull torch (canaries) into every process that only reads a config.
+_EXPORTS = {
+    "fedkd.privacy.accounting": ("SoftLabelAccountant", "compute_epsilon", "simplex_sensitivity"),
+    "fedkd.privacy.canaries": ("CanarySet", "canary_exposure", "exposure", "make_canaries", "make_canary_set",
+                               "make_references", "per_sample_losses", "plant"),
+    "fedkd.privacy.swing": ("adaptive_temperatures", "add_noise", "clip_and_renormalise", "privacy_scores",
+                            "project_to_simplex", "renormalise", "swing_protect", "tempered_softmax"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'fedkd.privacy' has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)

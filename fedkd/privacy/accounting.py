@@ -48,16 +48,17 @@ __all__ = [
     "compute_epsilon",
 ]
 
+from fedkd.privacy.swing import MECHANISMS  # noqa: E402  (the owner of the names)
+
 ACCOUNTING_BACKENDS = ("rdp", "pld")
-_MECHANISMS = ("gaussian", "laplace")
 # Default backend per mechanism: RDP is the usual one for Gaussian noise; for
 # Laplace noise RDP is loose, PLD is near-exact.
 _DEFAULT_BACKEND = {"gaussian": "rdp", "laplace": "pld"}
 
 
 def _check_mechanism(mechanism: str) -> str:
-    if mechanism not in _MECHANISMS:
-        raise ValueError(f"mechanism must be one of {_MECHANISMS}, got {mechanism!r}")
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
     return mechanism
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from fedkd.data import fingerprint
 from fedkd.privacy.canaries import CanarySet, canary_exposure, make_canary_set, plant
 from fedkd.seeding import derive_seed
-from fedkd.settings import CanarySettings
+from fedkd.privacy.settings import CanarySettings
 
 
 def canary_set(s: CanarySettings, input_shape, num_classes: int) -> CanarySet | None:

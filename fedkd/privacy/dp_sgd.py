@@ -34,38 +34,17 @@ import math
 import secrets
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fedkd.privacy.settings import PrivacySettings
 from fedkd.seeding import derive_seed
 
-__all__ = ["DpSgdSettings", "DpStep", "make_dp_compatible", "steps_per_epoch", "sample_rate",
+__all__ = ["DpStep", "make_dp_compatible", "steps_per_epoch", "sample_rate",
            "noise_multiplier_for", "training_epsilon", "train_private", "dp_generators"]
-
-
-@dataclass(frozen=True)
-class DpSgdSettings:
-    """``privacy.dp_*``: DP-SGD on the client's private loss."""
-
-    enabled: bool
-    clip: float
-    noise_multiplier: float
-    target_epsilon: float  # whole run; 0 = use noise_multiplier as given
-    delta: float
-    noise_seed: str  # auto | derived | os
-    seed: int
-    rounds: int
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "DpSgdSettings":
-        return cls(enabled=bool(cfg["privacy.dp_sgd"]), clip=float(cfg["privacy.dp_clip"]),
-                   noise_multiplier=float(cfg["privacy.dp_noise_multiplier"]),
-                   target_epsilon=float(cfg["privacy.dp_target_epsilon"]), delta=float(cfg["privacy.delta"]),
-                   noise_seed=str(cfg["privacy.noise_seed"]), seed=int(cfg["seed"]), rounds=int(cfg["rounds"]))
 
 
 @dataclass(frozen=True)
@@ -110,17 +89,17 @@ def sample_rate(n: int, batch_size: int) -> float:
     return 1.0 / steps_per_epoch(n, batch_size)
 
 
-def noise_multiplier_for(dp: DpSgdSettings, n: int, batch_size: int, epochs_per_round: int) -> float:
-    """The noise multiplier this client uses: given, or calibrated so that all rounds' steps
-    (``rounds * epochs * steps_per_epoch``) spend at most ``target_epsilon`` at ``delta``."""
-    if dp.target_epsilon <= 0:
-        return dp.noise_multiplier
+def noise_multiplier_for(dp: PrivacySettings, n: int, batch_size: int, epochs_per_round: int) -> float:
+    """The noise multiplier this client uses: ``dp_noise_multiplier``, or calibrated so that all rounds'
+    steps (``rounds * epochs * steps_per_epoch``) spend at most ``dp_target_epsilon`` at ``delta``."""
+    if dp.dp_target_epsilon <= 0:
+        return dp.dp_noise_multiplier
     from opacus.accountants.utils import get_noise_multiplier
 
     steps = dp.rounds * epochs_per_round * steps_per_epoch(n, batch_size)
     if steps == 0:
-        return dp.noise_multiplier
-    return float(get_noise_multiplier(target_epsilon=dp.target_epsilon, target_delta=dp.delta,
+        return dp.dp_noise_multiplier
+    return float(get_noise_multiplier(target_epsilon=dp.dp_target_epsilon, target_delta=dp.delta,
                                       sample_rate=sample_rate(n, batch_size), steps=steps, accountant="rdp",
                                       epsilon_tolerance=0.01))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkd.settings import CanarySettings, PrivacySettings
+from fedkd.privacy.settings import CanarySettings, PrivacySettings
 
 
 def privacy_round_record(privacy: PrivacySettings, canaries: CanarySettings,

@@ -14,7 +14,7 @@ from fedkd.privacy.accounting import compute_epsilon
 from fedkd.privacy.swing import swing_protect
 from fedkd.probability import softmax
 from fedkd.seeding import derive_seed
-from fedkd.settings import PrivacySettings
+from fedkd.privacy.settings import PrivacySettings
 
 log = logging.getLogger("fedkd.privacy")
 _EPS = 1e-12

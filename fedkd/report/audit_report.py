@@ -334,8 +334,10 @@ def render_run_report(result: dict, images: dict, path) -> Path:
         Where to write the HTML.
     """
     run = result["run"]
-    figures: dict = {"roc": roc_figure(result["membership"]), "roc_log": roc_log_figure(result["membership"]),
-                     "targets": {}}
+    figures: dict = {"targets": {}}
+    if result.get("membership"):
+        figures["roc"] = roc_figure(result["membership"])
+        figures["roc_log"] = roc_log_figure(result["membership"])
     sli = result.get("soft_label_inversion")
     if sli and images.get("soft_label_inversion"):
         figures["sli_grid"] = sli_grid_figure(images["class_means"], images["soft_label_inversion"],
@@ -358,9 +360,46 @@ def render_run_report(result: dict, images: dict, path) -> Path:
                 "per_class": per_class_figure(entry, run["class_names"]),
             }
     html = _environment().get_template("audit.html.j2").render(
-        kind="run", result=result, run=run, figures=figures, membership=result["membership"],
-        inversion=inversion, sli=sli, empirical=result.get("empirical_epsilon"))
+        kind="run", result=result, run=run, figures=figures, membership=result.get("membership"),
+        inversion=inversion, sli=sli, empirical=result.get("empirical_epsilon"),
+        extra_attacks=extra_attack_sections(result))
     return _write(html, path)
+
+
+# Attacks whose section is written in the template; any other registered attack gets the generic one.
+SECTIONS_IN_TEMPLATE = ("membership", "inversion", "soft_label_inversion", "empirical_epsilon")
+MAX_GENERIC_ROWS = 60
+
+
+def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested JSON -> (dotted key, shown value) rows; long lists are summarised."""
+    if isinstance(value, dict):
+        return [row for k, v in value.items() for row in _flatten(v, f"{prefix}{k}.")]
+    key = prefix.rstrip(".")
+    if isinstance(value, list):
+        if len(value) <= 10 and all(not isinstance(v, (dict, list)) for v in value):
+            return [(key, ", ".join(_shown(v) for v in value))]
+        return [(key, f"{len(value)} values")]
+    return [(key, _shown(value))]
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "–" if value is None else str(value)
+
+
+def extra_attack_sections(result: dict) -> list[dict]:
+    """The report's generic sections: one per attack that has none of its own in the template."""
+    sections = []
+    for attack in result.get("attacks", []):
+        name = attack["name"]
+        if name in SECTIONS_IN_TEMPLATE or result.get(name) is None:
+            continue
+        rows = _flatten(result[name])
+        sections.append({**attack, "rows": rows[:MAX_GENERIC_ROWS],
+                         "truncated": max(0, len(rows) - MAX_GENERIC_ROWS)})
+    return sections
 
 
 def render_sweep_report(sweep: dict, path) -> Path:

@@ -1,15 +1,16 @@
 """The per-round table printed after a run (``fedkd simulate``, ``fedkd federation``)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from fedkd.run_records import read_rounds
 
 
 def print_run_table(summary: dict, out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rounds = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    rounds = read_rounds(out_dir)
     table = Table(title=f"{summary['algorithm']} on {summary['dataset']}: {summary['num_clients']} clients, "
                         f"alpha={summary['alpha']}, seed={summary['seed']}")
     for col in ("round", "ALMA", "global acc", "ALMA after digest", "replies", "rejected",

@@ -1,4 +1,7 @@
-"""Run records: the resolved config, one JSON line per round, and a summary.
+"""Run records: the resolved config, one JSON line per round, and a summary; written and read here.
+
+:class:`RunRecorder` writes a run's folder; :func:`read_rounds` is the one reader of its
+``metrics.jsonl`` (the audit, the command line, the deployment helpers and the experiments use it).
 
 ``summary.json`` holds only numbers that the config and seed determine, so two
 runs with the same config and seed write identical summaries; wall-clock times
@@ -65,22 +68,40 @@ def weight_matrix(record: dict, num_clients: int) -> np.ndarray | None:
     return full
 
 
-class RunRecorder:
-    """Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``timing.json`` into ``out_dir``."""
+METRICS_FILE = "metrics.jsonl"
 
-    def __init__(self, out_dir: str | Path, config: dict, federation_info: dict):
+
+def read_rounds(out_dir: str | Path, *, complete_only: bool = False) -> list[dict]:
+    """The round records of a run folder's ``metrics.jsonl``, in order (blank lines skipped).
+
+    complete_only: ignore a last line without its newline (a writer may be in the middle of it).
+    """
+    text = (Path(out_dir) / METRICS_FILE).read_text()
+    if complete_only:
+        text = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class RunRecorder:
+    """Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``timing.json`` into ``out_dir``.
+
+    config: the run's :class:`~fedkd.config.Config` (its typed views name the run in the summary).
+    """
+
+    def __init__(self, out_dir: str | Path, config, federation_info: dict):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = config
         self.config = dict(config)
         self.federation_info = federation_info
         self.rounds: list[dict] = []
         self.started = time.perf_counter()
         write_json_atomic(self.out_dir / "config.json", self.config)
-        (self.out_dir / "metrics.jsonl").write_text("")
+        (self.out_dir / METRICS_FILE).write_text("")
 
     def log_round(self, record: dict) -> None:
         self.rounds.append(record)
-        with open(self.out_dir / "metrics.jsonl", "a") as fh:
+        with open(self.out_dir / METRICS_FILE, "a") as fh:
             fh.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
 
     def finish(self, extra: dict | None = None) -> dict:
@@ -93,19 +114,19 @@ class RunRecorder:
         return summary
 
     def summary(self, extra: dict | None = None) -> dict:
-        cfg, last = self.config, (self.rounds[-1] if self.rounds else {})
+        run, data, last = self.cfg.run, self.cfg.data, (self.rounds[-1] if self.rounds else {})
         rounds = self.rounds
         summary = {
-            "algorithm": cfg["algorithm"],
-            "dataset": cfg["dataset"],
-            "num_clients": cfg["num_clients"],
+            "algorithm": run.algorithm,
+            "dataset": data.dataset,
+            "num_clients": run.num_clients,
             "num_classes": self.federation_info["num_classes"],
             "transfer_size": self.federation_info["transfer_size"],
             "rounds": len(rounds),
-            "seed": cfg["seed"],
-            "models": cfg["models"],
-            "alpha": cfg["alpha"],
-            "partition": cfg["partition"],
+            "seed": run.seed,
+            "models": list(self.cfg.training.models),
+            "alpha": data.alpha,
+            "partition": data.partition,
             "alma": last.get("alma", float("nan")),
             "alma_per_round": [r["alma"] for r in rounds],
             "global_acc": last.get("global_acc", float("nan")),

@@ -1,47 +1,23 @@
-"""The messages between the ServerApp and ClientApps: build, parse, validate.
+"""Reply validation: every reply a client sends is checked here before the server uses it.
 
-This is the only module of the library that knows Flower's record types.
-
-Server -> client (message type ``train``), a RecordDict with
-  ``config``  ConfigRecord: ``round`` (int), ``temperature`` (float),
-              ``fingerprint`` (str, of the transfer set), ``run_config`` (JSON str: the
-              client keys that differ from the defaults and a digest, see :func:`compact_run_config`)
-  ``targets`` ArrayRecord ``{"targets": (M, C) float32}`` (or the compact form of
-              ``fedkd.wire`` set by ``wire_dtype``/``wire_topk``); absent in round 1,
-              for ``local`` and for a client without neighbours
-  ``arrays``  ArrayRecord of model weights (``fedavg`` only, built by Flower's FedAvg)
-
-Client -> server, a RecordDict with
-  ``knowledge`` ArrayRecord ``{"soft_labels": (M, C) float32}`` or its ``fedkd.wire``
-                form, and nothing else (absent for fedavg)
-  ``arrays``    ArrayRecord of weights (fedavg only)
-  ``metrics``   MetricRecord: ``num-examples`` and the client's accuracies (:data:`METRIC_RULES`)
-  ``meta``      ConfigRecord: ``round``, ``fingerprint``, ``partition_id``, ``model``
-
-Every reply goes through :func:`validate_reply`, which believes nothing a client
-says about itself that it can bound: an invalid reply raises :class:`InvalidReply`
-carrying a short machine-readable ``reason``; metric keys it does not know are
-dropped (and reported), never fatal.
-
-The identify query (``query``) asks a node which client it is; it carries a fresh
-nonce, which a node with an identity key signs (``fedkd.identity``).
+:func:`validate_reply` believes nothing a client says about itself that it can bound: an invalid
+reply raises :class:`InvalidReply` carrying a short machine-readable ``reason`` (:data:`REASONS`);
+metric keys it does not know are dropped (and reported), never fatal.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.common.serde import recorddict_to_proto
+from flwr.app import Message, MetricRecord, RecordDict
 
 from fedkd import wire
 from fedkd.probability import ROW_SUM_TOLERANCE
+from fedkd.protocol.messages import LABEL_HISTOGRAM_KEY, message_bytes, record_arrays
 from fedkd.wire import WireFormat
 
-MESSAGE_TYPE = "train"
 # Soft labels are M x C float32; anything far larger than that is refused unread.
 SIZE_SLACK_BYTES = 64 * 1024
 
@@ -91,7 +67,6 @@ METRIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "canary_exposure": (_non_negative, ">= 0"),
     "canary_exposure_max": (_non_negative, ">= 0"),
 }
-LABEL_HISTOGRAM_KEY = "label_histogram"  # opt-in (record_label_histograms): a list of C counts
 
 
 @dataclass(frozen=True)
@@ -128,142 +103,7 @@ class KnowledgeReply:
     label_histogram: list[int] | None = None
 
 
-def message_bytes(content: RecordDict) -> int:
-    """Serialized size of a RecordDict as it travels on the wire."""
-    return recorddict_to_proto(content).ByteSize()
-
-
-# ---------------------------------------------------------------- server -> client
-
-CONFIG_DIGEST_KEY = "_config_digest"
-
-
-def compact_run_config(client_config: dict) -> dict:
-    """The client keys that differ from fedkd's defaults, plus a digest of the resolved client config.
-
-    Every train message carries the run config; sending all keys cost more than compact soft
-    labels themselves. The client rebuilds the full config from its own defaults
-    (``make_config``) and :func:`parse_train_message` checks the digest, so a node whose fedkd has
-    other keys or defaults (another version) fails loudly instead of running a different experiment.
-    """
-    from fedkd.config import make_config
-
-    defaults = make_config({}).for_clients()
-    compact = {k: v for k, v in client_config.items() if k not in defaults or defaults[k] != v}
-    compact[CONFIG_DIGEST_KEY] = config_digest(compact)
-    return compact
-
-
-def config_digest(run_config: dict) -> str:
-    """Short hash of the client config that ``run_config`` resolves to on this node."""
-    import hashlib
-
-    from fedkd.config import make_config
-
-    resolved = make_config({k: v for k, v in run_config.items() if k != CONFIG_DIGEST_KEY}).for_clients()
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def train_config(round_num: int, temperature: float, fingerprint: str, run_config: dict) -> ConfigRecord:
-    return ConfigRecord({
-        "round": int(round_num),
-        "temperature": float(temperature),
-        "fingerprint": fingerprint,
-        "run_config": json.dumps(run_config, sort_keys=True),
-    })
-
-
-def build_train_content(round_num: int, temperature: float, fingerprint: str, run_config: dict,
-                        targets: np.ndarray | None, wire_format: WireFormat | None = None) -> RecordDict:
-    """``wire_format`` (default float32, all classes) is how the targets travel; see ``fedkd.wire``."""
-    content = RecordDict({"config": train_config(round_num, temperature, fingerprint, run_config)})
-    if targets is not None:
-        targets = np.ascontiguousarray(targets, dtype=np.float32)
-        content["targets"] = _soft_label_record(targets, wire_format, dense_key="targets")
-    return content
-
-
-def knowledge_record(p: np.ndarray, wire_format: WireFormat | None = None) -> ArrayRecord:
-    """The ``knowledge`` record a client sends for soft labels ``p``."""
-    return _soft_label_record(p, wire_format, dense_key="soft_labels")
-
-
-def read_soft_labels(content: RecordDict) -> np.ndarray:
-    """The soft labels of a reply's ``knowledge`` record, decoded to (M, C) float32 (unchecked)."""
-    return wire.decode(_record_arrays(content["knowledge"], dense_key="soft_labels"))
-
-
-def _soft_label_record(p: np.ndarray, wire_format: WireFormat | None, dense_key: str) -> ArrayRecord:
-    arrays = wire.encode(p, wire_format or WireFormat())
-    return ArrayRecord({dense_key if k == wire.DENSE_KEY else k: Array(v) for k, v in arrays.items()})
-
-
-def _record_arrays(record: ArrayRecord, dense_key: str) -> dict[str, np.ndarray]:
-    return {wire.DENSE_KEY if k == dense_key else k: record[k].numpy() for k in record}
-
-
-def build_train_message(node_id: int, content: RecordDict) -> Message:
-    return Message(content=content, dst_node_id=node_id, message_type=MESSAGE_TYPE)
-
-
-@dataclass
-class TrainInstruction:
-    """What a client reads from the server's message."""
-
-    round: int
-    temperature: float
-    fingerprint: str
-    run_config: dict
-    targets: np.ndarray | None
-    weights: ArrayRecord | None
-
-
-def parse_train_message(content: RecordDict) -> TrainInstruction:
-    if "config" not in content.config_records:
-        raise ValueError("train message has no 'config' record")
-    cfg = content["config"]
-    targets = None
-    if "targets" in content.array_records:
-        targets = wire.decode(_record_arrays(content["targets"], dense_key="targets"))
-    weights = content["arrays"] if "arrays" in content.array_records else None
-    run_config = json.loads(str(cfg["run_config"]))
-    digest = run_config.pop(CONFIG_DIGEST_KEY, None)
-    if digest is not None and config_digest(run_config) != digest:
-        raise ValueError("run config mismatch: this node's fedkd resolves the server's config differently "
-                         "(another fedkd version or other defaults?); install the server's version")
-    return TrainInstruction(
-        round=int(cfg["round"] if "round" in cfg else cfg["server-round"]),
-        temperature=float(cfg["temperature"]),
-        fingerprint=str(cfg["fingerprint"]),
-        run_config=run_config,
-        targets=targets,
-        weights=weights,
-    )
-
-
-# ---------------------------------------------------------------- client -> server
-
-def build_reply_content(*, round_num: int, fingerprint: str, partition_id: int, model: str,
-                        num_examples: int, metrics: dict, soft_labels: np.ndarray | None = None,
-                        weights: ArrayRecord | None = None, wire_format: WireFormat | None = None,
-                        label_histogram: list[int] | None = None) -> RecordDict:
-    record: dict = {"num-examples": int(num_examples)}
-    record.update({k: float(v) for k, v in metrics.items()})
-    if label_histogram is not None:
-        record[LABEL_HISTOGRAM_KEY] = [int(v) for v in label_histogram]
-    content = RecordDict({
-        "metrics": MetricRecord(record),
-        "meta": ConfigRecord({"round": int(round_num), "fingerprint": fingerprint,
-                              "partition_id": int(partition_id), "model": model}),
-    })
-    if soft_labels is not None:
-        content["knowledge"] = _soft_label_record(soft_labels, wire_format, dense_key="soft_labels")
-    if weights is not None:
-        content["arrays"] = weights
-    return content
-
-
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -296,7 +136,7 @@ def validate_reply(message: Message, rules: ReplyRules) -> KnowledgeReply:
     if meta["round"] != rules.round:
         raise InvalidReply("wrong_round", f"reply for round {meta['round']!r}, expected {rules.round}")
     pid = meta["partition_id"]
-    if not _is_int(pid) or not 0 <= pid < rules.num_partitions:
+    if not is_int(pid) or not 0 <= pid < rules.num_partitions:
         raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {rules.num_partitions})")
     num_examples, metrics, dropped, histogram = _check_metrics(content["metrics"], rules)
 
@@ -318,7 +158,7 @@ def _check_metrics(record: MetricRecord, rules: ReplyRules):
     if "num-examples" not in record:
         raise InvalidReply("missing_key", "metrics.num-examples is missing")
     n = record["num-examples"]
-    if not _is_int(n) or not 1 <= n <= rules.max_num_examples:
+    if not is_int(n) or not 1 <= n <= rules.max_num_examples:
         raise InvalidReply("bad_num_examples", f"num-examples {n!r} is not an integer in [1, "
                            f"{rules.max_num_examples}] (server.max_num_examples)")
     required = ("acc_local", "acc_global") if rules.require_global_acc else ("acc_local",)
@@ -332,7 +172,7 @@ def _check_metrics(record: MetricRecord, rules: ReplyRules):
             continue
         if key == LABEL_HISTOGRAM_KEY and rules.shape is not None:
             if (not isinstance(value, list) or len(value) != rules.shape[1]
-                    or not all(_is_int(v) and 0 <= v <= rules.max_num_examples for v in value)):
+                    or not all(is_int(v) and 0 <= v <= rules.max_num_examples for v in value)):
                 raise InvalidReply("bad_metrics", f"{LABEL_HISTOGRAM_KEY} is not {rules.shape[1]} counts")
             histogram = list(value)
             continue
@@ -403,7 +243,7 @@ def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tole
     if "knowledge" not in content.array_records:
         raise InvalidReply("missing_key", "record 'knowledge' is missing")
     try:
-        arrays = _record_arrays(content["knowledge"], dense_key="soft_labels")
+        arrays = record_arrays(content["knowledge"], dense_key="soft_labels")
     except Exception as exc:  # corrupt bytes behind a valid-looking header
         raise InvalidReply("bad_shape", f"soft labels cannot be decoded: {exc}") from None
     reason = wire.check_encoded(arrays, wire_format, shape)
@@ -423,71 +263,3 @@ def check_probabilities(p: np.ndarray, tolerance: float = ROW_SUM_TOLERANCE) -> 
     if worst > tolerance:
         raise InvalidReply("not_normalised", f"a row sums to 1 +- {worst:.4g} (tolerance {tolerance})")
     return p
-
-
-# ---------------------------------------------------------------- identify handshake
-# Node ids change when processes restart, so the server asks a node it does not know which
-# client it is before it sends it anything personal. The query carries a fresh nonce; a node
-# with an identity key answers with its signature over (nonce, its node id), see fedkd.identity.
-
-IDENTIFY_TYPE = "query"
-
-
-def build_identify_message(node_id: int, nonce: bytes) -> Message:
-    return Message(content=RecordDict({"config": ConfigRecord({"ask": "partition_id", "nonce": nonce.hex()})}),
-                   dst_node_id=node_id, message_type=IDENTIFY_TYPE)
-
-
-def parse_identify_message(content: RecordDict) -> bytes:
-    """The nonce of an identify query (empty for a query without one)."""
-    if "config" not in content.config_records:
-        raise ValueError("identify query has no 'config' record")
-    return bytes.fromhex(str(content["config"]["nonce"])) if "nonce" in content["config"] else b""
-
-
-def build_identify_reply(partition_id: int, signature: bytes | None = None) -> RecordDict:
-    meta = {"partition_id": int(partition_id)}
-    if signature is not None:
-        meta["signature"] = signature.hex()
-    return RecordDict({"meta": ConfigRecord(meta)})
-
-
-@dataclass(frozen=True)
-class IdentifyAnswer:
-    partition_id: int
-    signature: bytes | None
-
-
-def parse_identify_reply(message: Message, num_partitions: int) -> IdentifyAnswer:
-    """The client id a node claims (and its signature, if any), or :class:`InvalidReply`."""
-    if message.has_error():
-        raise InvalidReply("error_reply", f"code {message.error.code}: {message.error.reason}")
-    if "meta" not in message.content.config_records or "partition_id" not in message.content["meta"]:
-        raise InvalidReply("missing_key", "meta.partition_id is missing")
-    meta = message.content["meta"]
-    pid = meta["partition_id"]
-    if not _is_int(pid) or not 0 <= pid < num_partitions:
-        raise InvalidReply("bad_partition", f"partition_id {pid!r} not in [0, {num_partitions})")
-    signature = None
-    if "signature" in meta:
-        try:
-            signature = bytes.fromhex(str(meta["signature"]))
-        except ValueError:
-            raise InvalidReply("identity_mismatch", "the identity signature is not hex") from None
-    return IdentifyAnswer(pid, signature)
-
-
-# ---------------------------------------------------------------- node state on disk
-
-def state_to_bytes(state: RecordDict) -> bytes:
-    """A node's whole ``context.state`` as bytes (the node-side checkpoint)."""
-    return recorddict_to_proto(state).SerializeToString()
-
-
-def state_from_bytes(blob: bytes) -> RecordDict:
-    from flwr.common.serde import recorddict_from_proto
-    from flwr.proto.recorddict_pb2 import RecordDict as RecordDictProto
-
-    proto = RecordDictProto()
-    proto.ParseFromString(blob)
-    return recorddict_from_proto(proto)

@@ -1,0 +1,57 @@
+"""The fault-injection keys (``fault.*``) of a robustness run: who misbehaves, how and when.
+
+Declarations only: the run config collects these keys, so this module imports nothing else from
+``fedkd.faults`` (the product never imports fault injection; ``tests/test_architecture.py``).
+The plan they describe is built and checked by ``fedkd.faults.plan`` when the command line installs
+fault injection. ``attack.*`` is the old prefix, accepted with a deprecation message for one release.
+"""
+from __future__ import annotations
+
+from fedkd.keys import NON_NEGATIVE, ConfigError, one_of, setting, settings_group, shared
+
+# What malicious clients upload instead of their honest soft labels (fedkd.faults.knowledge implements each).
+LIE_KINDS = ("random", "flip", "shift", "mimic")
+
+
+@settings_group("fault", aliases=("attack",))
+class FaultSettings:
+    """Fault injection for robustness studies (installed by the command line, never by the apps)."""
+
+    kind: str = setting("none", "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
+                        "(class c -> C-1-c), 'shift' (one-hot rows of class c+1), 'mimic' (rows matching class "
+                        "marginals) or 'none'", one_of(("none",) + LIE_KINDS))
+    num_malicious: int = setting(0, "number of malicious clients: the last k client ids", NON_NEGATIVE)
+    clients: tuple[str, ...] = setting([], "malicious client ids (instead of fault.num_malicious)",
+                                       ((lambda v: all(x.isdigit() for x in v)), "a list of client ids"))
+    malformed: tuple[str, ...] = setting([], "fault injection: CLIENT:ROUND:KIND entries (ROUND may be *); KIND "
+                                         "from fedkd.faults.malformed.CATALOGUE (docs/robustness.md)")
+    stop_after_round: int = setting(0, "stop the server after this round as if it crashed (0 = never; for "
+                                    "testing resume)", NON_NEGATIVE)
+    num_clients: int = shared("num_clients")
+    algorithm: str = shared("algorithm")
+    seed: int = shared("seed")
+    wire_dtype: str = shared("wire_dtype")
+    wire_topk: int = shared("wire_topk")
+
+    @property
+    def wanted(self) -> bool:
+        """Does this run ask for any fault injection?"""
+        return self.kind != "none" or bool(self.malformed) or self.stop_after_round > 0
+
+    def check(self) -> None:
+        """The keys' form; ``fedkd.faults.plan`` checks the malformation kinds when it is installed."""
+        n = self.num_clients
+        if self.num_malicious > n:
+            raise ConfigError(f"config key 'fault.num_malicious': {self.num_malicious} exceeds num_clients={n}")
+        bad = [x for x in self.clients if int(x) >= n]
+        if bad:
+            raise ConfigError(f"config key 'fault.clients': {bad} are not client ids (num_clients={n})")
+        if self.clients and self.num_malicious:
+            raise ConfigError("config keys 'fault.clients' and 'fault.num_malicious' both choose the malicious "
+                              "clients; set one of them")
+        if self.kind == "none" and (self.clients or self.num_malicious):
+            raise ConfigError("config key 'fault.kind' is 'none', so the malicious clients chosen by "
+                              "fault.clients/fault.num_malicious would behave honestly; set fault.kind")
+        if self.kind != "none" and self.algorithm == "fedavg":
+            raise ConfigError("config key 'fault.kind' corrupts soft labels, but algorithm 'fedavg' exchanges "
+                              "weights")
