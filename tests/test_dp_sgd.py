@@ -150,3 +150,20 @@ def test_label_distribution_inference_recovers_a_skewed_histogram_from_plain_upl
     assert np.asarray(entry["estimate"])[[0, 1, 2, 7]].sum() > 0.8  # the held classes, out of ten
     with pytest.raises(ValueError, match="soft_labels"):
         label_distribution_inference({0: upload[:, :1]}, {0: np.ones(10)}, population)
+
+
+def test_the_accountant_history_survives_the_node_checkpoint(tmp_path):
+    from flwr.app import Context, RecordDict
+
+    from clients.app import dp_history_record, dp_history_so_far
+    from clients.node_checkpoint import restore_node_state, save_node_state
+
+    history = (DpStep(1.1, 1 / 17, 170), DpStep(1.1, 1 / 17, 170))
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    assert dp_history_so_far(ctx) == ()
+    ctx.state["dp_sgd"] = dp_history_record(history)
+    save_node_state(tmp_path, 0, 2, ctx)
+    fresh = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    assert restore_node_state(tmp_path, 0, 2, fresh)
+    assert dp_history_so_far(fresh) == history
+    assert training_epsilon(dp_history_so_far(fresh), 1e-5) == training_epsilon(history, 1e-5)
