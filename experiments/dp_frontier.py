@@ -84,12 +84,13 @@ def measure(out: Path, eps: float) -> dict:
             epochs_per_round=int(cfg.training.revisit_epochs), batch_size=int(cfg.training.batch_size), lr=float(cfg.training.lr),
             temperature=float(cfg.training.temperature), delta=float(cfg.privacy.delta), seed=seed)
     ldi = audit_label_distribution_of_run(art, list(range(int(art.cfg.run.num_clients))), settings)
+    clients = range(int(art.cfg.run.num_clients))
     return {"empirical_lower_bound": check["empirical_lower_bound"], "dp_check_passed": check["passed"],
             "replay_accounted_epsilon": check["accounted_epsilon"],
             "ldi_tv": ldi["mean"]["tv"], "ldi_baseline_tv": ldi["mean"]["baseline_tv"],
-            "ldi_mean_tv": ldi["mean"]["mean_tv"], "ldi_tv_per_client": [ldi[str(c)]["tv"] for c in
-                                                                         range(int(art.cfg.run.num_clients))],
-            "ldi_baseline_tv_per_client": [ldi[str(c)]["baseline_tv"] for c in range(int(art.cfg.run.num_clients))]}
+            "ldi_estimator": ldi["settings"]["estimator"], "ldi_vote_tv": ldi["mean"]["vote_tv"],
+            "ldi_mean_tv": ldi["mean"]["mean_tv"], "ldi_tv_per_client": [ldi[str(c)]["tv"] for c in clients],
+            "ldi_baseline_tv_per_client": [ldi[str(c)]["baseline_tv"] for c in clients]}
 
 
 def run(out_root: Path) -> None:
