@@ -167,3 +167,22 @@ def test_the_accountant_history_survives_the_node_checkpoint(tmp_path):
     assert restore_node_state(tmp_path, 0, 2, fresh)
     assert dp_history_so_far(fresh) == history
     assert training_epsilon(dp_history_so_far(fresh), 1e-5) == training_epsilon(history, 1e-5)
+
+
+def test_dp_sgd_through_the_simulation(tmp_path):
+    """A tiny DP-SGD run: every client's epsilon grows round by round and stays within the whole-run target."""
+    import json
+
+    from fedkd.cli.simulation import run_simulation
+
+    cfg = make_config(dict(num_clients=3, rounds=2, transfer_size=100, local_test_size=50, revisit_epochs=2,
+                           models=["mlp", "cnn_medium"], order="joint",
+                           **{"privacy.dp_sgd": True, "privacy.dp_target_epsilon": 4.0}))
+    s = run_simulation(cfg, tmp_path / "run", progress=False)
+    rounds = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert set(rounds[0]["training_epsilon_per_client"]) == {"0", "1", "2"}
+    for cid in ("0", "1", "2"):
+        assert 0 < rounds[0]["training_epsilon_per_client"][cid] < rounds[1]["training_epsilon_per_client"][cid]
+    assert 3.5 < s["privacy"]["training_epsilon"] <= 4.0 and s["privacy"]["training_delta"] == 1e-5
+    assert s["privacy"]["training_epsilon_per_round"] == [r["training_epsilon"] for r in rounds]
+    assert rounds[1]["distilled_clients"] == [0, 1, 2] and s["alma"] > 0.2

@@ -158,7 +158,8 @@ def train_private(model: nn.Module, x: np.ndarray, y: np.ndarray, *, clip: float
     if epochs == 0 or n == 0:
         return {"loss": float("nan"), "steps": 0, "sample_rate": q}
     sampler_gen, noise_gen = generators
-    dataset = TensorDataset(torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.int64)))
+    # copies: the shared datasets are read-only arrays, and torch warns on a tensor over one
+    dataset = TensorDataset(torch.from_numpy(np.array(x, np.float32)), torch.from_numpy(np.array(y, np.int64)))
     loader = DPDataLoader.from_data_loader(DataLoader(dataset, batch_size=batch_size), generator=sampler_gen)
     model.to(device)
     with warnings.catch_warnings():
