@@ -19,9 +19,7 @@ from typing import Mapping
 
 from fedkd.client_step import ClientInputs
 from fedkd.config import Config
-from fedkd.data import build_federation
-from fedkd.data.node_data import SimulatedSource
-from fedkd.node_inputs import assemble_inputs, conflict_view
+from fedkd.node_inputs import assemble_inputs, simulated_inputs
 
 
 @dataclass(frozen=True)
@@ -136,13 +134,5 @@ def _node_on_own_data(cfg: Config, client_id: int, folders: OwnFolders) -> Node:
 
 
 def _simulated_node(cfg: Config, client_id: int) -> Node:
-    fed = build_federation(cfg.federation)
-    data = SimulatedSource(fed, client_id).load()
-    global_test = (fed.global_test_x, fed.global_test_y)
-    if cfg.conflict.kind != "none":  # the knowledge-conflict benchmark: this client's group sees the task its way
-        data, global_test = conflict_view(cfg.conflict, client_id, cfg.run.num_clients, fed.num_classes, data,
-                                          global_test)
-    inputs, fingerprint = assemble_inputs(
-        client_id, data, transfer_x=fed.transfer_x, transfer_fingerprint=fed.transfer_fingerprint,
-        input_shape=fed.input_shape, num_classes=fed.num_classes, canaries=cfg.canaries, global_test=global_test)
+    inputs, fingerprint = simulated_inputs(cfg, client_id)
     return Node(client_id, inputs, fingerprint)
