@@ -260,6 +260,8 @@ def test_every_compose_service_passes_the_entrypoints_checks(credentials_dir):
         assert done.returncode == 0, f"{name}: {done.stderr}"
     partitions = sorted(services[f"node-{i}"]["environment"]["FEDKD_PARTITION_ID"] for i in range(3))
     assert partitions == ["0", "1", "2"]
+    for name in ("superlink", "node-0", "node-1", "node-2"):  # every SuperExec looks for tasks often
+        assert "FLWR_SUPEREXEC_TASK_POLL_INTERVAL" in services[name]["environment"], name
     assert "superlink" in creds.certificate_names(creds.load_certificate(credentials_dir.server_cert))
 
 
