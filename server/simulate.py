@@ -69,8 +69,10 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
 
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)
+    from server.public import simulation_data
+
     result: dict = {}
-    cfg = cfg.replace(out=str(out_dir))
+    cfg = simulation_data(cfg).replace(out=str(out_dir))  # a run on folders is checked before Ray starts
     if cfg.server.max_in_flight == -1:  # auto: a window per client actor (why: server/dispatch.py)
         actors = max(1, int((cfg.sim.num_cpus or os.cpu_count() or 1) // cfg.sim.client_cpus))
         cfg = cfg.replace(server__max_in_flight=IN_FLIGHT_PER_ACTOR * actors)

@@ -29,6 +29,7 @@ import numpy as np
 
 from fedkd.data.datasets import DATASET_NAMES, load_dataset
 from fedkd.data.partition import PARTITION_SCHEMES, label_histogram, partition_labels
+from fedkd.numbers import is_int, is_number
 
 __all__ = ["ClientData", "Clients", "EVAL_SPLITS", "Federation", "FederationSpec", "build_federation", "fingerprint"]
 
@@ -38,14 +39,6 @@ EVAL_SPLITS = ("test", "val")
 _STREAM_VAL, _STREAM_TRANSFER, _STREAM_POOL, _STREAM_PARTITION, _STREAM_GLOBAL_TEST, _STREAM_LOCAL_TEST = range(6)
 
 _FINGERPRINT_HEX_CHARS = 16
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -106,29 +99,29 @@ class FederationSpec:
             raise ValueError(f"dataset={self.dataset!r} is unknown; known: {', '.join(DATASET_NAMES)}")
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise ValueError(f"data_root must be a str or None, got {self.data_root!r}")
-        if not _is_int(self.num_clients) or self.num_clients < 1:
+        if not is_int(self.num_clients) or self.num_clients < 1:
             raise ValueError(f"num_clients must be an int >= 1, got {self.num_clients!r}")
         if self.partition not in PARTITION_SCHEMES:
             raise ValueError(f"partition={self.partition!r} is unknown; choose one of {', '.join(PARTITION_SCHEMES)}")
-        if not _is_number(self.alpha) or not (0 < self.alpha < float("inf")):
+        if not is_number(self.alpha) or not (0 < self.alpha < float("inf")):
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
-        if not _is_int(self.classes_per_client) or self.classes_per_client < 1:
+        if not is_int(self.classes_per_client) or self.classes_per_client < 1:
             raise ValueError(f"classes_per_client must be an int >= 1, got {self.classes_per_client!r}")
-        if not _is_int(self.min_partition_size) or self.min_partition_size < 1:
+        if not is_int(self.min_partition_size) or self.min_partition_size < 1:
             raise ValueError(f"min_partition_size must be an int >= 1, got {self.min_partition_size!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if not _is_int(self.transfer_size) or self.transfer_size < 1:
+        if not is_int(self.transfer_size) or self.transfer_size < 1:
             raise ValueError(f"transfer_size must be an int >= 1, got {self.transfer_size!r}")
-        if self.private_pool_size is not None and (not _is_int(self.private_pool_size) or self.private_pool_size < 1):
+        if self.private_pool_size is not None and (not is_int(self.private_pool_size) or self.private_pool_size < 1):
             raise ValueError(f"private_pool_size must be None or an int >= 1, got {self.private_pool_size!r}")
-        if self.global_test_size is not None and (not _is_int(self.global_test_size) or self.global_test_size < 1):
+        if self.global_test_size is not None and (not is_int(self.global_test_size) or self.global_test_size < 1):
             raise ValueError(f"global_test_size must be None or an int >= 1, got {self.global_test_size!r}")
-        if not _is_int(self.local_test_size) or self.local_test_size < 0:
+        if not is_int(self.local_test_size) or self.local_test_size < 0:
             raise ValueError(f"local_test_size must be an int >= 0, got {self.local_test_size!r}")
         if self.eval_split not in EVAL_SPLITS:
             raise ValueError(f"eval_split={self.eval_split!r} is unknown; choose one of {', '.join(EVAL_SPLITS)}")
-        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+        if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.eval_split == "val" and self.val_fraction == 0:
             raise ValueError("val_fraction must be > 0 when eval_split='val' (the validation part would be empty)")
