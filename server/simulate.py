@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from fedkd.config import Config
@@ -86,3 +87,40 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
     if "summary" not in result:
         raise RuntimeError(f"the simulation ended without a summary; see the log above and {out_dir}")
     return result["summary"]
+
+
+@contextmanager
+def one_ray_instance():
+    """Run several simulations of this process on one Ray instance (``fedkd compare``, sweeps).
+
+    Flower 1.39 starts Ray for a simulation only when none is running, but shuts it down at the
+    end of every simulation (``RayBackend.terminate``), so a grid of runs paid Ray's start-up per
+    run. Inside this context a simulation's end kills its client actors and leaves Ray running;
+    the first simulation starts it with its own settings (the runs of one sweep share them) and
+    Ray is shut down when the context ends. Results do not change: every run gets fresh actors.
+    With a Flower other than the one server/handout.py was written for, nothing is changed.
+    """
+    import flwr
+
+    from server import handout
+
+    if flwr.__version__ != handout.FLOWER_VERSION:
+        yield
+        return
+    import ray
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    original = RayBackend.terminate
+    was_running = ray.is_initialized()
+
+    def terminate_actors_only(self) -> None:
+        for actor in (self.pool.pool if self.pool else []):
+            ray.kill(actor)  # at once, so the next run's actors find their CPUs free
+
+    RayBackend.terminate = terminate_actors_only
+    try:
+        yield
+    finally:
+        RayBackend.terminate = original
+        if ray.is_initialized() and not was_running:
+            ray.shutdown()

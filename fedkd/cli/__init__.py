@@ -80,6 +80,15 @@ def cmd_simulate(args) -> int:
     return 1 if summary.get("failure") else 0  # the reasons were printed as the rounds went
 
 
+def _one_ray_instance(cfg):
+    """One Ray instance for a sweep's runs (server.simulate.one_ray_instance); a Ray cluster is only attached to."""
+    from contextlib import nullcontext
+
+    from server.simulate import one_ray_instance, ray_address
+
+    return nullcontext() if ray_address(cfg) else one_ray_instance()
+
+
 def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
 
@@ -90,13 +99,14 @@ def cmd_compare(args) -> int:
             raise ConfigError(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(algorithms())}")
     out = Path(args.out) if args.out else new_run_dir(name=None)
     results = {}
-    for name in chosen:
-        if name == "fedavg" and len(set(base["models"])) > 1:
-            print(f"skipping fedavg: it needs one architecture, models={base['models']}", file=sys.stderr)
-            continue
-        summary = run_simulation(base.replace(algorithm=name), out / name, progress=not args.quiet,
-                                 verbose=args.verbose)
-        results[name] = summary
+    with _one_ray_instance(base):  # Ray starts once for all algorithms
+        for name in chosen:
+            if name == "fedavg" and len(set(base["models"])) > 1:
+                print(f"skipping fedavg: it needs one architecture, models={base['models']}", file=sys.stderr)
+                continue
+            summary = run_simulation(base.replace(algorithm=name), out / name, progress=not args.quiet,
+                                     verbose=args.verbose)
+            results[name] = summary
     failed = {name: s["failure"] for name, s in results.items() if s.get("failure")}
     write_json_atomic(out / "compare.json", {"config": dict(base), "results": results, "failed": failed})
     plot_alma(results, out / "alma.png")
@@ -118,9 +128,10 @@ def cmd_privacy_sweep(args) -> int:
         raise ConfigError(f"--noise: expected comma-separated numbers, got {args.noise!r}") from None
     out = Path(args.out) if args.out else new_run_dir()
     results = {}
-    for i, (label, overrides) in enumerate(sweep_settings(levels)):
-        cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
-        results[label] = run_simulation(cfg, out / f"run{i}", progress=not args.quiet, verbose=args.verbose)
+    with _one_ray_instance(base):
+        for i, (label, overrides) in enumerate(sweep_settings(levels)):
+            cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
+            results[label] = run_simulation(cfg, out / f"run{i}", progress=not args.quiet, verbose=args.verbose)
     failed = {label: s["failure"] for label, s in results.items() if s.get("failure")}
     rows = sweep_rows(results)
     write_json_atomic(out / "sweep.json", {"config": dict(base), "rows": rows, "results": results})
