@@ -77,11 +77,13 @@ class TrainingSettings:
 
     models: tuple[str, ...] = setting(["cnn_small", "mlp"], "model names, cycled over clients (comma-separated on "
                                       "the command line)", (_models_ok, "a non-empty list of known model names"))
-    order: str = setting("digest-revisit", "step order inside a round ('joint' = CE and distillation in the same "
-                         "steps, revisit_epochs passes)", one_of(ORDERS))
+    order: str = setting("joint", "step order inside a round ('joint' = CE and distillation in the same steps, "
+                         "revisit_epochs passes; chosen on the validation split, docs/results.md; FedMD's original "
+                         "protocol is 'digest-revisit')", one_of(ORDERS))
     digest_epochs: int = setting(2, "distillation epochs on the transfer set per round", NON_NEGATIVE)
     revisit_epochs: int = setting(10, "local training epochs on private data per round", NON_NEGATIVE)
-    distill_weight: float = setting(1.0, "weight of the distillation loss when order=joint", NON_NEGATIVE)
+    distill_weight: float = setting(0.3, "weight of the distillation loss when order=joint (0.3: chosen on the "
+                                    "validation split, docs/results.md)", NON_NEGATIVE)
     temperature: float = setting(3.0, "distillation temperature T (soft labels are sent at T)", POSITIVE)
     batch_size: int = setting(16, "mini-batch size", AT_LEAST_1)
     lr: float = setting(3e-3, "learning rate (Adam)", POSITIVE)
@@ -121,6 +123,9 @@ class ServerSettings:
                                      "`fedkd certs`/`fedkd register`); '' = bind each id to the first node that "
                                      "claims it (docs/robustness.md)")
     resume: bool = setting(False, "continue from <out>/checkpoint.json (the last complete round)")
+    min_contributors: int = setting(2, "a client's targets must mix at least this many other clients' uploads "
+                                    "(effective number 1/sum(w^2) over peers, rounded), else it gets no targets "
+                                    "that round (1 = no check; docs/privacy.md)", AT_LEAST_1)
     num_clients: int = shared("num_clients")
     rounds: int = shared("rounds")
     seed: int = shared("seed")

@@ -116,8 +116,8 @@ def test_a_corrupt_checkpoint_is_refused_naming_the_file(tmp_path, damage, messa
 
 
 @pytest.mark.parametrize("state,message", [
-    ({"targets/0": np.full((M, C), np.nan, np.float32)}, "non_finite"),
-    ({"targets/0": np.full((M, C), 0.5, np.float32)}, "not_normalised"),
+    ({"targets/0": np.full((M, C), np.nan, np.float32)}, "bad_probabilities"),
+    ({"targets/0": np.full((M, C), 0.5, np.float32)}, "bad_probabilities"),
     ({"targets/0": np.full((M + 1, C), 0.25, np.float32)}, "expected float32"),
     ({"targets/9": np.full((M, C), 0.25, np.float32)}, "not a client id"),
     ({"weights/0": np.zeros(3)}, "unexpected entry"),

@@ -260,6 +260,8 @@ def test_every_compose_service_passes_the_entrypoints_checks(credentials_dir):
         assert done.returncode == 0, f"{name}: {done.stderr}"
     partitions = sorted(services[f"node-{i}"]["environment"]["FEDKD_PARTITION_ID"] for i in range(3))
     assert partitions == ["0", "1", "2"]
+    for name in ("superlink", "node-0", "node-1", "node-2"):  # every SuperExec looks for tasks often
+        assert "FLWR_SUPEREXEC_TASK_POLL_INTERVAL" in services[name]["environment"], name
     assert "superlink" in creds.certificate_names(creds.load_certificate(credentials_dir.server_cert))
 
 
@@ -356,7 +358,8 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0})
+    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0,
+                       "server.min_contributors": 1})  # a pool of 3: a returning client must get targets
     assert fedkd_main(["export", "--out", str(data)] + [a for k, v in {**TINY, "num_clients": 4}.items()
                                                         for a in ("--set", f"{k}={v}")]) == 0
     (data / "node-2" / "train" / "banana").mkdir()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fedkd.cli import audit as audit_command
+from fedkd.cli import check_data as check_data_command
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, algorithms, describe_keys, load_config
 from fedkd.deploy import cli as deploy_cli
@@ -21,6 +22,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/<run-id>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--data", metavar="DIR", help="run on folders: node i reads only DIR/node-<i>, every party "
+                                                 "DIR/transfer (a `fedkd export` folder; sets data_dir)")
+
+
+def _run_config(args, extra: list[str] = ()):
+    """The config of --config/--set, with --data as ``data_dir`` (absolute: simulated nodes may run elsewhere)."""
+    sets = list(args.sets) + list(extra)
+    if args.data:
+        sets.append(f"data_dir={Path(args.data).resolve()}")
+    return load_config(args.config, sets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keys", help="list every config key with its default")
     audit_command.add_arguments(sub.add_parser(  # docs/audit.md
         "audit", help="membership inference and model inversion on a run's models; writes an HTML report"))
+    check_data_command.add_arguments(sub.add_parser(  # docs/deploy.md §2a
+        "check-data", help="check a node's data folder (or a folder of node folders) offline: every problem at once"))
     deploy_cli.add_commands(sub)  # certs, federation, submit (docs/deploy.md)
     return parser
 
@@ -59,7 +72,7 @@ def cmd_simulate(args) -> int:
             raise ConfigError("--resume needs --out: the folder of the run to continue")
         cfg = resume_config(args.out, args.config, args.sets)  # checked before Ray starts
     else:
-        cfg = load_config(args.config, args.sets)
+        cfg = _run_config(args)
     out = Path(args.out) if args.out else new_run_dir()
     summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
@@ -70,7 +83,7 @@ def cmd_simulate(args) -> int:
 def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
 
-    base = load_config(args.config, args.sets)
+    base = _run_config(args)
     chosen = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     for name in chosen:
         if name not in algorithms():
@@ -98,7 +111,7 @@ def cmd_compare(args) -> int:
 def cmd_privacy_sweep(args) -> int:
     from fedkd.report.privacy_sweep import plot_sweep, print_sweep_table, sweep_rows, sweep_settings
 
-    base = load_config(args.config, args.sets + ["canaries.enabled=true"])
+    base = _run_config(args, ["canaries.enabled=true"])
     try:
         levels = [float(x) for x in args.noise.split(",") if x.strip()]
     except ValueError:
@@ -151,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_privacy_sweep(args)
         if args.command == "audit":
             return audit_command.cmd_audit(args)
+        if args.command == "check-data":
+            return check_data_command.cmd_check_data(args)
         if args.command in deploy_cli.COMMANDS:
             return deploy_cli.run_command(args)
     except ConfigError as exc:

@@ -6,7 +6,7 @@ all on loopback: ``flower-superlink`` with TLS and SuperNode authentication,
 partition, ``flwr run`` with the fedkd config as run config, ``flwr ls`` until the
 run has finished, ``flwr log`` for its log. Everything is checked before the
 first process starts (the config, the node count, the certificate files, the
-app's config table), and every process is stopped by PID when the block ends,
+app's config table, and with ``--data`` every node's folder and the transfer set), and every process is stopped by PID when the block ends,
 on success, on error and on Ctrl-C.
 
 Use :func:`run_local_federation` for one run, or :class:`LocalFederation` step
@@ -41,6 +41,11 @@ NO_NETWORK_ENV = {  # Flower would otherwise phone home and try to install depen
     "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "RAY_USAGE_STATS_ENABLED": "0",
 }
+# Flower's own poll knobs (docs/deploy.md "Round time"): a SuperExec looks for a new task (a ClientApp to
+# start for a message, a ServerApp for a run) every FLWR_SUPEREXEC_TASK_POLL_INTERVAL seconds, 1.0 by default;
+# every message of a round waits up to that long before its ClientApp process starts. 0.1 s costs one local
+# RPC per tenth of a second per SuperExec. A value already in the environment wins.
+POLL_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
 
 
 def node_config_string(values: dict) -> str:
@@ -118,12 +123,13 @@ class LocalFederation:
         self.workdir = Path(setup.workdir).resolve()
         self.app_dir = Path(setup.app_dir).resolve()
         self._check_setup()
+        self._data_checked: Config | None = None  # the config whose data folders were checked last
         self.app_keys = app_config_keys(self.app_dir)
         self.credentials = self._credentials()
         self.registry = self._identity_registry()
 
         self.flwr_home = self.workdir / "flwr-home"
-        self.env = flower_env(dict(os.environ), **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
+        self.env = flower_env({**POLL_ENV, **os.environ}, **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
                               PYTHONUNBUFFERED="1", OMP_NUM_THREADS=client_threads(setup.nodes))
         self.control_port = free_port()
         self.fleet_port = free_port()
@@ -196,12 +202,12 @@ class LocalFederation:
         if self.registry is not None and not cfg["server.identity_registry"]:
             cfg = cfg.replace(server__identity_registry=str(self.registry))
         if self.setup.data is not None:
-            from fedkd.data.export import GLOBAL_TEST_DIR, TRANSFER_DIR
+            from server.public import check_folders, with_data_dir
 
-            data = Path(self.setup.data).resolve()
-            cfg = cfg.replace(transfer_dir=str(data / TRANSFER_DIR))
-            if (data / GLOBAL_TEST_DIR).is_dir():
-                cfg = cfg.replace(global_test_dir=str(data / GLOBAL_TEST_DIR))
+            # every node folder and the transfer set are read now: all their problems before any process starts
+            cfg = with_data_dir(cfg.replace(data_dir=str(Path(self.setup.data).resolve())))
+            if cfg != self._data_checked:
+                cfg = self._data_checked = check_folders(cfg, self.setup.nodes)
         run_config_string(cfg, self.app_keys)  # refuses keys the app cannot take, before anything starts
         return cfg
 

@@ -30,7 +30,17 @@ class PrivacySettings:
     noise_seed: str = setting("auto", "'auto' (reproducible from the run seed in simulation, fresh OS entropy on "
                               "real nodes), 'derived' (always reproducible: studies only) or 'os'",
                               one_of(NOISE_SEEDS))
+    # DP-SGD on the client's private loss (fedkd/privacy/dp_sgd.py): a guarantee for the training data
+    dp_sgd: bool = setting(False, "train the private loss with DP-SGD (Opacus): per-example clipping, Gaussian "
+                           "noise, Poisson sampling; epsilon of the training data accounted over the whole run")
+    dp_clip: float = setting(1.0, "DP-SGD: per-example gradient L2 clipping norm", POSITIVE)
+    dp_noise_multiplier: float = setting(1.0, "DP-SGD: noise std / clip (used when dp_target_epsilon = 0)",
+                                         NON_NEGATIVE)
+    dp_target_epsilon: float = setting(0.0, "DP-SGD: epsilon of the whole run at privacy.delta; each client "
+                                       "calibrates its noise multiplier to it (0 = use dp_noise_multiplier)",
+                                       NON_NEGATIVE)
     seed: int = shared("seed")
+    rounds: int = shared("rounds")
 
     def check(self) -> None:
         if self.t_min > self.t_max:

@@ -15,7 +15,7 @@ from flwr.app import Message, MetricRecord, RecordDict
 
 from fedkd import wire
 from fedkd.numbers import is_int
-from fedkd.probability import ROW_SUM_TOLERANCE
+from fedkd.probability import ROW_SUM_TOLERANCE, probability_problem
 from fedkd.protocol.messages import LABEL_HISTOGRAM_KEY, message_bytes, record_arrays
 from fedkd.wire import WireFormat
 
@@ -23,8 +23,8 @@ from fedkd.wire import WireFormat
 SIZE_SLACK_BYTES = 64 * 1024
 
 REASONS = (
-    "error_reply", "missing_key", "bad_dtype", "bad_shape", "non_finite", "negative",
-    "not_normalised", "wrong_fingerprint", "wrong_round", "oversized", "bad_metrics",
+    "error_reply", "missing_key", "bad_dtype", "bad_shape", "non_finite", "bad_probabilities",
+    "wrong_fingerprint", "wrong_round", "oversized", "bad_metrics",
     "bad_num_examples", "bad_partition", "stray_arrays", "identity_mismatch", "unexpected_sender",
     "duplicate_reply", "internal",
 )
@@ -60,6 +60,8 @@ METRIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "joint_loss": (_non_negative, ">= 0"),
     "distilled": (lambda v: v in (0.0, 1.0), "0 or 1"),
     "epsilon": (_non_negative, ">= 0"),
+    "training_epsilon": (_non_negative, ">= 0"),  # DP-SGD (issue 22); +inf when run without noise
+    "dp_noise_multiplier": (_non_negative, ">= 0"),
     "swing_mean_score": (_unit, "within [0, 1]"),
     "swing_mean_temperature": (lambda v: v > 0, "> 0"),
     "swing_top1_agreement": (_unit, "within [0, 1]"),
@@ -176,7 +178,7 @@ def _check_metrics(record: MetricRecord, rules: ReplyRules):
             continue
         check, rule = METRIC_RULES[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        finite = number and (math.isfinite(value) or (key == "epsilon" and value == math.inf))
+        finite = number and (math.isfinite(value) or (key in ("epsilon", "training_epsilon") and value == math.inf))
         if not finite or not check(value):
             raise InvalidReply("bad_metrics", f"metric {key}={value!r} is not a finite number {rule}")
         metrics[key] = float(value)
@@ -249,12 +251,8 @@ def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tole
 
 
 def check_probabilities(p: np.ndarray, tolerance: float = ROW_SUM_TOLERANCE) -> np.ndarray:
-    """Rows that are finite, non-negative and sum to 1 (within ``tolerance``), or InvalidReply."""
-    if not np.all(np.isfinite(p)):
-        raise InvalidReply("non_finite", f"{int(np.sum(~np.isfinite(p)))} NaN/Inf entries")
-    if np.any(p < -tolerance):
-        raise InvalidReply("negative", f"minimum entry {float(p.min()):.4g} < 0")
-    worst = float(np.max(np.abs(p.sum(axis=1) - 1.0))) if p.size else 0.0
-    if worst > tolerance:
-        raise InvalidReply("not_normalised", f"a row sums to 1 +- {worst:.4g} (tolerance {tolerance})")
+    """Rows that are probability vectors (``fedkd.probability.probability_problem``), or InvalidReply."""
+    problem = probability_problem(p, tolerance)
+    if problem is not None:
+        raise InvalidReply("bad_probabilities", problem)
     return p
