@@ -267,8 +267,14 @@ def _rewrite(out, change, forge=True):
 
 
 def _swap(state):
-    state["targets/0"], state["targets/1"] = state["targets/1"], state["targets/0"]
+    first, second = sorted(k for k in state if k.startswith("targets/"))[:2]
+    state[first], state[second] = state[second], state[first]
     return state
+
+
+def _nan_last_targets(state):
+    last = sorted(k for k in state if k.startswith("targets/"))[-1]
+    return {**state, last: np.full_like(state[last], np.nan)}
 
 
 def _nudge(state):
@@ -302,9 +308,8 @@ TAMPERING = {
     "nan targets": (lambda o: _rewrite(o, lambda s: {k: np.full_like(v, np.nan) if k.startswith("targets/") else v
                                                      for k, v in s.items()}, forge=False),
                     "entry 'targets/0' was changed after it was written"),
-    "swapped targets": (lambda o: _rewrite(o, _swap, forge=False), "entry 'targets/0' was changed"),
-    "nan targets, digests forged": (lambda o: _rewrite(o, lambda s: {**s, "targets/1": np.full_like(
-        s["targets/1"], np.nan)}), "targets/1: non_finite"),
+    "swapped targets": (lambda o: _rewrite(o, _swap, forge=False), "was changed after it was written"),
+    "nan targets, digests forged": (lambda o: _rewrite(o, _nan_last_targets), "NaN/Inf entries"),
     "entries of -0.0009": (lambda o: _rewrite(o, _nudge), "negative probabilities"),
     "failed_rounds -1e9": (lambda o: _rewrite(o, lambda s: {**s, "failed_rounds": np.array([-10**9])}),
                            "entry 'failed_rounds'"),
