@@ -246,9 +246,10 @@ def scan_node_folder(
             scan.problems.append(f"{folder}: is a file; {split}/ must be a folder of class folders")
             continue
         where = folder if folder.exists() else npz
+        before = len(scan.problems)
         summary, x, y = _scan_split(where, classes, input_shape, options, root, scan.problems)
         scan.splits[split] = summary
-        if summary.images == 0:
+        if summary.images == 0 and len(scan.problems) == before:  # empty, not merely unreadable
             what = "training set" if split == "train" else "local test set (its accuracy is the node's ALMA)"
             scan.problems.append(f"{where}: no images; the {what} must hold at least one image "
                                  f"(in {split}/<class name>/ or {split}.npz)")
