@@ -24,6 +24,7 @@ from fedkd import node_identity, protocol
 from fedkd.client_step import client_step, new_client_model
 from fedkd.config import make_config
 from fedkd.model_store import save_client_model
+from fedkd.privacy.dp_sgd import DpStep
 from fedkd.training import resolve_device
 
 log = logging.getLogger("fedkd.client")
@@ -34,6 +35,20 @@ StorageFn = Callable[[Context], "Path | None"]
 def releases_so_far(context: Context) -> int:
     """Soft-label uploads this node made before: the accountant composes over all of them."""
     return int(context.state["privacy"]["releases"]) if "privacy" in context.state.metric_records else 0
+
+
+def dp_history_so_far(context: Context) -> tuple[DpStep, ...]:
+    """The DP-SGD accountant's history (one entry per round with private steps), kept in the node state."""
+    if "dp_sgd" not in context.state.metric_records:
+        return ()
+    rec = context.state["dp_sgd"]
+    return tuple(DpStep(float(s), float(q), int(n))
+                 for s, q, n in zip(rec["noise_multiplier"], rec["sample_rate"], rec["steps"]))
+
+
+def dp_history_record(history: tuple[DpStep, ...]) -> MetricRecord:
+    return MetricRecord({"noise_multiplier": [h.noise_multiplier for h in history],
+                         "sample_rate": [h.sample_rate for h in history], "steps": [h.steps for h in history]})
 
 
 def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: state_dir_from_node_config(c.node_config),
@@ -50,7 +65,8 @@ def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: stat
         restore_node_state(state_dir, node.client_id, order.round - 1, context)
 
     inputs = node.inputs
-    model, model_name = new_client_model(training, node.client_id, inputs.input_shape, inputs.num_classes)
+    model, model_name = new_client_model(training, node.client_id, inputs.input_shape, inputs.num_classes,
+                                         dp_sgd=cfg.privacy.dp_sgd)
     if "model" in context.state.array_records:
         model.load_state_dict(context.state["model"].to_torch_state_dict())
     if order.weights is not None:  # fedavg: start from the global model
@@ -59,15 +75,18 @@ def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: stat
     model.to(device)
     upload = client_step(training, cfg.privacy, inputs, model, round_num=order.round, targets=order.targets,
                          releases=releases_so_far(context), device=device,
-                         share_weights=order.weights is not None, simulated=simulated)
+                         share_weights=order.weights is not None, simulated=simulated,
+                         dp_history=dp_history_so_far(context))
     model.cpu()
     context.state["model"] = ArrayRecord(model.state_dict())
     if cfg.privacy.swing:
         context.state["privacy"] = MetricRecord({"releases": upload.releases})
+    if upload.dp_history:
+        context.state["dp_sgd"] = dp_history_record(upload.dp_history)
     if state_dir and training.save_models and order.round == training.rounds:
-        save_client_model(state_dir / "model.pt", model_name, model)
+        save_client_model(state_dir / "model.pt", model_name, model, dp_compatible=cfg.privacy.dp_sgd)
 
-    metrics = {k: v for k, v in upload.metrics.items() if math.isfinite(v) or k == "epsilon"}
+    metrics = {k: v for k, v in upload.metrics.items() if math.isfinite(v) or k in ("epsilon", "training_epsilon")}
     histogram = (np.bincount(inputs.train_y, minlength=inputs.num_classes).tolist()
                  if training.record_label_histograms else None)  # opt-in disclosure only
     content = protocol.build_reply_content(

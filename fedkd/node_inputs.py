@@ -47,3 +47,20 @@ def conflict_view(conflict: ConflictSettings, client_id: int, num_clients: int, 
     test_x, test_y = view("local_test", data.test_x, data.test_y)
     return (NodeData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, path=data.path),
             view("global_test", *global_test))
+
+
+def simulated_inputs(cfg, client_id: int) -> tuple[ClientInputs, str]:
+    """A simulated node's inputs (its partition of the run's dataset) and the transfer fingerprint: what
+    ``clients/node.py`` gives a simulated node, and what the audit replays a client's round 1 with."""
+    from fedkd.data import build_federation
+    from fedkd.data.node_data import SimulatedSource
+
+    fed = build_federation(cfg.federation)
+    data = SimulatedSource(fed, client_id).load()
+    global_test = (fed.global_test_x, fed.global_test_y)
+    if cfg.conflict.kind != "none":  # the knowledge-conflict benchmark: this client's group sees the task its way
+        data, global_test = conflict_view(cfg.conflict, client_id, cfg.run.num_clients, fed.num_classes, data,
+                                          global_test)
+    return assemble_inputs(
+        client_id, data, transfer_x=fed.transfer_x, transfer_fingerprint=fed.transfer_fingerprint,
+        input_shape=fed.input_shape, num_classes=fed.num_classes, canaries=cfg.canaries, global_test=global_test)

@@ -91,6 +91,12 @@ class ServerMetrics(RoundObserver):
         self.epsilon = Gauge("fedkd_epsilon", "privacy budget spent so far (largest over clients)", registry=r)
         self.client_epsilon = Gauge("fedkd_client_epsilon", "privacy budget a client has spent",
                                     ["partition"], registry=r)
+        self.training_epsilon = Gauge("fedkd_training_epsilon", "DP-SGD: accounted epsilon of the private "
+                                      "training data so far (largest over clients; delta = privacy.delta)",
+                                      registry=r)
+        self.client_training_epsilon = Gauge("fedkd_client_training_epsilon", "DP-SGD: a client's accounted "
+                                             "epsilon of its private training data so far", ["partition"],
+                                             registry=r)
         self.active_nodes = Gauge("fedkd_active_nodes", "SuperNodes the last round was sent to", registry=r)
         self.last_round_timestamp = Gauge("fedkd_last_round_timestamp_seconds",
                                           "Unix time the last round finished", registry=r)
@@ -127,12 +133,13 @@ class ServerMetrics(RoundObserver):
         if _finite(record.get("round_seconds")):
             self.round_duration.observe(record["round_seconds"])
         for gauge, key in ((self.alma, "alma"), (self.alma_std, "alma_std"), (self.global_acc, "global_acc"),
-                           (self.epsilon, "epsilon")):
+                           (self.epsilon, "epsilon"), (self.training_epsilon, "training_epsilon")):
             if _finite(record.get(key)):
                 gauge.set(record[key])
         for gauge, key in ((self.client_local_acc, "per_client_local_acc"),
                            (self.client_global_acc, "per_client_global_acc"),
-                           (self.client_epsilon, "epsilon_per_client")):
+                           (self.client_epsilon, "epsilon_per_client"),
+                           (self.client_training_epsilon, "training_epsilon_per_client")):
             for partition, value in (record.get(key) or {}).items():
                 if _finite(value):
                     gauge.labels(partition=str(partition)).set(value)

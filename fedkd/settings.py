@@ -21,10 +21,15 @@ FaultSettings       fault.      fedkd/faults/settings.py (alias attack.)
 from __future__ import annotations
 
 from fedkd.fusion.registry import FUSION_RULES
+import os
+
 from fedkd.keys import AT_LEAST_1, CLIENT, NON_NEGATIVE, POSITIVE, ConfigError, one_of, setting, settings_group, \
-    shared
+    shared, within
 
 ORDERS = ("digest-revisit", "revisit-digest", "joint")
+# Ray starts one actor per (CPUs / CPUs per client): beyond a few hundred per machine they only fight for memory.
+MAX_SIM_CPUS = 4096
+MAX_SIM_ACTORS = 512
 WEIGHT_ALGORITHMS = ("fedavg",)  # exchange weights through Flower's FedAvg instead of fusing soft labels
 
 
@@ -101,6 +106,9 @@ class ServerSettings:
 
     reply_timeout: float = setting(600.0, "seconds to wait for clients' replies each round", POSITIVE)
     node_wait_timeout: float = setting(300.0, "seconds to wait for the expected nodes to connect", POSITIVE)
+    identify_timeout: float = setting(30.0, "seconds to wait for new nodes' answers to the identify query; a node "
+                                      "is asked once per node id, and a late answer is still taken in a later "
+                                      "round", POSITIVE)
     min_replies: int = setting(1, "fewest valid replies a round needs to fuse", AT_LEAST_1)
     max_failed_rounds: int = setting(3, "stop the run after this many rounds in a row with fewer than "
                                      "server.min_replies valid replies", AT_LEAST_1)
@@ -134,11 +142,21 @@ class ServerSettings:
 class SimSettings:
     """Flower's simulation engine on Ray."""
 
-    client_cpus: float = setting(1.0, "CPUs per simulated client (Ray)", POSITIVE)
-    client_gpus: float = setting(0.0, "GPU fraction per simulated client (Ray)", NON_NEGATIVE)
+    client_cpus: float = setting(1.0, "CPUs per simulated client (Ray)", within(0.01, MAX_SIM_CPUS))
+    client_gpus: float = setting(0.0, "GPU fraction per simulated client (Ray)", within(0, 64))
     num_cpus: int = setting(0, "CPUs Ray may use for client actors (0 = all cores); with sim.client_cpus it sets "
-                            "how many clients run at once", NON_NEGATIVE)
+                            "how many clients run at once", within(0, MAX_SIM_CPUS))
     object_store_mb: int = setting(0, "cap on Ray's shared-memory object store in MB (0 = Ray's default, about "
-                                   "30% of RAM)", NON_NEGATIVE)
+                                   "30% of RAM)", within(0, 2**20))
     ray_address: str = setting("", "attach to a running Ray cluster at this address ('auto' or HOST:PORT; '' = "
                                "start Ray here, unless RAY_ADDRESS is set); see docs/performance.md")
+
+    def actors(self) -> int:
+        """Client actors Ray will start on this machine (when it starts Ray here)."""
+        return int((self.num_cpus or os.cpu_count() or 1) / self.client_cpus + 1e-9)
+
+    def check(self) -> None:
+        if not self.ray_address and self.actors() > MAX_SIM_ACTORS:
+            raise ConfigError(f"config key 'sim.client_cpus': {self.client_cpus} CPUs per client on "
+                              f"{self.num_cpus or os.cpu_count()} CPUs would start {self.actors()} client actors, "
+                              f"more than {MAX_SIM_ACTORS}; raise sim.client_cpus or lower sim.num_cpus")

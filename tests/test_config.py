@@ -78,12 +78,20 @@ def test_an_absurd_size_is_refused_by_the_command_line_before_anything_loads(tmp
 
 def test_an_occupied_out_folder_is_refused_unless_resuming(tmp_path, capsys):
     from fedkd.cli import main
-    from fedkd.cli.simulation import check_out
+    from server.rounds import check_out_dir
 
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     assert main(["simulate", "--out", str(tmp_path), "--set", "rounds=1"]) == 2
     assert "already holds a run's records" in capsys.readouterr().err
-    check_out(tmp_path, make_config({"server.resume": True}))  # resuming that run is fine
+    check_out_dir(tmp_path, resume=True)  # resuming that run is fine (its checkpoint is checked then)
+    stray = tmp_path / "other"
+    stray.mkdir()
+    (stray / "checkpoint-r40.npz").write_bytes(b"not ours")
+    assert main(["simulate", "--out", str(stray), "--set", "rounds=1"]) == 2
+    assert "already holds other files (checkpoint-r40.npz)" in capsys.readouterr().err
+    assert (stray / "checkpoint-r40.npz").read_bytes() == b"not ours"
+    assert main(["simulate", "--out", "/dev/null", "--set", "rounds=1"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_clients_receive_only_client_keys():

@@ -46,6 +46,8 @@ def run_facts(art: RunArtifacts) -> dict:
         "swing": bool(cfg.privacy.swing),
         "noise_scale": cfg.privacy.noise_scale if cfg.privacy.swing else None,
         "epsilon": finite_or_none(privacy.get("epsilon")) if privacy else None,
+        "training_epsilon": finite_or_none(privacy.get("training_epsilon")) if privacy else None,
+        "training_delta": privacy.get("training_delta") if privacy else None,
         "canaries": bool(cfg.canaries.enabled),
         "alma": finite_or_none(s.get("alma")), "global_acc": finite_or_none(s.get("global_acc")),
         "label_histograms": [[int(v) for v in c.label_histogram] for c in art.federation.clients],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 # The built-in attacks register themselves, in this order (the order of audit.json and the report).
 from . import membership_of_run, inversion_of_run, sli_of_run, epsilon_of_run  # noqa: F401
+from . import dp_check, label_distribution  # noqa: F401  (issue 22: DP-SGD check, the server's label inference)
 from .artifacts import RunArtifacts, load_run
 from .attacks import PRIVACY_ATTACKS, AuditContext, unmet_needs
 from .inversion_of_run import pick_lokt_targets

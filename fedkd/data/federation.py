@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +31,7 @@ from fedkd.data.datasets import DATASET_NAMES, load_dataset
 from fedkd.data.partition import PARTITION_SCHEMES, label_histogram, partition_labels
 from fedkd.numbers import is_int, is_number
 
-__all__ = ["ClientData", "EVAL_SPLITS", "Federation", "FederationSpec", "build_federation", "fingerprint"]
+__all__ = ["ClientData", "Clients", "EVAL_SPLITS", "Federation", "FederationSpec", "build_federation", "fingerprint"]
 
 EVAL_SPLITS = ("test", "val")
 
@@ -157,6 +161,50 @@ class ClientData:
         return int(self.train_y.shape[0])
 
 
+class Clients(Sequence):
+    """The clients' data as a read-only sequence; client i is built when first asked for.
+
+    Why: a process needs at most a few clients (the driver none, an actor one at a time), and
+    building all N clients' arrays (local test sets above all) made start-up and memory grow
+    with N. Each client is drawn from its own seeded stream, so what it gets does not depend
+    on which clients were built before it. The most recently used ``keep`` clients are kept.
+    """
+
+    def __init__(self, count: int, make: Callable[[int], ClientData], keep: int = 256):
+        self._count = count
+        self._make = make
+        self._keep = keep
+        self._built: OrderedDict[int, ClientData] = OrderedDict()
+        self._lock = threading.Lock()  # actors may run several clients in threads
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._count)))
+        i = operator.index(index)
+        if i < 0:
+            i += self._count
+        if not 0 <= i < self._count:
+            raise IndexError(f"client index {index} is outside 0..{self._count - 1}")
+        with self._lock:
+            client = self._built.get(i)
+            if client is None:
+                client = self._built[i] = self._make(i)
+                while len(self._built) > self._keep:
+                    self._built.popitem(last=False)
+            else:
+                self._built.move_to_end(i)
+            return client
+
+    def __iter__(self):
+        return (self[i] for i in range(self._count))
+
+    def __repr__(self) -> str:
+        return f"Clients(count={self._count}, built={len(self._built)})"
+
+
 @dataclass(frozen=True, eq=False)
 class Federation:
     """All data of one simulated federation. Arrays are shared and read-only.
@@ -178,9 +226,9 @@ class Federation:
     global_test_x : numpy.ndarray of float32, shape (T, C, H, W)
     global_test_y : numpy.ndarray of int64, shape (T,)
         Global test set, drawn from the evaluation pool (see ``FederationSpec.eval_split``).
-    clients : tuple of ClientData
-        One entry per client, ``clients[i].client_id == i`` (a tuple: the cached federation
-        is shared, so it cannot be changed in place).
+    clients : Clients (or any sequence of ClientData)
+        One entry per client, ``clients[i].client_id == i``, each built on first use (a
+        read-only sequence: the cached federation is shared, so it cannot be changed in place).
     _transfer_labels_for_audit : numpy.ndarray of int64, shape (M,)
         True labels of X_t. For privacy audits and diagnostics ONLY: never send them to a
         client or use them in training, X_t is unlabelled by design.
@@ -195,8 +243,9 @@ class Federation:
     transfer_indices: np.ndarray
     global_test_x: np.ndarray
     global_test_y: np.ndarray
-    clients: tuple[ClientData, ...]
+    clients: Sequence[ClientData]
     _transfer_labels_for_audit: np.ndarray = field(repr=False)
+    _label_histograms: np.ndarray | None = field(default=None, repr=False)  # counted without building clients
 
     @property
     def num_clients(self) -> int:
@@ -205,6 +254,8 @@ class Federation:
     @property
     def label_histograms(self) -> np.ndarray:
         """Training label counts of every client, int64 array of shape (num_clients, num_classes)."""
+        if self._label_histograms is not None:
+            return self._label_histograms
         return np.stack([c.label_histogram for c in self.clients])
 
 
@@ -373,22 +424,22 @@ def _build(spec: FederationSpec) -> Federation:
     else:
         global_sel = np.sort(_rng(spec, _STREAM_GLOBAL_TEST).choice(eval_y.size, size=spec.global_test_size, replace=False))
 
-    clients = []
-    for cid, part in enumerate(parts):
-        train_indices = pool_idx[part]
-        train_y = ds.y_train[train_indices]
-        hist = label_histogram(train_y, ds.num_classes)
+    # Labels and histograms of every client now (cheap); each client's arrays on first use.
+    train_indices = [pool_idx[part] for part in parts]
+    histograms = _frozen(np.stack([label_histogram(ds.y_train[idx], ds.num_classes) for idx in train_indices])
+                         if parts else np.zeros((0, ds.num_classes), dtype=np.int64))
+
+    def make_client(cid: int) -> ClientData:
+        idx, hist = train_indices[cid], histograms[cid]
         local_sel = _draw_like(hist, spec.local_test_size, eval_y, _rng(spec, _STREAM_LOCAL_TEST, cid))
-        clients.append(
-            ClientData(
-                client_id=cid,
-                train_x=_frozen(ds.x_train[train_indices]),
-                train_y=_frozen(train_y),
-                test_x=_frozen(eval_x[local_sel]),
-                test_y=_frozen(eval_y[local_sel]),
-                label_histogram=_frozen(hist),
-                train_indices=_frozen(train_indices),
-            )
+        return ClientData(
+            client_id=cid,
+            train_x=_frozen(ds.x_train[idx]),
+            train_y=_frozen(ds.y_train[idx]),
+            test_x=_frozen(eval_x[local_sel]),
+            test_y=_frozen(eval_y[local_sel]),
+            label_histogram=hist,
+            train_indices=_frozen(idx),
         )
 
     transfer_x = _frozen(ds.x_train[transfer_idx])
@@ -402,6 +453,7 @@ def _build(spec: FederationSpec) -> Federation:
         transfer_indices=_frozen(transfer_idx),
         global_test_x=_frozen(eval_x[global_sel]),
         global_test_y=_frozen(eval_y[global_sel]),
-        clients=tuple(clients),
+        clients=Clients(len(train_indices), make_client),
         _transfer_labels_for_audit=_frozen(ds.y_train[transfer_idx]),
+        _label_histograms=histograms,
     )

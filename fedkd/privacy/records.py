@@ -14,6 +14,12 @@ def privacy_round_record(privacy: PrivacySettings, canaries: CanarySettings,
         eps = {str(pid): m["epsilon"] for pid, m in client_metrics.items() if "epsilon" in m}
         record["epsilon_per_client"] = eps
         record["epsilon"] = max(eps.values()) if eps else float("nan")
+    training = {str(pid): m["training_epsilon"] for pid, m in client_metrics.items() if "training_epsilon" in m}
+    if training:  # DP-SGD: each client's accounted epsilon of its private training so far (whole run)
+        record["training_epsilon_per_client"] = training
+        record["training_epsilon"] = max(training.values())
+        record["dp_noise_multiplier_per_client"] = {
+            str(pid): m["dp_noise_multiplier"] for pid, m in client_metrics.items() if "dp_noise_multiplier" in m}
     if canaries.enabled:
         owner = canaries.client
         exposures = {pid: m["canary_exposure"] for pid, m in client_metrics.items() if "canary_exposure" in m}
@@ -43,6 +49,9 @@ def privacy_summary(privacy: PrivacySettings, canaries: CanarySettings, rounds: 
             "epsilon_per_client": final.get("epsilon_per_client", {}),
             "epsilon_per_round": [r.get("epsilon", float("nan")) for r in rounds],
         }
+    training = training_privacy_summary(privacy, rounds)
+    if training:
+        out.setdefault("privacy", {"swing": False}).update(training)
     if canaries.enabled:
         out["canaries"] = {
             "owner": canaries.client,
@@ -57,3 +66,22 @@ def privacy_summary(privacy: PrivacySettings, canaries: CanarySettings, rounds: 
             "exposure_peers_mean_per_round": [r.get("canary_exposure_peers_mean") for r in rounds],
         }
     return out
+
+
+def training_privacy_summary(privacy: PrivacySettings, rounds: list[dict]) -> dict:
+    """DP-SGD's (epsilon, delta) of the private training data: each client's latest accounted epsilon
+    (a client not sampled in the last round keeps its last value), the largest over clients as the run's."""
+    per_client: dict[str, float] = {}
+    for r in rounds:
+        per_client.update(r.get("training_epsilon_per_client") or {})
+    if not per_client:
+        return {}
+    return {
+        "dp_sgd": True,
+        "training_epsilon": max(per_client.values()),
+        "training_delta": privacy.delta,
+        "training_epsilon_per_client": per_client,
+        "training_epsilon_per_round": [r.get("training_epsilon", float("nan")) for r in rounds],
+        "training_accountant": "Opacus RDP (Poisson-subsampled Gaussian), every private step of every round",
+        "training_protected_unit": "one example of a client's private training set (add/remove)",
+    }

@@ -8,6 +8,9 @@ from fedkd.privacy.swing import MECHANISMS
 REFERENCES = ("targets", "none")
 NOISE_SEEDS = ("auto", "derived", "os")
 MAX_CANARY_REFERENCES = 100_000
+# Canaries are images built and kept in memory (and added to the transfer set): a study needs tens, not millions.
+MAX_CANARIES = 10_000
+MAX_CANARY_REPEATS = 1_000
 
 
 @settings_group("privacy", audience=CLIENT)
@@ -27,7 +30,17 @@ class PrivacySettings:
     noise_seed: str = setting("auto", "'auto' (reproducible from the run seed in simulation, fresh OS entropy on "
                               "real nodes), 'derived' (always reproducible: studies only) or 'os'",
                               one_of(NOISE_SEEDS))
+    # DP-SGD on the client's private loss (fedkd/privacy/dp_sgd.py): a guarantee for the training data
+    dp_sgd: bool = setting(False, "train the private loss with DP-SGD (Opacus): per-example clipping, Gaussian "
+                           "noise, Poisson sampling; epsilon of the training data accounted over the whole run")
+    dp_clip: float = setting(1.0, "DP-SGD: per-example gradient L2 clipping norm", POSITIVE)
+    dp_noise_multiplier: float = setting(1.0, "DP-SGD: noise std / clip (used when dp_target_epsilon = 0)",
+                                         NON_NEGATIVE)
+    dp_target_epsilon: float = setting(0.0, "DP-SGD: epsilon of the whole run at privacy.delta; each client "
+                                       "calibrates its noise multiplier to it (0 = use dp_noise_multiplier)",
+                                       NON_NEGATIVE)
     seed: int = shared("seed")
+    rounds: int = shared("rounds")
 
     def check(self) -> None:
         if self.t_min > self.t_max:
@@ -40,8 +53,8 @@ class CanarySettings:
 
     enabled: bool = setting(False, "plant canaries in one client's data and measure exposure every round")
     client: int = setting(0, "client id of the client that holds the canaries", NON_NEGATIVE)
-    count: int = setting(10, "number of canaries k", AT_LEAST_1)
-    repeats: int = setting(10, "copies of each canary in the client's data", AT_LEAST_1)
+    count: int = setting(10, "number of canaries k", within(1, MAX_CANARIES))
+    repeats: int = setting(10, "copies of each canary in the client's data", within(1, MAX_CANARY_REPEATS))
     references: int = setting(1000, "never-planted references of the same construction",
                               within(1, MAX_CANARY_REFERENCES))
     in_transfer: bool = setting(True, "also put the canary images (unlabelled) in the public transfer set, so "

@@ -60,6 +60,8 @@ METRIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "joint_loss": (_non_negative, ">= 0"),
     "distilled": (lambda v: v in (0.0, 1.0), "0 or 1"),
     "epsilon": (_non_negative, ">= 0"),
+    "training_epsilon": (_non_negative, ">= 0"),  # DP-SGD (issue 22); +inf when run without noise
+    "dp_noise_multiplier": (_non_negative, ">= 0"),
     "swing_mean_score": (_unit, "within [0, 1]"),
     "swing_mean_temperature": (lambda v: v > 0, "> 0"),
     "swing_top1_agreement": (_unit, "within [0, 1]"),
@@ -176,7 +178,7 @@ def _check_metrics(record: MetricRecord, rules: ReplyRules):
             continue
         check, rule = METRIC_RULES[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        finite = number and (math.isfinite(value) or (key == "epsilon" and value == math.inf))
+        finite = number and (math.isfinite(value) or (key in ("epsilon", "training_epsilon") and value == math.inf))
         if not finite or not check(value):
             raise InvalidReply("bad_metrics", f"metric {key}={value!r} is not a finite number {rule}")
         metrics[key] = float(value)
