@@ -12,7 +12,8 @@
 #               FEDKD_NUM_PARTITIONS (required)  FEDKD_NODE_KEY [$FEDKD_CERTS/keys/node-$FEDKD_PARTITION_ID]
 #               FEDKD_CLIENTAPPIO_PORT [9094]  FEDKD_STATE_DIR [/state]  FEDKD_DATA_DIR (the node's own
 #               data: train/ and test/; unset = its share of the run's dataset)  FEDKD_TRANSFER_DIR (its
-#               copy of the public transfer set)  FEDKD_CERTS  FEDKD_AUTH  FEDKD_INSECURE
+#               copy of the public transfer set; with both, `fedkd check-data` runs first, except with
+#               --dry-run, and a problem stops the node)  FEDKD_CERTS  FEDKD_AUTH  FEDKD_INSECURE
 #   register    fedkd register: every $FEDKD_CERTS/keys/*.pub (or FEDKD_NODE_KEYS) with the SuperLink
 #               FEDKD_CONTROL (HOST:PORT of the control API, required)  FEDKD_CERTS  FEDKD_INSECURE
 #   app         fedkd submit: run the app on the SuperLink and wait for it
@@ -122,6 +123,12 @@ case "$ROLE" in
     node_config+=" state-dir=\"${FEDKD_STATE_DIR:-/state}\""
     if [[ -n "${FEDKD_DATA_DIR:-}" ]]; then node_config+=" data-dir=\"$FEDKD_DATA_DIR\""; fi
     if [[ -n "${FEDKD_TRANSFER_DIR:-}" ]]; then node_config+=" transfer-dir=\"$FEDKD_TRANSFER_DIR\""; fi
+    if [[ -n "${FEDKD_DATA_DIR:-}" && -n "${FEDKD_TRANSFER_DIR:-}" && "$DRY_RUN" != 1 ]]; then
+      # Flower starts the ClientApp only when the first message arrives: check the node's files now, all at once.
+      # (Not with --dry-run: the data are mounted in the container that runs the node.)
+      fedkd check-data "$FEDKD_DATA_DIR" --transfer "$FEDKD_TRANSFER_DIR" --quiet >&2 \
+        || fail "FEDKD_DATA_DIR=$FEDKD_DATA_DIR has the problems listed above (fedkd check-data); fix them first"
+    fi
     if [[ "$INSECURE" != 1 && "$AUTH" == 1 ]]; then  # the ClientApp proves its client id with the same key
       node_config+=" auth-key=\"${FEDKD_NODE_KEY:-$CERTS/keys/node-$FEDKD_PARTITION_ID}\""
     fi

@@ -4,6 +4,8 @@
     python experiments/knfu_study.py conflict [--setting lp2 --seeds 0,1,2]   # settings: lp2 lp3 rot2 fashion-lp2
     python experiments/knfu_study.py liars    [--seeds 0]
     python experiments/knfu_study.py grid     [--seeds 0,1,2]
+    python experiments/knfu_study.py edges    [--setting lp3,collude --seeds 0,1,2]  # issue 19: small groups,
+                                              # colluders, one swapper, skew (+ lp3-val, dir0.1-val: the choice)
     python experiments/knfu_study.py heatmap  # experiments/runs/knfu_conflict_weights.png from the lp2 seed-0 runs
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config, schema  # noqa: E402
 from fedkd.data.conflict import conflict_groups  # noqa: E402
-from fedkd.run_records import weight_matrix  # noqa: E402
+from fedkd.run_records import read_rounds, weight_matrix  # noqa: E402
 
 RESULTS = ROOT / "results"
 RUNS = ROOT / "runs" / "knfu"
@@ -122,13 +124,53 @@ def plan_grid(seeds, settings=None):
                 yield setting, label, seed, {**SETTINGS[setting], **o}
 
 
-PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "grid": plan_grid}
+EDGE_SETTINGS = {
+    # issue 19: the edges of KnFu's promise
+    "collude": {"fault.kind": "swap", "fault.swap": "3:8", "fault.collude": True, "fault.num_malicious": 3},
+    "swap1": {"fault.kind": "swap", "fault.swap": "3:8", "fault.num_malicious": 1},
+    # the same settings on the validation split, where the rule was chosen
+    "lp3-val": {"conflict.kind": "label_permutation", "conflict.groups": 3, "partition": "iid", "eval_split": "val"},
+    "dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
+}
+SETTINGS.update(EDGE_SETTINGS)
+EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                "knfu.scale": "median"},
+                 # the issue-13 default (plus one vote for near-duplicates, which it never meets in honest runs)
+                 "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
+                                 "knfu.scale": "median"},
+                 "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
+                                        "knfu.scale": "median", "knfu.one_vote": False},
+                 "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                "knfu.scale": "nearest", "knfu.guard": 0.7},
+                 "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                               "knfu.scale": "nearest"},
+                 "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
+
+
+def plan_edges(seeds, settings=None):
+    """Per-class agreement with one vote for near-duplicates (knfu-class) against the issue-13 rule
+    (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
+    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd"),
+             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample"),
+             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample"),
+             "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near"),
+             "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
+             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
+             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7")}
+    for setting in settings or which:
+        for seed in seeds:
+            for label in which[setting]:
+                yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
+
+
+PLANS = {"tune": plan_tune, "conflict": plan_conflict, "liars": plan_liars, "grid": plan_grid, "edges": plan_edges}
 
 
 # ---------------------------------------------------------------- measurements
 
 def records_of(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return read_rounds(out)
 
 
 def weight_rounds(records: list[dict]) -> list[np.ndarray]:
@@ -183,6 +225,10 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
     row["global_honest"] = float(np.mean([glob[str(i)] for i in honest]))
     if k:
         row.update(liar_weights(records, liars))
+        w = weight_rounds(records)
+        if w:  # the largest share of one honest client's targets that comes from the liars (last round)
+            row["liar_share_max_last"] = float(w[-1][np.ix_(honest, liars)].sum(axis=1).max())
+    row["without_targets_last"] = len(last.get("without_targets", {}))
     return row
 
 
@@ -385,8 +431,42 @@ def table_grid() -> str:
     return "\n".join(lines) + footer(rows)
 
 
+def table_edges() -> str:
+    """Issue 19: one row per (setting, rule), then the paired gaps knfu-class - oracle / - fedmd."""
+    rows = load("edges")
+    if not rows:
+        return "(no runs yet: python experiments/knfu_study.py edges --seeds 0,1,2)"
+    lines = ["| setting | rule | ALMA % | global acc % | liars' max share of an honest client's targets % | "
+             "liar / honest-peer weight | clients without targets (last round) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    groups = by(rows, "setting", "variant")
+    for (setting, variant), g in sorted(groups.items()):
+        share = [r.get("liar_share_max_last") for r in g]
+        ratio = [r.get("liar_ratio_last") for r in g]
+        lines.append(f"| {setting} | {variant} | {pm([r['alma'] for r in g])} | {pm([r['global_acc'] for r in g])} | "
+                     f"{pm(share) if any(x is not None for x in share) else '–'} | "
+                     f"{pm(ratio, scale=1.0, digits=3) if any(x is not None for x in ratio) else '–'} | "
+                     f"{pm([r.get('without_targets_last', 0) for r in g], scale=1.0)} | {seeds_of(g)} |")
+    lines += ["", "| setting | paired gap | ALMA points | global acc points | seeds |", "|---|---|---|---|---|"]
+    for setting in sorted({r["setting"] for r in rows}):
+        for mine in ("knfu-near", "knfu-class"):
+            base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == mine}
+            for ref in ("oracle", "fedmd", "knfu-sample"):
+                other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
+                common = sorted(set(base) & set(other))
+                if not common:
+                    continue
+                per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
+                lines.append(f"| {setting} | {mine} − {ref} | "
+                             f"{pm([base[x]['alma'] - other[x]['alma'] for x in common])} ({per_seed}) | "
+                             f"{pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} | "
+                             f"{','.join(map(str, common))} |")
+    return "\n".join(lines) + footer(rows)
+
+
 def print_tables(which: list[str]) -> None:
-    fns = {"tune": table_tune, "conflict": table_conflict, "liars": table_liars, "grid": table_grid}
+    fns = {"tune": table_tune, "conflict": table_conflict, "liars": table_liars, "grid": table_grid,
+           "edges": table_edges}
     for name in which or list(fns):
         print(f"### knfu_{name}\n")
         print(fns[name]())
@@ -428,7 +508,7 @@ def heatmap(out_png: Path, setting: str = "lp2", seed: int = 0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["tune", "conflict", "liars", "grid", "tables", "heatmap"])
+    parser.add_argument("command", choices=["tune", "conflict", "liars", "grid", "edges", "tables", "heatmap"])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--setting", default="", help="comma-separated settings: " + ", ".join(SETTINGS))
     parser.add_argument("--rounds", type=int, default=0, help="override the rounds of new runs (0 = config's)")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config  # noqa: E402
-from fedkd.run_records import weight_matrix  # noqa: E402
+from fedkd.run_records import read_rounds, weight_matrix  # noqa: E402
 
 BASE = ROOT / "configs" / "robustness.toml"
 LEDGER = ROOT / "results" / "robustness.jsonl"
@@ -63,7 +63,7 @@ def malicious_weight(records: list[dict], bad: set[int], n: int) -> dict:
 
 def measure(out: Path, k: int, n: int) -> dict:
     """Honest/malicious accuracies and fusion weights from one run's metrics.jsonl."""
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    records = read_rounds(out)
     bad = set(range(n - k, n))
     last = records[-1]
     local, glob = last["per_client_local_acc"], last["per_client_global_acc"]

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fedkd.config import load_config  # noqa: E402
+from fedkd.run_records import read_rounds  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "fashion.toml"
 FRACTIONS = "1.0,0.5,0.2,0.1"
@@ -62,7 +63,7 @@ def run_one(cfg, out: Path) -> dict:
         summary = json.loads((out / "summary.json").read_text())
     else:
         summary = simulate(cfg, str(out), progress=False)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_rounds(out)
     local = latest_per_client(records, "per_client_local_acc")
     glob = latest_per_client(records, "per_client_global_acc")
     sampled = set().union(*(r.get("sampled_clients", range(cfg["num_clients"])) for r in records))

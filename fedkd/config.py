@@ -38,6 +38,7 @@ import fedkd.privacy.settings as _privacy_settings
 import fedkd.prometheus as _prometheus
 import fedkd.settings as _settings
 import fedkd.wire as _wire
+from fedkd.files import UnsafeInput, read_text
 from fedkd.keys import CLIENT, PREFIX_ALIASES, SETTINGS_GROUPS, ConfigError, Key, build
 from fedkd.settings import WEIGHT_ALGORITHMS, algorithms  # noqa: F401  (re-exported for the command line)
 
@@ -49,6 +50,8 @@ __all__ = ["CONFIG_DIGEST_KEY", "Config", "ConfigError", "algorithms", "client_k
 
 
 # The order ``fedkd keys`` and pyproject.toml list the groups in (any other group, e.g. a plug-in rule's, follows).
+MAX_CONFIG_FILE_BYTES = 2**20  # a config file is a page of keys
+
 _ORDER = (_settings.RunSettings, _data_settings.DataSettings, _data_settings.ConflictSettings,
           _settings.TrainingSettings, _wire.WireSettings, _settings.ServerSettings, _prometheus.MetricsSettings,
           _privacy_settings.PrivacySettings, _privacy_settings.CanarySettings, _fault_settings.FaultSettings,
@@ -287,12 +290,15 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """A TOML config file as dotted keys; a missing or broken file is a ConfigError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
     try:
-        return flatten(tomllib.loads(path.read_text()))
+        text = read_text(path, MAX_CONFIG_FILE_BYTES, "config file")  # no FIFO, device or sparse giant
+        return flatten(tomllib.loads(text))
+    except UnsafeInput as exc:
+        raise ConfigError(str(exc)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests tables or arrays too deeply") from None
 
 
 def load_config(path: str | Path | None = None, assignments: Iterable[str] = ()) -> Config:

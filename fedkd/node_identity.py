@@ -24,8 +24,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fedkd.files import UnsafeInput, read_bytes, read_text
+
 DOMAIN = b"fedkd-identify-v1"
 NONCE_BYTES = 32
+MAX_KEY_FILE_BYTES = 64 * 1024      # an OpenSSH key is a few hundred bytes
+MAX_REGISTRY_BYTES = 16 * 2**20     # ~200 bytes per client: room for 80,000 clients
 
 
 class IdentityError(ValueError):
@@ -43,10 +47,12 @@ def new_nonce() -> bytes:
 
 def load_private_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
     path = Path(path)
-    if not path.is_file():
-        raise IdentityError(f"identity key not found: {path} (node config auth-key)")
     try:
-        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+        data = read_bytes(path, MAX_KEY_FILE_BYTES, "identity key (node config auth-key)")
+    except UnsafeInput as exc:
+        raise IdentityError(str(exc)) from None
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise IdentityError(f"{path} is not an unencrypted OpenSSH private key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -74,7 +80,7 @@ def load_registry(path: str | Path) -> dict[int, ec.EllipticCurvePublicKey]:
     """{client id: public key} from the operator's registry file."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_text(path, MAX_REGISTRY_BYTES, "identity registry (server.identity_registry)"))
         entries = raw["clients"]
         registry = {}
         for client, line in entries.items():
@@ -82,8 +88,8 @@ def load_registry(path: str | Path) -> dict[int, ec.EllipticCurvePublicKey]:
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 raise ValueError(f"client {client}: not an ECDSA key")
             registry[int(client)] = key
-    except FileNotFoundError:
-        raise IdentityError(f"identity registry not found: {path} (server.identity_registry)") from None
+    except UnsafeInput as exc:  # missing, a FIFO, /dev/zero, or too large
+        raise IdentityError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 -- any unreadable entry (cryptography raises its own types)
         raise IdentityError(f"identity registry {path} is not usable: {type(exc).__name__}: {exc}") from None
     lines = [public_key_line(k) for k in registry.values()]

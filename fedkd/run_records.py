@@ -142,5 +142,8 @@ class RunRecorder:
             "missing_replies": sum(r["missing"] for r in rounds),
             "transfer_fingerprint": self.federation_info["fingerprint"],
         }
+        if data.on_folders:  # name the data as it is: folders, not the (unused) dataset and its split
+            folder = Path(data.data_dir or Path(data.transfer_dir).parent)
+            summary.update(dataset="folder", data=folder.name, partition="folder", alpha=None)
         summary.update(extra or {})
         return summary

@@ -21,10 +21,15 @@ FaultSettings       fault.      fedkd/faults/settings.py (alias attack.)
 from __future__ import annotations
 
 from fedkd.fusion.registry import FUSION_RULES
+import os
+
 from fedkd.keys import AT_LEAST_1, CLIENT, NON_NEGATIVE, POSITIVE, ConfigError, one_of, setting, settings_group, \
-    shared
+    shared, within
 
 ORDERS = ("digest-revisit", "revisit-digest", "joint")
+# Ray starts one actor per (CPUs / CPUs per client): beyond a few hundred per machine they only fight for memory.
+MAX_SIM_CPUS = 4096
+MAX_SIM_ACTORS = 512
 WEIGHT_ALGORITHMS = ("fedavg",)  # exchange weights through Flower's FedAvg instead of fusing soft labels
 
 
@@ -72,11 +77,13 @@ class TrainingSettings:
 
     models: tuple[str, ...] = setting(["cnn_small", "mlp"], "model names, cycled over clients (comma-separated on "
                                       "the command line)", (_models_ok, "a non-empty list of known model names"))
-    order: str = setting("digest-revisit", "step order inside a round ('joint' = CE and distillation in the same "
-                         "steps, revisit_epochs passes)", one_of(ORDERS))
+    order: str = setting("joint", "step order inside a round ('joint' = CE and distillation in the same steps, "
+                         "revisit_epochs passes; chosen on the validation split, docs/results.md; FedMD's original "
+                         "protocol is 'digest-revisit')", one_of(ORDERS))
     digest_epochs: int = setting(2, "distillation epochs on the transfer set per round", NON_NEGATIVE)
     revisit_epochs: int = setting(10, "local training epochs on private data per round", NON_NEGATIVE)
-    distill_weight: float = setting(1.0, "weight of the distillation loss when order=joint", NON_NEGATIVE)
+    distill_weight: float = setting(0.3, "weight of the distillation loss when order=joint (0.3: chosen on the "
+                                    "validation split, docs/results.md)", NON_NEGATIVE)
     temperature: float = setting(3.0, "distillation temperature T (soft labels are sent at T)", POSITIVE)
     batch_size: int = setting(16, "mini-batch size", AT_LEAST_1)
     lr: float = setting(3e-3, "learning rate (Adam)", POSITIVE)
@@ -99,6 +106,9 @@ class ServerSettings:
 
     reply_timeout: float = setting(600.0, "seconds to wait for clients' replies each round", POSITIVE)
     node_wait_timeout: float = setting(300.0, "seconds to wait for the expected nodes to connect", POSITIVE)
+    identify_timeout: float = setting(30.0, "seconds to wait for new nodes' answers to the identify query; a node "
+                                      "is asked once per node id, and a late answer is still taken in a later "
+                                      "round", POSITIVE)
     min_replies: int = setting(1, "fewest valid replies a round needs to fuse", AT_LEAST_1)
     max_failed_rounds: int = setting(3, "stop the run after this many rounds in a row with fewer than "
                                      "server.min_replies valid replies", AT_LEAST_1)
@@ -113,6 +123,9 @@ class ServerSettings:
                                      "`fedkd certs`/`fedkd register`); '' = bind each id to the first node that "
                                      "claims it (docs/robustness.md)")
     resume: bool = setting(False, "continue from <out>/checkpoint.json (the last complete round)")
+    min_contributors: int = setting(2, "a client's targets must mix at least this many other clients' uploads "
+                                    "(effective number 1/sum(w^2) over peers, rounded), else it gets no targets "
+                                    "that round (1 = no check; docs/privacy.md)", AT_LEAST_1)
     num_clients: int = shared("num_clients")
     rounds: int = shared("rounds")
     seed: int = shared("seed")
@@ -129,11 +142,21 @@ class ServerSettings:
 class SimSettings:
     """Flower's simulation engine on Ray."""
 
-    client_cpus: float = setting(1.0, "CPUs per simulated client (Ray)", POSITIVE)
-    client_gpus: float = setting(0.0, "GPU fraction per simulated client (Ray)", NON_NEGATIVE)
+    client_cpus: float = setting(1.0, "CPUs per simulated client (Ray)", within(0.01, MAX_SIM_CPUS))
+    client_gpus: float = setting(0.0, "GPU fraction per simulated client (Ray)", within(0, 64))
     num_cpus: int = setting(0, "CPUs Ray may use for client actors (0 = all cores); with sim.client_cpus it sets "
-                            "how many clients run at once", NON_NEGATIVE)
+                            "how many clients run at once", within(0, MAX_SIM_CPUS))
     object_store_mb: int = setting(0, "cap on Ray's shared-memory object store in MB (0 = Ray's default, about "
-                                   "30% of RAM)", NON_NEGATIVE)
+                                   "30% of RAM)", within(0, 2**20))
     ray_address: str = setting("", "attach to a running Ray cluster at this address ('auto' or HOST:PORT; '' = "
                                "start Ray here, unless RAY_ADDRESS is set); see docs/performance.md")
+
+    def actors(self) -> int:
+        """Client actors Ray will start on this machine (when it starts Ray here)."""
+        return int((self.num_cpus or os.cpu_count() or 1) / self.client_cpus + 1e-9)
+
+    def check(self) -> None:
+        if not self.ray_address and self.actors() > MAX_SIM_ACTORS:
+            raise ConfigError(f"config key 'sim.client_cpus': {self.client_cpus} CPUs per client on "
+                              f"{self.num_cpus or os.cpu_count()} CPUs would start {self.actors()} client actors, "
+                              f"more than {MAX_SIM_ACTORS}; raise sim.client_cpus or lower sim.num_cpus")

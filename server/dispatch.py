@@ -10,7 +10,8 @@ Why a window: in the simulation engine a thread hands messages to the client act
 in-memory link state, every 0.1 s and once per node, for that node's next message -- and each ask
 walks every stored message. With all N messages of a round pushed at once that is O(N^2) work per
 pass; at 1,000 clients it kept one of our two cores busy all round, away from the clients. Keeping
-at most ``max_in_flight`` messages stored makes each pass O(N * max_in_flight). Results do not
+at most ``max_in_flight`` messages stored makes each pass O(N * max_in_flight), and server/handout.py
+(one walk over the stored messages per pass) makes it O(max_in_flight). Results do not
 change: every client still gets its own message once, and replies are matched by message id.
 Deployments run their nodes on other machines in parallel, so there the default (``-1``, resolved by
 ``server.simulate`` for simulations only) pushes everything at once.

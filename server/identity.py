@@ -19,11 +19,13 @@ logged, counted, and the node gets nothing that belongs to another client.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 from flwr.serverapp import Grid
 
 from fedkd import node_identity, protocol
+from fedkd.files import clip
 from server import dispatch
 
 log = logging.getLogger("fedkd.server")
@@ -53,7 +55,10 @@ class IdentityBook:
         self.client_of: dict[int, int] = {}   # node id -> client id
         self.node_of: dict[int, int] = {}     # client id -> node id
         self.verified: set[int] = set()       # nodes whose own answer agreed with their binding
-        self.answered: set[int] = set()       # nodes that answered the identify query (a node id is asked once)
+        self.answered: set[int] = set()       # nodes that answered the identify query
+        self.asked: set[int] = set()          # nodes sent the identify query (a node id is asked once)
+        self._pending: dict[str, int] = {}    # identify message id -> node id, not answered yet
+        self._nonces: dict[int, bytes] = {}   # node id -> the nonce it was asked to sign
         self.alarms: Counter = Counter()      # reason -> count, since the last take_alarms()
         self._engine: dict[int, int] | None = None
 
@@ -78,39 +83,73 @@ class IdentityBook:
         """Bind the live nodes the book does not know yet.
 
         In simulation every node is bound from the engine at once, and the nodes of ``clients``
-        (default: all) that have not answered yet are asked to identify themselves, as a check.
-        Elsewhere every live node without a binding that has not answered yet is asked (once per node
-        id: a restarted node has a new id and proves itself again).
+        (default: all) that have not been asked yet are asked to identify themselves, as a check.
+        Elsewhere every live node without a binding is asked, once per node id (a restarted node has a
+        new id and proves itself again).
+
+        Liveness: only newly asked nodes are waited for, at most ``timeout`` (server.identify_timeout);
+        a node that stays silent costs that wait once, never again. Its answer, if it ever comes, is
+        taken without waiting at a later refresh (the query stays pending at the SuperLink).
         """
         if self._engine is None:
             self._engine = engine_assignment(grid)
+        live = set(live_nodes)
+        for message_id in [m for m, n in self._pending.items() if n not in live]:  # gone: stop asking it
+            self._nonces.pop(self._pending.pop(message_id), None)
+        if self._pending:
+            self._collect(grid, list(grid.pull_messages(list(self._pending))), live)  # late answers, no wait
         if self._engine is not None:
             for node_id in live_nodes:
                 if node_id in self._engine and node_id not in self.client_of:
                     self._bind(node_id, self._engine[node_id])
-            ask = [n for n in live_nodes if n not in self.answered
+            ask = [n for n in live_nodes if n not in self.asked
                    and (clients is None or self.client_of.get(n) in clients)]
         else:  # a refused node is not asked again: its key will not change while its node id lives
-            ask = [n for n in live_nodes if n not in self.client_of and n not in self.answered]
+            ask = [n for n in live_nodes if n not in self.client_of and n not in self.asked]
         if ask:
-            self._identify(grid, ask, set(live_nodes))
+            self._identify(grid, ask, live)
 
     def _identify(self, grid: Grid, node_ids: list[int], live: set[int]) -> None:
-        nonces = {nid: node_identity.new_nonce() for nid in node_ids}
-        messages = [protocol.build_identify_message(nid, nonces[nid]) for nid in node_ids]
-        for reply in dispatch.send_and_receive(grid, messages, timeout=self.timeout):
+        messages = []
+        for nid in node_ids:
+            nonce = node_identity.new_nonce()
+            self._nonces[nid] = nonce
+            messages.append(protocol.build_identify_message(nid, nonce))
+        self.asked.update(node_ids)
+        for message_id, nid in zip(grid.push_messages(messages), node_ids):
+            self._pending[message_id] = nid
+        first_wait, longest_wait = dispatch.poll_seconds(grid)
+        wait, deadline = first_wait, time.monotonic() + self.timeout
+        waiting = set(self._pending)
+        while waiting & set(self._pending) and time.monotonic() < deadline:
+            got = list(grid.pull_messages(list(waiting & set(self._pending))))
+            self._collect(grid, got, live)
+            if not got:
+                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                wait = min(wait * dispatch.BACKOFF, longest_wait)
+        silent = [self._pending[m] for m in waiting if m in self._pending]
+        if silent:
+            log.warning("%d node(s) did not answer the identify query within %.0f s (server.identify_timeout): "
+                        "%s; they get nothing until they answer, and no round waits for them", len(silent),
+                        self.timeout, ", ".join(str(n) for n in sorted(silent)[:10]))
+
+    def _collect(self, grid: Grid, replies: list, live: set[int]) -> None:
+        for reply in replies:
+            self._pending.pop(reply.metadata.reply_to_message_id, None)
             src = reply.metadata.src_node_id
-            if src not in nonces:
+            if src not in self._nonces:
                 self._alarm("unexpected_sender", "identify answer from node %s, which was not asked", src)
                 continue
+            nonce = self._nonces.pop(src)
             self.answered.add(src)
             try:
                 answer = protocol.parse_identify_reply(reply, self.num_clients)
-                self._judge(src, answer, nonces[src], live)
+                self._judge(src, answer, nonce, live)
             except protocol.InvalidReply as exc:
-                log.warning("node %s did not say which client it is: %s", src, exc)
+                log.warning("node %s did not say which client it is: %s", src, clip(exc))
             except Exception as exc:  # one node's answer never ends the run
-                log.warning("node %s: identify answer could not be handled (%s: %s)", src, type(exc).__name__, exc)
+                log.warning("node %s: identify answer could not be handled (%s: %s)", src, type(exc).__name__,
+                            clip(exc))
 
     def _judge(self, node_id: int, answer: protocol.IdentifyAnswer, nonce: bytes, live: set[int]) -> None:
         claimed = answer.partition_id

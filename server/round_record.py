@@ -21,7 +21,9 @@ def round_record(round_num: int, screened: Screened, *, sent: int, received: int
     if alarms:
         record["identity_alarms"] = dict(alarms)
     if screened.dropped_metrics:
-        record["dropped_metric_keys"] = dict(screened.dropped_metrics)
+        record["dropped_metric_keys"] = dict(screened.dropped_metrics)  # client name -> how many unknown keys
+    if screened.refusals:
+        record["refusals"] = dict(sorted(screened.refusals.items()))  # client name -> why (clipped)
     record.update(accuracy_record(valid))
     record.update(privacy_round_record(privacy, canaries, {a.client_id: a.reply.metrics for a in valid}))
     histograms = {str(a.client_id): a.reply.label_histogram for a in valid if a.reply.label_histogram is not None}

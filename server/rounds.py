@@ -24,6 +24,7 @@ from fedkd.node_identity import load_registry
 from fedkd.run_records import RunRecorder, new_run_dir
 from fedkd.observers import RoundObserver, StopRun
 from fedkd.privacy.records import privacy_summary
+from fedkd.report.refusals import run_failure
 from server import checkpoint, dispatch
 from server.fedavg import CheckedFedAvg
 from server.identity import IdentityBook
@@ -38,20 +39,36 @@ def build_strategy(cfg: Config, facts: PublicFacts, observer: RoundObserver):
     """The run's algorithm: FedAvg, or knowledge fusion with its registered rule."""
     settings = cfg.server
     registry = load_registry(settings.identity_registry) if settings.identity_registry else None
-    identities = IdentityBook(settings.num_clients, registry, timeout=settings.reply_timeout)
+    identities = IdentityBook(settings.num_clients, registry, timeout=settings.identify_timeout)
     if cfg.run.exchanges_weights:
         return CheckedFedAvg(cfg, facts, identities, on_reject=observer.on_reject)
     return KnowledgeFusion(cfg.fusion_rule, cfg, facts, identities, on_reject=observer.on_reject)
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
-    """Refuse to write into another run's records unless resuming that run."""
+    """A new run writes only into a folder that does not exist or is empty (it deletes older checkpoint files
+    of its own, so it may not share a folder); a resume only into its own run's folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"config key 'out': {out} is not a folder")
     if resume:
         return
-    found = [name for name in RECORD_FILES if (out / name).exists()]
+    found = sorted(p.name for p in out.iterdir())[:50] if out.exists() else []
     if found:
-        raise ConfigError(f"config key 'out': {out} already holds a run's records ({', '.join(found)}); "
-                          "choose another folder, or continue that run with --resume")
+        runs = [name for name in RECORD_FILES if name in found]
+        what = f"a run's records ({', '.join(runs)})" if runs else f"other files ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})"
+        raise ConfigError(f"config key 'out': {out} already holds {what}; choose a new or empty folder"
+                          + (", or continue that run with --resume" if runs else ""))
+
+
+def _restore(out: Path, cfg: Config, strategy) -> checkpoint.Checkpoint:
+    ckpt = checkpoint.load_for_resume(out, cfg)
+    checkpoint.restore_state(ckpt, strategy)
+    return ckpt
+
+
+def check_resume(out: str | Path, cfg: Config) -> None:
+    """Everything a resume in ``out`` will check, done before Ray or any process starts (CheckpointError)."""
+    _restore(Path(out), cfg, build_strategy(cfg, public_facts(cfg), RoundObserver()))
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float, poll: float = 0.2) -> list[int]:
@@ -77,11 +94,14 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None, p
     out = Path(out_dir or cfg.run.out or new_run_dir())
     check_out_dir(out, settings.resume)
     facts = public_facts(cfg)
-    # read the checkpoint before the recorder starts a fresh metrics.jsonl: a refused resume loses nothing
-    resume_from = checkpoint.load_for_resume(out, cfg) if settings.resume else None
     strategy = build_strategy(cfg, facts, observer)
+    # the whole checkpoint is checked and restored before the recorder touches a file: a refused resume loses nothing
+    resume_from = _restore(out, cfg, strategy) if settings.resume else None
     recorder = RunRecorder(out, cfg, facts.as_dict())
-    first = 1 if resume_from is None else checkpoint.restore(resume_from, strategy, recorder) + 1
+    first = 1
+    if resume_from is not None:
+        checkpoint.restore_records(resume_from, recorder)
+        first = resume_from.round + 1
     needed = settings.clients_per_round if settings.sampling else settings.num_clients
     wait_for_nodes(grid, needed, settings.node_wait_timeout)
     strategy.summary()
@@ -112,4 +132,9 @@ def run_federation(grid: Grid, cfg: Config, out_dir: str | Path | None = None, p
                       "replies (server.max_failed_rounds=%d)", rnd, strategy.failed_rounds, settings.min_replies,
                       settings.max_failed_rounds)
             break
-    return recorder.finish(privacy_summary(cfg.privacy, cfg.canaries, recorder.rounds))
+    extra = privacy_summary(cfg.privacy, cfg.canaries, recorder.rounds)
+    failure = run_failure(recorder.rounds, settings.min_replies, settings.max_failed_rounds)
+    if failure:  # the command lines exit non-zero on it; the records stay for the post-mortem
+        extra["failure"] = failure
+        log.error("the run failed: %s", failure)
+    return recorder.finish(extra)

@@ -62,12 +62,17 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
 
     from clients.app import make_client_app
     from clients.node import RunFolderStorage
+    from server import handout
     from server.app import make_server_app
+
+    handout.install()  # one pass over stored messages per 0.1 s tick instead of nodes x messages (server/handout.py)
 
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)
+    from server.public import simulation_data
+
     result: dict = {}
-    cfg = cfg.replace(out=str(out_dir))
+    cfg = simulation_data(cfg).replace(out=str(out_dir))  # a run on folders is checked before Ray starts
     if cfg.server.max_in_flight == -1:  # auto: a window per client actor (why: server/dispatch.py)
         actors = max(1, int((cfg.sim.num_cpus or os.cpu_count() or 1) // cfg.sim.client_cpus))
         cfg = cfg.replace(server__max_in_flight=IN_FLIGHT_PER_ACTOR * actors)

@@ -29,6 +29,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedkd import protocol
 from fedkd.config import Config, compact_run_config
+from fedkd.fusion.contributors import require_contributors
 from fedkd.fusion.registry import FusionRule
 from server.identity import IdentityBook
 from server.participation import Participation
@@ -219,10 +220,18 @@ class KnowledgeFusion(FedkdStrategy):
             log.error("round %d: fusion rule %s failed (%s: %s); the previous targets stay", server_round,
                       self.rule.name, type(exc).__name__, exc)
             return {"fused_clients": [], "fusion_error": type(exc).__name__}
+        result, short = require_contributors(result, self.settings.min_contributors)
         self.targets = {}
         if result.targets is not None:
             self.targets = {c: result.targets[i] for i, c in enumerate(ids) if result.has_targets[i]}
+        # why each client is left without targets this round (the rule's reasons, then min_contributors)
+        why = {ids[int(i)]: reason for i, reason in result.info.pop("without_targets", {}).items()}
+        why.update({ids[i]: reason for i, reason in short.items()})
+        for client, reason in sorted(why.items()):
+            log.warning("round %d: client %d gets no targets: %s", server_round, client, reason)
         record = {"fused_clients": ids}
+        if why:
+            record["without_targets"] = {str(c): r for c, r in sorted(why.items())}
         if result.weights is not None:
             # rows and columns follow fused_clients (fedkd.run_records.weight_matrix expands it to N x N)
             record["weights"] = np.round(result.weights, 6).tolist()

@@ -108,3 +108,9 @@ def test_cold_start_bench_times_each_step_in_fresh_processes():
     record = run_bench("cold_start", "--repeats", "1")
     assert all(record[k] > 0 for k in ("import_s", "data_s", "first_round_s", "warm_round_s"))
     assert "dp_accounting" not in record["modules_loaded"] and "sklearn" not in record["modules_loaded"]
+
+
+def test_handout_bench_hands_out_every_stored_message_with_both_loops():
+    record = run_bench("handout", "--clients", "20", "--sampled", "8", "--stored", "8", "--ticks", "1", "--repeats", "1")
+    (row,) = record["rows"]
+    assert row["handed_out_first_tick"] == 8 and row["flower_tick_ms"] > 0 and row["one_pass_tick_ms"] > 0

@@ -1,6 +1,7 @@
 """Server checkpoint/resume: the files, the refusals, and a resumed run that matches an uninterrupted one."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +27,18 @@ M, C = 5, 4
 def _targets(seed):
     rng = np.random.default_rng(seed)
     return {f"targets/{pid}": rng.dirichlet(np.ones(C), size=M).astype(np.float32) for pid in (0, 2)}
+
+
+def _save(out, rnd, cfg, state):
+    """A checkpoint after round ``rnd`` with its ``rnd`` round records, as the round loop writes them."""
+    if not (out / "config.json").exists():
+        (out / "config.json").write_text(json.dumps(dict(cfg)))
+    path = out / "metrics.jsonl"
+    have = len(path.read_text().splitlines()) if path.exists() else 0
+    with open(path, "a") as fh:
+        for r in range(have + 1, rnd + 1):
+            fh.write(json.dumps({"round": r, "alma": 0.5}) + "\n")
+    return checkpoint.save_checkpoint(out, rnd, cfg, state, rnd)
 
 
 def _strategy(cfg):
@@ -62,45 +75,56 @@ def test_a_checkpoint_costs_the_same_every_round(tmp_path):
         recorder.log_round({"round": rnd, "weights": np.full((30, 30), 0.5).tolist()})
         checkpoint.save_checkpoint(tmp_path, rnd, cfg, _targets(rnd), rnd)
         sizes.append((tmp_path / "checkpoint.json").stat().st_size)
-    assert len(set(sizes)) == 1
+    assert max(sizes) - min(sizes) <= 8  # only the numbers' digits grow
     assert [r["round"] for r in checkpoint.load_checkpoint(tmp_path).rounds] == [1, 2, 3, 4, 5]
 
 
 def test_a_checkpoint_whose_round_records_are_gone_is_refused(tmp_path):
     cfg = make_config(TINY)
-    recorder = RunRecorder(tmp_path, cfg, {})
-    recorder.log_round({"round": 1})
-    checkpoint.save_checkpoint(tmp_path, 2, cfg, _targets(1), 2)
-    with pytest.raises(CheckpointError, match="1 round records, the checkpoint needs 2"):
+    _save(tmp_path, 2, cfg, _targets(1))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "metrics.jsonl").write_text(lines[0])
+    with pytest.raises(CheckpointError, match="does not hold the round records"):
         checkpoint.load_checkpoint(tmp_path)
+
+
+def _forged(path, **changes):
+    """checkpoint.json edited with fedkd's own digest recomputed: only the semantic checks can refuse it."""
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    meta["digest"] = checkpoint._json_digest(meta)
+    path.write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("damage,message", [
     (lambda p: (p / "checkpoint-r1.npz").write_bytes((p / "checkpoint-r1.npz").read_bytes()[:40]),
      "corrupt or truncated"),
-    (lambda p: (p / "checkpoint-r1.npz").unlink(), "does not exist"),
+    (lambda p: (p / "checkpoint-r1.npz").unlink(), "arrays not found"),
     (lambda p: (p / "checkpoint.json").write_text("{not json"), "is not a fedkd checkpoint"),
-    (lambda p: (p / "checkpoint.json").write_text(json.dumps({"round": 1, "arrays_file": "../../etc/passwd",
-                                                              "config": {}, "records": 0})), "may not"),
+    (lambda p: _forged(p / "checkpoint.json", arrays_file="../../etc/passwd"), "may not"),
+    (lambda p: _forged(p / "checkpoint.json", round=10**9, arrays_file="checkpoint-r1000000000.npz"),
+     "every round writes one"),
+    (lambda p: _forged(p / "checkpoint.json", records="1"), "is not a count"),
+    (lambda p: (p / "checkpoint.json").write_text("[" * 100_000 + "]" * 100_000), "not a fedkd checkpoint"),
 ])
 def test_a_corrupt_checkpoint_is_refused_naming_the_file(tmp_path, damage, message):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 1, cfg, _targets(1), 0)
+    _save(tmp_path, 1, cfg, _targets(1))
     damage(tmp_path)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load_checkpoint(tmp_path)
 
 
 @pytest.mark.parametrize("state,message", [
-    ({"targets/0": np.full((M, C), np.nan, np.float32)}, "non_finite"),
-    ({"targets/0": np.full((M, C), 0.5, np.float32)}, "not_normalised"),
+    ({"targets/0": np.full((M, C), np.nan, np.float32)}, "bad_probabilities"),
+    ({"targets/0": np.full((M, C), 0.5, np.float32)}, "bad_probabilities"),
     ({"targets/0": np.full((M + 1, C), 0.25, np.float32)}, "expected float32"),
     ({"targets/9": np.full((M, C), 0.25, np.float32)}, "not a client id"),
     ({"weights/0": np.zeros(3)}, "unexpected entry"),
 ])
 def test_restored_arrays_are_validated_like_replies(tmp_path, state, message):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 1, cfg, state, 0)
+    _save(tmp_path, 1, cfg, state)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.restore(checkpoint.load_checkpoint(tmp_path), _strategy(cfg),
                            RunRecorder(tmp_path / "again", cfg, {}))
@@ -114,7 +138,7 @@ def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
     strategy = CheckedFedAvg(cfg, facts, IdentityBook(3))
     state = strategy.state_dict()
     state = {k: (v + 1 if k.startswith("arrays/") and v.dtype.kind == "f" else v) for k, v in state.items()}
-    checkpoint.save_checkpoint(tmp_path, 4, cfg, state, 0)
+    _save(tmp_path, 4, cfg, state)
     restored = CheckedFedAvg(cfg, facts, IdentityBook(3))
     assert checkpoint.restore(checkpoint.load_checkpoint(tmp_path), restored,
                               RunRecorder(tmp_path / "run", cfg, {})) == 4
@@ -122,7 +146,7 @@ def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
         np.testing.assert_array_equal(array.numpy(), state[f"arrays/{name}"])
     bad = dict(state)
     bad[next(k for k in bad if k.startswith("arrays/"))] = np.zeros(2, np.float32)
-    checkpoint.save_checkpoint(tmp_path, 5, cfg, bad, 0)
+    _save(tmp_path, 5, cfg, bad)
     with pytest.raises(CheckpointError, match="expected float32"):
         checkpoint.restore(checkpoint.load_checkpoint(tmp_path), CheckedFedAvg(cfg, facts, IdentityBook(3)),
                            RunRecorder(tmp_path / "run2", cfg, {}))
@@ -130,7 +154,7 @@ def test_fedavg_weights_survive_exactly_and_are_checked(tmp_path):
 
 def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 1, cfg, _targets(1), 0)
+    _save(tmp_path, 1, cfg, _targets(1))
     # a crash after the next round's arrays were written but before checkpoint.json was switched
     (tmp_path / "checkpoint-r2.npz").write_bytes(b"half a file")
     (tmp_path / "checkpoint.json.tmp").write_text("{")
@@ -141,7 +165,7 @@ def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         checkpoint.load_checkpoint(tmp_path)
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 2, cfg, _targets(1), 0)
+    _save(tmp_path, 2, cfg, _targets(1))
     with pytest.raises(CheckpointError, match=r"algorithm: 'knfu' -> 'fedmd'.*seed: 11 -> 12"):
         checkpoint.load_for_resume(tmp_path, cfg.replace(algorithm="fedmd", seed=12))
     # more rounds, another device or other server settings are fine
@@ -150,7 +174,7 @@ def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path):
 
 def test_cli_resume_config_and_its_refusals(tmp_path, capsys):
     cfg = make_config(TINY)
-    checkpoint.save_checkpoint(tmp_path, 2, cfg.replace(attack__stop_after_round=2), {}, 0)
+    _save(tmp_path, 2, cfg.replace(fault__stop_after_round=2), {})
     resumed = checkpoint.resume_config(tmp_path, assignments=["rounds=5"])
     assert resumed["server.resume"] and resumed["fault.stop_after_round"] == 0 and resumed["rounds"] == 5
     assert resumed["seed"] == 11  # the checkpoint's config, not the defaults
@@ -192,7 +216,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
     full, half = tmp_path / "full", tmp_path / "a-much-longer-folder-name"  # paths no longer travel
     straight = run_simulation(cfg, full, progress=False)
 
-    stopped = run_simulation(cfg.replace(attack__stop_after_round=2), half, progress=False)
+    stopped = run_simulation(cfg.replace(fault__stop_after_round=2), half, progress=False)
     assert stopped["rounds"] == 2
     assert json.loads((half / "checkpoint.json").read_text())["round"] == 2
     for c in range(3):
@@ -204,3 +228,138 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
     lines = [json.loads(x) for x in (half / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in lines] == [1, 2, 3]
     assert json.loads((half / "checkpoint.json").read_text())["round"] == 3
+
+
+# ---------------------------------------------------------------- tampering: refused whole, nothing touched
+
+SMALL = dict(TINY, models=["mlp"], rounds=2, transfer_size=60, local_test_size=40, revisit_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "r"
+    run_simulation(make_config(SMALL), out, progress=False)
+    return out
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _rewrite(out, change, forge=True):
+    """Rewrite the checkpoint's arrays with ``change(state)``; with ``forge``, recompute every digest as fedkd
+    would, so that only the semantic checks can refuse it."""
+    meta = json.loads((out / "checkpoint.json").read_text())
+    path = out / meta["arrays_file"]
+    with np.load(path) as npz:
+        state = {k: npz[k] for k in npz.files}
+    state = change(state)
+    np.savez(path, **state)
+    if forge:
+        _forged(out / "checkpoint.json", arrays={k: checkpoint.array_digest(k, v) for k, v in state.items()})
+
+
+def _swap(state):
+    state["targets/0"], state["targets/1"] = state["targets/1"], state["targets/0"]
+    return state
+
+
+def _nudge(state):
+    t = state["targets/0"].copy()
+    low, high = int(t[0].argmin()), int(t[0].argmax())
+    t[0, high] += t[0, low] + 0.0009  # the row still sums to 1, one entry is -0.0009
+    t[0, low] = -0.0009
+    return {**state, "targets/0": t}
+
+
+def _edit_record(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"alma": 0.', '"alma": 1.')  # same length: only the digest can tell
+    (out / "metrics.jsonl").write_text("".join(lines))
+
+
+def _fifo(out):
+    path = out / json.loads((out / "checkpoint.json").read_text())["arrays_file"]
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _compressed(out):
+    path = out / json.loads((out / "checkpoint.json").read_text())["arrays_file"]
+    with np.load(path) as npz:
+        state = {k: npz[k] for k in npz.files}
+    np.savez_compressed(path, **state)
+
+
+TAMPERING = {
+    "nan targets": (lambda o: _rewrite(o, lambda s: {k: np.full_like(v, np.nan) if k.startswith("targets/") else v
+                                                     for k, v in s.items()}, forge=False),
+                    "entry 'targets/0' was changed after it was written"),
+    "swapped targets": (lambda o: _rewrite(o, _swap, forge=False), "entry 'targets/0' was changed"),
+    "nan targets, digests forged": (lambda o: _rewrite(o, lambda s: {**s, "targets/1": np.full_like(
+        s["targets/1"], np.nan)}), "targets/1: non_finite"),
+    "entries of -0.0009": (lambda o: _rewrite(o, _nudge), "negative probabilities"),
+    "failed_rounds -1e9": (lambda o: _rewrite(o, lambda s: {**s, "failed_rounds": np.array([-10**9])}),
+                           "entry 'failed_rounds'"),
+    "key targets/00": (lambda o: _rewrite(o, lambda s: {("targets/00" if k == "targets/0" else k): v
+                                                        for k, v in s.items()}), "unexpected entry 'targets/00'"),
+    "round 1e9": (lambda o: _forged(o / "checkpoint.json", round=10**9), "may not"),
+    "config edited": (lambda o: (o / "checkpoint.json").write_text(
+        (o / "checkpoint.json").read_text().replace('"alpha": 0.5', '"alpha": 5.0')), "edited or torn"),
+    "config edited, digest forged": (lambda o: _forged(o / "checkpoint.json", config={
+        **json.loads((o / "checkpoint.json").read_text())["config"], "alpha": 5.0}), "disagree on alpha"),
+    "no records": (lambda o: (o / "metrics.jsonl").write_text(""), "does not hold the round records"),
+    "record edited": (_edit_record, "round records were changed"),
+    "FIFO as arrays": (_fifo, "is not a regular file (a FIFO)"),
+    "compressed arrays": (_compressed, "is compressed"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_a_tampered_checkpoint_is_refused_naming_it_and_every_file_stays(finished_run, tmp_path, capsys, case):
+    from server.rounds import run_federation
+
+    tamper, message = TAMPERING[case]
+    out = tmp_path / "r"
+    shutil.copytree(finished_run, out)
+    tamper(out)
+    before = _files(out)
+    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert _files(out) == before
+    if case == "FIFO as arrays":
+        return
+    # the server's own check (a deployment resumes through it) refuses before it writes anything too
+    cfg = make_config(dict(SMALL, rounds=3, **{"server.resume": True}))
+    with pytest.raises(CheckpointError):
+        run_federation(None, cfg, out, progress=False)
+    assert _files(out) == before
+
+
+@pytest.mark.slow
+def test_after_a_refused_resume_the_good_checkpoint_resumes(finished_run, tmp_path):
+    out = tmp_path / "r"
+    shutil.copytree(finished_run, out)
+    good = _files(out)
+    TAMPERING["nan targets"][0](out)
+    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 2
+    for name, data in good.items():
+        (out / name).write_bytes(data)
+    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 0
+    assert [json.loads(x)["round"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert checkpoint.load_checkpoint(out).round == 3  # its records digest extends the resumed one's
+
+
+@pytest.mark.parametrize("meta,message", [
+    ([10**9, 5], "outside rounds 1..2"), ([0, 5], "outside rounds"), ([1, 10**18], "examples, outside"),
+    ([1], "malformed"),
+])
+def test_restored_staleness_and_counts_are_bounded(tmp_path, meta, message):
+    cfg = make_config(dict(TINY, clients_per_round=2))
+    state = {"latest/1": np.full((M, C), 0.25, np.float32), "latest_meta/1": np.array(meta, np.int64),
+             "failed_rounds": np.array([0], np.int64)}
+    _save(tmp_path, 2, cfg, state)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load_for_resume(tmp_path, cfg)

@@ -78,12 +78,20 @@ def test_an_absurd_size_is_refused_by_the_command_line_before_anything_loads(tmp
 
 def test_an_occupied_out_folder_is_refused_unless_resuming(tmp_path, capsys):
     from fedkd.cli import main
-    from fedkd.cli.simulation import check_out
+    from server.rounds import check_out_dir
 
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     assert main(["simulate", "--out", str(tmp_path), "--set", "rounds=1"]) == 2
     assert "already holds a run's records" in capsys.readouterr().err
-    check_out(tmp_path, make_config({"server.resume": True}))  # resuming that run is fine
+    check_out_dir(tmp_path, resume=True)  # resuming that run is fine (its checkpoint is checked then)
+    stray = tmp_path / "other"
+    stray.mkdir()
+    (stray / "checkpoint-r40.npz").write_bytes(b"not ours")
+    assert main(["simulate", "--out", str(stray), "--set", "rounds=1"]) == 2
+    assert "already holds other files (checkpoint-r40.npz)" in capsys.readouterr().err
+    assert (stray / "checkpoint-r40.npz").read_bytes() == b"not ours"
+    assert main(["simulate", "--out", "/dev/null", "--set", "rounds=1"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_clients_receive_only_client_keys():
@@ -99,7 +107,9 @@ def test_typed_views_carry_the_values():
 
 
 def test_fedkd_keys_lists_the_same_keys_and_defaults_as_before_the_owners_declared_them():
-    """tests/fixtures/keys.json was recorded from the central table (attack.* renamed fault.*)."""
+    """tests/fixtures/keys.json was recorded from the central table (attack.* renamed fault.*); keys added since:
+    fault.swap, fault.collude, knfu.scale, knfu.guard, knfu.one_vote, server.min_contributors; defaults changed on
+    purpose since: order=joint, distill_weight=0.3, knfu.distance=class_hellinger, knfu.scale=nearest (issue 19)."""
     import json
     from pathlib import Path
 

@@ -5,10 +5,12 @@ SuperNode authentication on) and stop every one by PID in a ``finally``. A deplo
 Flower's fixed latency plus a fresh ClientApp process per message, so the runs are tiny: digits, 3 nodes,
 2 rounds, an MLP, a 100-image transfer set.
 """
+import contextlib
 import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +28,7 @@ from fedkd.config import ConfigError, make_config, schema
 from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, flower_env, write_connection
 from fedkd.cli.simulation import run_simulation
-from fedkd.deploy.local import LocalFederation, LocalSetup, client_threads, round_records
+from fedkd.deploy.local import NODE_ACCEPTED, LocalFederation, LocalSetup, client_threads, round_records
 from fedkd.deploy.processes import ProcessGroup, descendants, free_port, port_open, still_running, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string, toml_value
 from fedkd.prometheus import parse_metrics
@@ -258,6 +260,8 @@ def test_every_compose_service_passes_the_entrypoints_checks(credentials_dir):
         assert done.returncode == 0, f"{name}: {done.stderr}"
     partitions = sorted(services[f"node-{i}"]["environment"]["FEDKD_PARTITION_ID"] for i in range(3))
     assert partitions == ["0", "1", "2"]
+    for name in ("superlink", "node-0", "node-1", "node-2"):  # every SuperExec looks for tasks often
+        assert "FLWR_SUPEREXEC_TASK_POLL_INTERVAL" in services[name]["environment"], name
     assert "superlink" in creds.certificate_names(creds.load_certificate(credentials_dir.server_cert))
 
 
@@ -354,7 +358,8 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0})
+    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0,
+                       "server.min_contributors": 1})  # a pool of 3: a returning client must get targets
     assert fedkd_main(["export", "--out", str(data)] + [a for k, v in {**TINY, "num_clients": 4}.items()
                                                         for a in ("--set", f"{k}={v}")]) == 0
     (data / "node-2" / "train" / "banana").mkdir()
@@ -499,6 +504,37 @@ def test_every_process_is_stopped_by_pid(node_loss_run):
     fed.close()
     assert not any(proc.alive() for proc in fed.group.processes)
     assert not any(still_running(c) for c in children)
+
+
+@pytest.mark.deployment
+def test_a_silent_extra_node_costs_the_identify_timeout_once(tmp_path):
+    """A registered node that joins and then hangs (SIGSTOP) is asked to identify itself once, waited for at
+    most server.identify_timeout once, and never waited for in a train round. Before, it was asked again
+    every round with the whole reply timeout: here 3 x 600 s, far beyond the run's 500 s budget."""
+    fed = LocalFederation(LocalSetup(nodes=2, workdir=tmp_path / "fed"), say=lambda m: print(m, flush=True))
+    silent = None
+    try:
+        creds.make_credentials(fed.credentials.root, nodes=3)  # node-2: the silent node's own registered key
+        fed.start()
+        fed.cli.register(fed.credentials.root / "keys" / "node-2.pub")
+        silent = fed.start_extra_node("silent", 0, private_key=fed.credentials.root / "keys" / "node-2")
+        wait_until(lambda: NODE_ACCEPTED in silent.log_text(), 120, "the extra node to join", [silent])
+        os.kill(silent.pid, signal.SIGSTOP)  # connected, then hung: it answers nothing
+        cfg = make_config({**TINY, "num_clients": 2, "rounds": 3, "server.reply_timeout": 600.0,
+                           "server.identify_timeout": 10.0})
+        run_id, cfg = fed.submit(cfg)
+        result = fed.wait(run_id, cfg, timeout=500)
+    finally:
+        if silent is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(silent.pid, signal.SIGCONT)
+        fed.close()
+    assert result.ok
+    rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["replies"] for r in rounds] == [2, 2, 2] and all(r["missing"] == 0 for r in rounds)
+    assert rounds[0]["nodes"] == 3  # it was connected when the run began ...
+    log = result.log_path.read_text()
+    assert log.count("did not answer the identify query within 10 s") == 1  # ... and was waited for once
 
 
 @pytest.mark.deployment

@@ -18,6 +18,7 @@ from fedkd.data import (
     load_transfer_set,
     safe_class_name,
 )
+from fedkd.data.transfer import transfer_fingerprint
 
 CLASSES = ("zero", "one", "two")
 GREY = (1, 4, 5)
@@ -75,17 +76,17 @@ def test_image_folder_labels_follow_classes_txt_not_alphabetical(tmp_path):
 
 def test_numbered_files_restore_sample_order(tmp_path):
     # Files 0..4 spread over classes: the loader puts them back in number order.
-    layout = {"train": {"two": [0, 3], "zero": [1, 4], "one": [2]}, "test": {}}
+    layout = {"train": {"two": [0, 3], "zero": [1, 4], "one": [2]}, "test": {"one": [0]}}
     images = _image_node(tmp_path, layout)
     data = _load(tmp_path)
     assert data.train_y.tolist() == [2, 0, 1, 2, 0]
     expected = np.stack([images[j] for j in range(5)]).astype(np.float32) / np.float32(255)
     assert data.train_x.tobytes() == expected.tobytes()
-    assert data.test_x.shape == (0, *GREY) and data.test_y.shape == (0,)
+    assert data.test_x.shape == (1, *GREY) and data.test_y.tolist() == [1]
 
 
 def test_jpeg_and_channel_conversions(tmp_path):
-    (tmp_path / "test").mkdir(parents=True)
+    _png(tmp_path / "test/one/t.png", _img(1))
     grey = _img(1)
     _png(tmp_path / "train/two/a.jpg", np.full((3, 4, 5), 77, np.uint8))
     _png(tmp_path / "train/one/b.png", np.repeat(grey, 3, axis=0))  # RGB with R == G == B: grey is unambiguous
@@ -123,7 +124,7 @@ def _npz(path: Path, **arrays) -> Path:
 
 def test_mixed_forms_per_split(tmp_path):
     _image_node(tmp_path, {"train": {"one": [5]}})
-    np.savez(tmp_path / "test.npz", x=np.zeros((0, 4, 5), np.uint8), y=np.zeros(0, np.int64))
+    np.savez(tmp_path / "test.npz", x=_img(7), y=np.ones(1, np.int64))
     assert _load(tmp_path).num_samples == 1
 
 
@@ -138,7 +139,7 @@ def test_sources_share_one_interface(tmp_path):
     with pytest.raises(ValueError, match="client_id"):
         SimulatedSource(fed, 2).load()
 
-    _image_node(tmp_path, {"train": {"one": [3]}, "test": {}})
+    _image_node(tmp_path, {"train": {"one": [3]}, "test": {"two": [900]}})
     _classes_txt(tmp_path / "transfer")
     _png(tmp_path / "transfer/a.png", _img(9))
     folder = FolderSource.for_transfer(tmp_path, load_transfer_set(tmp_path / "transfer"))
@@ -160,25 +161,25 @@ def test_missing_folder_and_splits(tmp_path):
     _image_node(tmp_path, {"train": {"one": [1]}})
     assert str(tmp_path) in _raises("missing test/", tmp_path)
     (tmp_path / "test").mkdir()
-    np.savez(tmp_path / "test.npz", x=np.zeros((0, 4, 5), np.uint8), y=np.zeros(0, np.int64))
+    np.savez(tmp_path / "test.npz", x=_img(7), y=np.ones(1, np.int64))
     _raises("both test/ and test.npz", tmp_path)
 
 
 def test_unknown_class_folder(tmp_path):
-    _image_node(tmp_path, {"train": {"one": [1], "three": [2]}, "test": {}})
+    _image_node(tmp_path, {"train": {"one": [1], "three": [2]}, "test": {"two": [900]}})
     msg = _raises("unknown class folder", tmp_path)
     assert "three" in msg and str(tmp_path / "train") in msg
 
 
 def test_empty_class_folder_is_an_error_but_a_missing_one_is_fine(tmp_path):
-    _image_node(tmp_path, {"train": {"one": [1]}, "test": {}})
+    _image_node(tmp_path, {"train": {"one": [1]}, "test": {"two": [900]}})
     assert _load(tmp_path).train_y.tolist() == [1]  # "zero" and "two" absent: fine
     (tmp_path / "train" / "two").mkdir()
     assert "two" in _raises("empty class folder", tmp_path)
 
 
 def test_corrupt_and_unsupported_files_are_named(tmp_path):
-    _image_node(tmp_path, {"train": {"one": [1]}, "test": {}})
+    _image_node(tmp_path, {"train": {"one": [1]}, "test": {"two": [900]}})
     bad = tmp_path / "train" / "one" / "broken.png"
     bad.write_bytes(b"not a png at all")
     assert str(bad) in _raises("unreadable or corrupt", tmp_path)
@@ -194,9 +195,9 @@ def test_corrupt_and_unsupported_files_are_named(tmp_path):
 
 
 def test_shape_mismatches(tmp_path):
-    _image_node(tmp_path, {"train": {"one": [1]}, "test": {}})
+    _image_node(tmp_path, {"train": {"one": [1]}, "test": {"two": [900]}})
     _png(tmp_path / "train/zero/big.png", _img(2, (1, 6, 5)))
-    assert "big.png" in _raises("not resized", tmp_path)
+    assert "big.png" in _raises("is 6x5 .HxW., expected 4x5 like the transfer set; resize", tmp_path)
     (tmp_path / "train/zero/big.png").unlink()
     _png(tmp_path / "train/zero/colour.png", _img(2, RGB))
     assert "colour.png" in _raises("colour", tmp_path)
@@ -213,7 +214,7 @@ def test_bad_npz(tmp_path):
         for f in tmp_path.glob("*.npz"):
             f.unlink()
         np.savez(tmp_path / "train.npz", **train)
-        np.savez(tmp_path / "test.npz", x=np.zeros((0, 4, 5), np.uint8), y=np.zeros(0, np.int64))
+        np.savez(tmp_path / "test.npz", x=_img(7), y=np.ones(1, np.int64))
 
     x = np.stack([_img(i)[0] for i in range(3)])
     node(x=x, y=np.array([0, 1, 3]))
@@ -231,15 +232,17 @@ def test_bad_npz(tmp_path):
     node(x=x[:, :3], y=np.array([0, 1, 2]))
     _raises("do not match", tmp_path)
     node(x=x[:0], y=np.zeros(0, np.int64))
-    _raises("training set is empty", tmp_path)
+    _raises("no images; the training set", tmp_path)
     (tmp_path / "train.npz").write_bytes(b"garbage")
-    _raises("not a readable .npz", tmp_path)
+    assert str(tmp_path / "train.npz") in _raises("corrupt or truncated", tmp_path)
 
 
-def test_empty_train_folder(tmp_path):
+def test_empty_train_and_test_folders_are_both_named(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "test").mkdir()
-    _raises("training set is empty", tmp_path)
+    msg = _raises("2 problems", tmp_path)
+    assert f"{tmp_path / 'train'}: no images; the training set" in msg
+    assert f"{tmp_path / 'test'}: no images; the local test set" in msg
 
 
 # --------------------------------------------------------------------------- transfer set
@@ -254,7 +257,7 @@ def test_transfer_images_in_sorted_name_order(tmp_path):
     ts = load_transfer_set(tmp_path)
     expected = np.stack([imgs[n] for n in sorted(imgs)]).astype(np.float32) / np.float32(255)
     assert ts.x.tobytes() == expected.tobytes()
-    assert ts.fingerprint == fingerprint(expected)
+    assert fingerprint(ts.x) == fingerprint(expected) and ts.fingerprint == transfer_fingerprint(expected, CLASSES)
     assert ts.classes == CLASSES and ts.num_classes == 3 and ts.input_shape == GREY
 
 
@@ -263,7 +266,7 @@ def test_transfer_npz(tmp_path):
     x = np.stack([_img(i) for i in range(3)])
     np.savez(tmp_path / "transfer.npz", x=x)
     ts = load_transfer_set(tmp_path)
-    assert ts.fingerprint == fingerprint(x.astype(np.float32) / np.float32(255))
+    assert fingerprint(ts.x) == fingerprint(x.astype(np.float32) / np.float32(255))
 
 
 @pytest.mark.parametrize(
@@ -315,5 +318,5 @@ def test_transfer_npz_channels_last(tmp_path):
 
 def test_split_that_is_a_file(tmp_path):
     (tmp_path / "train").write_text("")
-    (tmp_path / "test").mkdir()
+    _png(tmp_path / "test/one/t.png", _img(1))
     _raises("is a file", tmp_path)

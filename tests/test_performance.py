@@ -224,14 +224,17 @@ def _tamper(message, key, fn):
 def test_tampered_compact_replies_are_refused():
     fmt16, fmt8, top = WireFormat("float16"), WireFormat("uint8"), WireFormat("uint8", 2)
     cases = {
-        "non_finite": _tamper(reply(ROWS[:M], fmt16), "soft_labels", lambda a: np.where(a > 0.5, np.nan, a)),
-        "not_normalised": _tamper(reply(ROWS[:M], fmt8), "soft_labels", lambda a: a // 2),
-        "bad_shape": _tamper(reply(ROWS[:M], top), wire.TOPK_INDICES, lambda a: a + np.uint8(C)),
+        "nan16": (_tamper(reply(ROWS[:M], fmt16), "soft_labels", lambda a: np.where(a > 0.5, np.nan, a)),
+                  fmt16, "bad_probabilities"),
+        "negative16": (_tamper(reply(ROWS[:M], fmt16), "soft_labels",
+                               lambda a: np.where(a == a.min(), np.float16(-9e-4), a)), fmt16, "bad_probabilities"),
+        "halved8": (_tamper(reply(ROWS[:M], fmt8), "soft_labels", lambda a: a // 2), fmt8, "bad_probabilities"),
+        "indices": (_tamper(reply(ROWS[:M], top), wire.TOPK_INDICES, lambda a: a + np.uint8(C)), top, "bad_shape"),
     }
-    for reason, message in cases.items():
+    for name, (message, fmt, reason) in cases.items():
         with pytest.raises(InvalidReply) as exc:
-            check(message, fmt16 if reason == "non_finite" else fmt8 if reason == "not_normalised" else top)
-        assert exc.value.reason == reason
+            check(message, fmt)
+        assert exc.value.reason == reason, name
 
 
 @pytest.mark.parametrize("fmt", [WireFormat(), *FORMATS], ids=str)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from flwr.common.serde import recorddict_to_proto
 from fedkd import protocol
 from fedkd.config import make_config
 from fedkd.privacy.release import epsilon_after, plain_soft_labels, release
@@ -22,7 +23,7 @@ def test_swing_off_is_plain_distillation_byte_for_byte():
     a = protocol.build_reply_content(soft_labels=soft, **common)
     b = protocol.build_reply_content(soft_labels=plain_soft_labels(logits, 3.0), **common)
     assert protocol.message_bytes(a) == protocol.message_bytes(b)
-    assert protocol.recorddict_to_proto(a).SerializeToString() == protocol.recorddict_to_proto(b).SerializeToString()
+    assert recorddict_to_proto(a).SerializeToString() == recorddict_to_proto(b).SerializeToString()
 
 
 def test_swing_on_changes_the_release_and_stays_a_distribution():

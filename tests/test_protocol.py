@@ -67,10 +67,14 @@ CASES = {
     "bad_shape": [lambda: reply(soft=np.full((M + 1, C), 1.0 / C, np.float32)),
                   lambda: reply(soft=np.full((M, C - 1), 1.0 / (C - 1), np.float32))],
     "bad_dtype": [lambda: reply(soft=np.full((M, C), 1.0 / C, np.float64))],
-    "non_finite": [lambda: reply(soft=np.where(np.eye(M, C) > 0, np.nan, 0.25).astype(np.float32)),
-                   lambda: reply(soft=np.full((M, C), np.inf, np.float32))],
-    "negative": [lambda: reply(soft=np.tile(np.array([1.5, -0.5, 0, 0], np.float32), (M, 1)))],
-    "not_normalised": [lambda: reply(soft=np.full((M, C), 0.3, np.float32))],
+    "bad_probabilities": [lambda: reply(soft=np.where(np.eye(M, C) > 0, np.nan, 0.25).astype(np.float32)),
+                          lambda: reply(soft=np.full((M, C), np.inf, np.float32)),
+                          lambda: reply(soft=np.tile(np.array([1.5, -0.5, 0, 0], np.float32), (M, 1))),
+                          lambda: reply(soft=np.full((M, C), 0.3, np.float32)),
+                          # tiny negative entries, the row still summing to 1 (issue 19: -1e-6 made the
+                          # default distance NaN and silenced every client)
+                          lambda: reply(soft=np.tile(np.array([1.000001, -1e-6, 0, 0], np.float32), (M, 1))),
+                          lambda: reply(soft=np.tile(np.array([1.0009, -9e-4, 0, 0], np.float32), (M, 1)))],
     "wrong_fingerprint": [lambda: reply(fingerprint="other")],
     "wrong_round": [lambda: reply(round_num=1)],
     "bad_partition": [lambda: reply(partition_id=3), lambda: reply(partition_id=-1)],

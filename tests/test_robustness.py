@@ -154,13 +154,14 @@ def test_honest_summary_leaves_malicious_clients_out():
 
 # ------------------------------------------------------------------ through Flower's simulation engine
 
-# Client 0 is honest, client 5 is a label flipper (valid replies), clients 1-4 break the protocol in a
-# different catalogue way each round.
+# Client 0 is honest, client 5 is a label flipper (valid replies until round 5), clients 1-4 break the
+# protocol in a different catalogue way each round.
 PLAN = {
     1: ["nan", "inf", "bad_shape", "bad_dtype", "no_accuracy"],
     2: ["negative", "not_normalised", "wrong_fingerprint", "oversized", "accuracy_out_of_range"],
     3: ["missing_key", "wrong_round", "bad_partition", "bad_metrics", "huge_num_examples"],
-    4: ["error_reply", "stray_wire_arrays", "impersonate", "duplicate_partition", None],
+    4: ["error_reply", "stray_wire_arrays", "impersonate", "duplicate_partition", "negative_entry"],
+    5: [None, None, None, None, "nan_entry"],  # the flipper's last reply is malformed too
 }
 ROUNDS = 5
 SMALL = dict(dataset="digits", transfer_size=100, local_test_size=60, digest_epochs=1, revisit_epochs=1)
@@ -235,8 +236,8 @@ def test_fedavg_catalogue_through_the_simulation_engine(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["rejected"] == {"non_finite": 1, "bad_shape": 1} and records[0]["fused_clients"] == [0]
     assert records[1]["rejected"] == {"bad_num_examples": 1} and records[1]["fused_clients"] == [0, 1]
-    assert records[1]["dropped_metric_keys"] == {"extra_metric": 1}
-    assert summary["dropped_metric_keys"] == {"extra_metric": 1}
+    assert records[1]["dropped_metric_keys"] == {"client 1": 1}  # counted per client, the names never kept
+    assert summary["dropped_metric_keys"] == {"client 1": 1}
     assert np.isfinite(summary["alma"]) and 0 <= summary["global_acc"] <= 1
 
 

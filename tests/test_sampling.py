@@ -87,6 +87,7 @@ def expected_history(s, rounds: int) -> list[dict]:
 
 SIM = {"dataset": "digits", "num_clients": 6, "clients_per_round": 2, "rounds": 4, "server.max_staleness": 1,
        "algorithm": "knfu", "knfu.include_self": True,  # with itself as a neighbour every pooled client gets a row
+       "server.min_contributors": 1,  # ... even one that mixes only one peer (tests/test_knfu_edges.py: the check)
        "order": "digest-revisit", "digest_epochs": 1, "revisit_epochs": 1, "transfer_size": 50,
        "local_test_size": 20, "global_test_size": 50, "save_models": False}
 

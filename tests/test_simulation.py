@@ -9,7 +9,9 @@ from server.simulate import simulate
 pytestmark = pytest.mark.slow
 
 TINY = dict(dataset="digits", num_clients=3, rounds=2, alpha=0.5, transfer_size=200, local_test_size=100,
-            models=["cnn_small", "mlp"], digest_epochs=2, revisit_epochs=5, seed=7)
+            models=["cnn_small", "mlp"], digest_epochs=2, revisit_epochs=5, seed=7,
+            # three clients: a KnFu row often keeps one peer, and these tests are about distillation happening
+            **{"server.min_contributors": 1})
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +21,12 @@ def runs(tmp_path_factory):
     for name, algorithm in (("knfu_a", "knfu"), ("knfu_b_with_a_much_longer_folder", "knfu"), ("local", "local")):
         cfg = make_config(dict(TINY, algorithm=algorithm))
         results[name] = (simulate(cfg, str(out / name), progress=False), out / name)
+    # the same federation written to folders (`fedkd export`), then simulated on them (`fedkd simulate --data`)
+    from fedkd.data import build_federation, export_federation
+
+    export_federation(build_federation(make_config(TINY).federation), out / "data")
+    cfg = make_config(dict(TINY, algorithm="knfu", data_dir=str(out / "data")))
+    results["folders"] = (simulate(cfg, str(out / "folders"), progress=False), out / "folders")
     return results
 
 
@@ -59,3 +67,27 @@ def test_run_record_files(runs):
 def test_same_seed_same_summary(runs):
     # the output folder never travels to clients, so folders of any length give identical messages
     assert runs["knfu_a"][0] == runs["knfu_b_with_a_much_longer_folder"][0]
+
+
+def test_simulation_on_exported_folders_gives_the_same_numbers(runs):
+    """`fedkd simulate --data DIR`: each node reads only DIR/node-<i>; same data and seeds, same numbers (and so
+    the same as `fedkd federation --data DIR`, tests/test_deployment.py)."""
+    (folders, out), (simulated, _) = runs["folders"], runs["knfu_a"]
+    for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
+        assert folders[key] == simulated[key], key
+    assert (folders["dataset"], folders["data"], folders["partition"], folders["transfer_size"]) == \
+        ("folder", "data", "folder", 200)  # the records name the data as it is
+    config = json.loads((out / "config.json").read_text())
+    assert config["transfer_dir"] == str(out.parent / "data" / "transfer") and config["transfer_size"] == 200
+
+
+def test_transfer_dir_without_data_is_refused_in_simulation(tmp_path):
+    from fedkd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="fedkd simulate --data DIR"):
+        simulate(make_config(dict(TINY, transfer_dir=str(tmp_path))), str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+    from fedkd.cli import main as fedkd_main  # `fedkd compare` too: refused before Ray starts, no NaN results
+
+    assert fedkd_main(["compare", "--quiet", "--set", f"transfer_dir={tmp_path}", "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c" / "compare.json").exists()

@@ -42,10 +42,11 @@ def parse_format(text: str) -> tuple[str, int]:
 
 def run(cfg, out: Path) -> dict:
     """One simulation: its ALMA, global accuracy and median bytes per client-round."""
+    from fedkd.run_records import read_rounds
     from server.simulate import simulate
 
     summary = simulate(cfg, str(out), progress=False)
-    rounds = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rounds = read_rounds(out)
     later = rounds[1:] or rounds
     return {"alma": summary["alma"], "global_acc": summary["global_acc"],
             "bytes_up": median([r["bytes_up_per_client"] for r in later]),

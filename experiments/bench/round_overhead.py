@@ -60,7 +60,7 @@ def bare_run(cfg) -> dict:
     models = [new_client_model(training, cid, inputs[cid].input_shape, inputs[cid].num_classes)[0].to(device)
               for cid in ids]
     releases = [0] * len(ids)
-    params = rule.params(cfg, np.asarray(ids))
+    params = rule.kwargs(cfg.fusion, np.asarray(ids))
     targets: dict[int, object] = {}
     rounds, alma = [], []
     for rnd in range(1, cfg["rounds"] + 1):
@@ -79,12 +79,13 @@ def bare_run(cfg) -> dict:
 
 def flower_run(cfg, out: Path) -> dict:
     """One simulation; round times from its metrics.jsonl, start-up = wall time not spent in rounds."""
+    from fedkd.run_records import read_rounds
     from server.simulate import simulate
 
     started = time.perf_counter()
     summary = simulate(cfg, str(out), progress=False)
     wall = time.perf_counter() - started
-    rounds = [json.loads(line)["round_seconds"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rounds = [r["round_seconds"] for r in read_rounds(out)]
     return {"round_seconds": rounds, "alma_per_round": summary["alma_per_round"], "wall_s": wall,
             "outside_rounds_s": wall - sum(rounds)}
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fedkd.cli import audit as audit_command
+from fedkd.cli import check_data as check_data_command
 from fedkd.cli.simulation import run_simulation
 from fedkd.config import ConfigError, algorithms, describe_keys, load_config
 from fedkd.deploy import cli as deploy_cli
@@ -21,6 +22,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/<run-id>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--data", metavar="DIR", help="run on folders: node i reads only DIR/node-<i>, every party "
+                                                 "DIR/transfer (a `fedkd export` folder; sets data_dir)")
+
+
+def _run_config(args, extra: list[str] = ()):
+    """The config of --config/--set, with --data as ``data_dir`` (absolute: simulated nodes may run elsewhere)."""
+    sets = list(args.sets) + list(extra)
+    if args.data:
+        sets.append(f"data_dir={Path(args.data).resolve()}")
+    return load_config(args.config, sets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keys", help="list every config key with its default")
     audit_command.add_arguments(sub.add_parser(  # docs/audit.md
         "audit", help="membership inference and model inversion on a run's models; writes an HTML report"))
+    check_data_command.add_arguments(sub.add_parser(  # docs/deploy.md §2a
+        "check-data", help="check a node's data folder (or a folder of node folders) offline: every problem at once"))
     deploy_cli.add_commands(sub)  # certs, federation, submit (docs/deploy.md)
     return parser
 
@@ -59,18 +72,18 @@ def cmd_simulate(args) -> int:
             raise ConfigError("--resume needs --out: the folder of the run to continue")
         cfg = resume_config(args.out, args.config, args.sets)  # checked before Ray starts
     else:
-        cfg = load_config(args.config, args.sets)
+        cfg = _run_config(args)
     out = Path(args.out) if args.out else new_run_dir()
     summary = run_simulation(cfg, out, progress=not args.quiet, verbose=args.verbose)
     if not args.quiet:
         print_run_table(summary, out)
-    return 0
+    return 1 if summary.get("failure") else 0  # the reasons were printed as the rounds went
 
 
 def cmd_compare(args) -> int:
     from fedkd.report.compare import plot_alma, print_compare_table
 
-    base = load_config(args.config, args.sets)
+    base = _run_config(args)
     chosen = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     for name in chosen:
         if name not in algorithms():
@@ -84,18 +97,21 @@ def cmd_compare(args) -> int:
         summary = run_simulation(base.replace(algorithm=name), out / name, progress=not args.quiet,
                                  verbose=args.verbose)
         results[name] = summary
-    write_json_atomic(out / "compare.json", {"config": dict(base), "results": results})
+    failed = {name: s["failure"] for name, s in results.items() if s.get("failure")}
+    write_json_atomic(out / "compare.json", {"config": dict(base), "results": results, "failed": failed})
     plot_alma(results, out / "alma.png")
     if not args.quiet:
         print_compare_table(results)
         print(f"wrote {out / 'compare.json'} and {out / 'alma.png'}")
-    return 0
+    for name, why in failed.items():
+        print(f"fedkd compare: {name} FAILED: {why}; its numbers are not results", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_privacy_sweep(args) -> int:
     from fedkd.report.privacy_sweep import plot_sweep, print_sweep_table, sweep_rows, sweep_settings
 
-    base = load_config(args.config, args.sets + ["canaries.enabled=true"])
+    base = _run_config(args, ["canaries.enabled=true"])
     try:
         levels = [float(x) for x in args.noise.split(",") if x.strip()]
     except ValueError:
@@ -105,13 +121,16 @@ def cmd_privacy_sweep(args) -> int:
     for i, (label, overrides) in enumerate(sweep_settings(levels)):
         cfg = base.replace(**{k.replace(".", "__"): v for k, v in overrides.items()})
         results[label] = run_simulation(cfg, out / f"run{i}", progress=not args.quiet, verbose=args.verbose)
+    failed = {label: s["failure"] for label, s in results.items() if s.get("failure")}
     rows = sweep_rows(results)
     write_json_atomic(out / "sweep.json", {"config": dict(base), "rows": rows, "results": results})
     plot_sweep(rows, out / "privacy_sweep.png")
     if not args.quiet:
         print_sweep_table(rows)
         print(f"wrote {out / 'sweep.json'} and {out / 'privacy_sweep.png'}")
-    return 0
+    for label, why in failed.items():
+        print(f"fedkd privacy-sweep: {label} FAILED: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_export(args) -> int:
@@ -145,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_privacy_sweep(args)
         if args.command == "audit":
             return audit_command.cmd_audit(args)
+        if args.command == "check-data":
+            return check_data_command.cmd_check_data(args)
         if args.command in deploy_cli.COMMANDS:
             return deploy_cli.run_command(args)
     except ConfigError as exc:

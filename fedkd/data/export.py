@@ -88,7 +88,9 @@ class ExportManifest:
     input_shape : (C, H, W)
     transfer_size : int
     transfer_fingerprint : str
-        Equal to the simulation's ``Federation.transfer_fingerprint`` (checked by reading back).
+        What a deployed node and server compute from ``transfer/`` (pixels and class list,
+        ``fedkd.data.transfer.transfer_fingerprint``); the pixels equal the simulation's
+        (checked by reading back).
     nodes : tuple of NodeExport
         ``nodes[i]`` is ``node-<i>``.
     global_test : int or None
@@ -217,18 +219,19 @@ def export_federation(
         if global_u8 is not None:
             _write_image_folder(staging / GLOBAL_TEST_DIR, global_u8, np.asarray(federation.global_test_y), folders)
 
-        # Read X_t back: the fingerprint a deployed node computes must be the simulation's.
+        # Read X_t back: the pixels a deployed node reads must be the simulation's.
         expected = fingerprint(federation.transfer_x)
-        got = load_transfer_set(transfer).fingerprint
-        if got != expected:
-            raise ExportError(f"{transfer}: read back with fingerprint {got}, expected {expected}")
+        read_back = load_transfer_set(transfer)
+        if fingerprint(read_back.x) != expected:
+            raise ExportError(f"{transfer}: read back with pixel fingerprint {fingerprint(read_back.x)}, "
+                              f"expected {expected}")
 
         manifest = ExportManifest(
             out_dir=out,
             classes=folders,
             input_shape=tuple(int(s) for s in federation.input_shape),
             transfer_size=len(transfer_u8),
-            transfer_fingerprint=expected,
+            transfer_fingerprint=read_back.fingerprint,
             nodes=tuple(nodes),
             global_test=None if global_u8 is None else len(global_u8),
             spec=dataclasses.asdict(federation.spec),

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedkd.data.datasets import DATASET_NAMES, load_dataset
 from fedkd.data.partition import PARTITION_SCHEMES, label_histogram, partition_labels
+from fedkd.numbers import is_int, is_number
 
-__all__ = ["ClientData", "EVAL_SPLITS", "Federation", "FederationSpec", "build_federation", "fingerprint"]
+__all__ = ["ClientData", "Clients", "EVAL_SPLITS", "Federation", "FederationSpec", "build_federation", "fingerprint"]
 
 EVAL_SPLITS = ("test", "val")
 
@@ -34,14 +39,6 @@ EVAL_SPLITS = ("test", "val")
 _STREAM_VAL, _STREAM_TRANSFER, _STREAM_POOL, _STREAM_PARTITION, _STREAM_GLOBAL_TEST, _STREAM_LOCAL_TEST = range(6)
 
 _FINGERPRINT_HEX_CHARS = 16
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -102,29 +99,29 @@ class FederationSpec:
             raise ValueError(f"dataset={self.dataset!r} is unknown; known: {', '.join(DATASET_NAMES)}")
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise ValueError(f"data_root must be a str or None, got {self.data_root!r}")
-        if not _is_int(self.num_clients) or self.num_clients < 1:
+        if not is_int(self.num_clients) or self.num_clients < 1:
             raise ValueError(f"num_clients must be an int >= 1, got {self.num_clients!r}")
         if self.partition not in PARTITION_SCHEMES:
             raise ValueError(f"partition={self.partition!r} is unknown; choose one of {', '.join(PARTITION_SCHEMES)}")
-        if not _is_number(self.alpha) or not (0 < self.alpha < float("inf")):
+        if not is_number(self.alpha) or not (0 < self.alpha < float("inf")):
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
-        if not _is_int(self.classes_per_client) or self.classes_per_client < 1:
+        if not is_int(self.classes_per_client) or self.classes_per_client < 1:
             raise ValueError(f"classes_per_client must be an int >= 1, got {self.classes_per_client!r}")
-        if not _is_int(self.min_partition_size) or self.min_partition_size < 1:
+        if not is_int(self.min_partition_size) or self.min_partition_size < 1:
             raise ValueError(f"min_partition_size must be an int >= 1, got {self.min_partition_size!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if not _is_int(self.transfer_size) or self.transfer_size < 1:
+        if not is_int(self.transfer_size) or self.transfer_size < 1:
             raise ValueError(f"transfer_size must be an int >= 1, got {self.transfer_size!r}")
-        if self.private_pool_size is not None and (not _is_int(self.private_pool_size) or self.private_pool_size < 1):
+        if self.private_pool_size is not None and (not is_int(self.private_pool_size) or self.private_pool_size < 1):
             raise ValueError(f"private_pool_size must be None or an int >= 1, got {self.private_pool_size!r}")
-        if self.global_test_size is not None and (not _is_int(self.global_test_size) or self.global_test_size < 1):
+        if self.global_test_size is not None and (not is_int(self.global_test_size) or self.global_test_size < 1):
             raise ValueError(f"global_test_size must be None or an int >= 1, got {self.global_test_size!r}")
-        if not _is_int(self.local_test_size) or self.local_test_size < 0:
+        if not is_int(self.local_test_size) or self.local_test_size < 0:
             raise ValueError(f"local_test_size must be an int >= 0, got {self.local_test_size!r}")
         if self.eval_split not in EVAL_SPLITS:
             raise ValueError(f"eval_split={self.eval_split!r} is unknown; choose one of {', '.join(EVAL_SPLITS)}")
-        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+        if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.eval_split == "val" and self.val_fraction == 0:
             raise ValueError("val_fraction must be > 0 when eval_split='val' (the validation part would be empty)")
@@ -164,6 +161,50 @@ class ClientData:
         return int(self.train_y.shape[0])
 
 
+class Clients(Sequence):
+    """The clients' data as a read-only sequence; client i is built when first asked for.
+
+    Why: a process needs at most a few clients (the driver none, an actor one at a time), and
+    building all N clients' arrays (local test sets above all) made start-up and memory grow
+    with N. Each client is drawn from its own seeded stream, so what it gets does not depend
+    on which clients were built before it. The most recently used ``keep`` clients are kept.
+    """
+
+    def __init__(self, count: int, make: Callable[[int], ClientData], keep: int = 256):
+        self._count = count
+        self._make = make
+        self._keep = keep
+        self._built: OrderedDict[int, ClientData] = OrderedDict()
+        self._lock = threading.Lock()  # actors may run several clients in threads
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._count)))
+        i = operator.index(index)
+        if i < 0:
+            i += self._count
+        if not 0 <= i < self._count:
+            raise IndexError(f"client index {index} is outside 0..{self._count - 1}")
+        with self._lock:
+            client = self._built.get(i)
+            if client is None:
+                client = self._built[i] = self._make(i)
+                while len(self._built) > self._keep:
+                    self._built.popitem(last=False)
+            else:
+                self._built.move_to_end(i)
+            return client
+
+    def __iter__(self):
+        return (self[i] for i in range(self._count))
+
+    def __repr__(self) -> str:
+        return f"Clients(count={self._count}, built={len(self._built)})"
+
+
 @dataclass(frozen=True, eq=False)
 class Federation:
     """All data of one simulated federation. Arrays are shared and read-only.
@@ -185,9 +226,9 @@ class Federation:
     global_test_x : numpy.ndarray of float32, shape (T, C, H, W)
     global_test_y : numpy.ndarray of int64, shape (T,)
         Global test set, drawn from the evaluation pool (see ``FederationSpec.eval_split``).
-    clients : tuple of ClientData
-        One entry per client, ``clients[i].client_id == i`` (a tuple: the cached federation
-        is shared, so it cannot be changed in place).
+    clients : Clients (or any sequence of ClientData)
+        One entry per client, ``clients[i].client_id == i``, each built on first use (a
+        read-only sequence: the cached federation is shared, so it cannot be changed in place).
     _transfer_labels_for_audit : numpy.ndarray of int64, shape (M,)
         True labels of X_t. For privacy audits and diagnostics ONLY: never send them to a
         client or use them in training, X_t is unlabelled by design.
@@ -202,8 +243,9 @@ class Federation:
     transfer_indices: np.ndarray
     global_test_x: np.ndarray
     global_test_y: np.ndarray
-    clients: tuple[ClientData, ...]
+    clients: Sequence[ClientData]
     _transfer_labels_for_audit: np.ndarray = field(repr=False)
+    _label_histograms: np.ndarray | None = field(default=None, repr=False)  # counted without building clients
 
     @property
     def num_clients(self) -> int:
@@ -212,6 +254,8 @@ class Federation:
     @property
     def label_histograms(self) -> np.ndarray:
         """Training label counts of every client, int64 array of shape (num_clients, num_classes)."""
+        if self._label_histograms is not None:
+            return self._label_histograms
         return np.stack([c.label_histogram for c in self.clients])
 
 
@@ -380,22 +424,22 @@ def _build(spec: FederationSpec) -> Federation:
     else:
         global_sel = np.sort(_rng(spec, _STREAM_GLOBAL_TEST).choice(eval_y.size, size=spec.global_test_size, replace=False))
 
-    clients = []
-    for cid, part in enumerate(parts):
-        train_indices = pool_idx[part]
-        train_y = ds.y_train[train_indices]
-        hist = label_histogram(train_y, ds.num_classes)
+    # Labels and histograms of every client now (cheap); each client's arrays on first use.
+    train_indices = [pool_idx[part] for part in parts]
+    histograms = _frozen(np.stack([label_histogram(ds.y_train[idx], ds.num_classes) for idx in train_indices])
+                         if parts else np.zeros((0, ds.num_classes), dtype=np.int64))
+
+    def make_client(cid: int) -> ClientData:
+        idx, hist = train_indices[cid], histograms[cid]
         local_sel = _draw_like(hist, spec.local_test_size, eval_y, _rng(spec, _STREAM_LOCAL_TEST, cid))
-        clients.append(
-            ClientData(
-                client_id=cid,
-                train_x=_frozen(ds.x_train[train_indices]),
-                train_y=_frozen(train_y),
-                test_x=_frozen(eval_x[local_sel]),
-                test_y=_frozen(eval_y[local_sel]),
-                label_histogram=_frozen(hist),
-                train_indices=_frozen(train_indices),
-            )
+        return ClientData(
+            client_id=cid,
+            train_x=_frozen(ds.x_train[idx]),
+            train_y=_frozen(ds.y_train[idx]),
+            test_x=_frozen(eval_x[local_sel]),
+            test_y=_frozen(eval_y[local_sel]),
+            label_histogram=hist,
+            train_indices=_frozen(idx),
         )
 
     transfer_x = _frozen(ds.x_train[transfer_idx])
@@ -409,6 +453,7 @@ def _build(spec: FederationSpec) -> Federation:
         transfer_indices=_frozen(transfer_idx),
         global_test_x=_frozen(eval_x[global_sel]),
         global_test_y=_frozen(eval_y[global_sel]),
-        clients=tuple(clients),
+        clients=Clients(len(train_indices), make_client),
         _transfer_labels_for_audit=_frozen(ds.y_train[transfer_idx]),
+        _label_histograms=histograms,
     )

@@ -8,7 +8,6 @@ big-endian uint32 dimension sizes, then the elements themselves in row-major ord
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 
@@ -27,6 +26,8 @@ _IDX_DTYPES = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# The largest IDX file of a supported dataset (MNIST/Fashion-MNIST training images) is 47 MB inflated.
+MAX_IDX_BYTES = 256 * 2**20
 
 
 class IdxFormatError(ValueError):
@@ -97,12 +98,22 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     numpy.ndarray
         See :func:`parse_idx`.
     """
+    from fedkd.files import UnsafeInput, read_bytes
+
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
+    try:
+        raw = read_bytes(path, MAX_IDX_BYTES, "IDX file")  # a regular file (no FIFO or device), bounded
+    except UnsafeInput as exc:
+        raise IdxFormatError(str(exc)) from None
     if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
+        try:  # inflated at most to the bound: a small gzip bomb stops there
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            raw = inflater.decompress(raw, MAX_IDX_BYTES + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise IdxFormatError(f"{path}: corrupt gzip stream ({exc})") from exc
+        if len(raw) > MAX_IDX_BYTES or inflater.unconsumed_tail:
+            raise IdxFormatError(f"{path}: inflates to more than {MAX_IDX_BYTES} bytes, larger than any dataset "
+                                 "file it could be")
+        if not inflater.eof:
+            raise IdxFormatError(f"{path}: corrupt gzip stream (truncated)")
     return parse_idx(raw, source=path)

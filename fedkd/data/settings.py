@@ -13,6 +13,19 @@ from fedkd.keys import AT_LEAST_1, CLIENT, NON_NEGATIVE, POSITIVE, ConfigError, 
 EVAL_SPLITS = ("test", "val")
 
 
+def _image_size_ok(value: str) -> bool:
+    from fedkd.data.transfer import parse_image_size
+
+    try:
+        parse_image_size(value)
+    except ValueError:
+        return False
+    return True
+
+
+_IMAGE_SIZE = (_image_size_ok, "N or HxW pixels, e.g. 32 or 32x32")
+
+
 @settings_group("", audience=CLIENT)
 class DataSettings:
     """What federation to simulate (or, with ``transfer_dir``, which public set real nodes share)."""
@@ -24,6 +37,14 @@ class DataSettings:
                                 "its own copy with --node-config transfer-dir=PATH")
     global_test_dir: str = setting("", "optional public labelled test folder (ImageFolder or .npz) for global "
                                    "accuracy on real nodes ('' = none: the run records ALMA only)")
+    data_dir: str = setting("", "a folder of node folders as `fedkd export` writes it (node-<i>/, transfer/, "
+                            "global_test/): simulated node i reads only DIR/node-<i> (`fedkd simulate --data DIR`); "
+                            "a real node's own --node-config data-dir always wins")
+    image_size: str = setting("", "resize every image read from folders (transfer set, node data, global test) to "
+                              "N or HxW pixels with torchvision ('' = never resize: a size mismatch is an error)",
+                              _IMAGE_SIZE)
+    allow_symlinks: bool = setting(False, "nodes follow symbolic links that lead out of their data folder (off: "
+                                   "only links inside it); a node's --node-config allow-symlinks wins")
     partition: str = setting("dirichlet", "how private data is split", one_of(PARTITION_SCHEMES))
     alpha: float = setting(0.5, "Dirichlet concentration (smaller = more label skew)", POSITIVE)
     classes_per_client: int = setting(2, "classes per client for the pathological split", AT_LEAST_1)
@@ -54,6 +75,18 @@ class DataSettings:
         for key, value, limit, what in limits:
             if value > limit:
                 raise ConfigError(f"config key {key!r}: {value} exceeds {limit} ({what} of {self.dataset!r})")
+
+    @property
+    def on_folders(self) -> bool:
+        """Whether the nodes read folders (their own, or ``data_dir``'s) instead of building a federation."""
+        return bool(self.data_dir or self.transfer_dir)
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        """``image_size`` as (H, W), or None (never resize)."""
+        from fedkd.data.transfer import parse_image_size
+
+        return parse_image_size(self.image_size)
 
     def federation_spec(self):
         """Which federation every party builds from one dataset (simulation and export)."""

@@ -151,7 +151,9 @@ def cmd_federation(args) -> int:
         (result.out_dir / "metrics.prom").write_text(result.metrics_text)
         print(f"last /metrics scrape in {result.out_dir / 'metrics.prom'}")
     if not result.ok:
-        print(f"the run did not complete; see {result.log_path} and {workdir / 'logs'}", file=sys.stderr)
+        what = "failed (the reasons are above)" if result.summary and result.summary.get("failure") \
+            else "did not complete"
+        print(f"the run {what}; see {result.log_path} and {workdir / 'logs'}", file=sys.stderr)
         return 1
     if not args.quiet:
         from fedkd.report.run_table import print_run_table

@@ -6,7 +6,7 @@ all on loopback: ``flower-superlink`` with TLS and SuperNode authentication,
 partition, ``flwr run`` with the fedkd config as run config, ``flwr ls`` until the
 run has finished, ``flwr log`` for its log. Everything is checked before the
 first process starts (the config, the node count, the certificate files, the
-app's config table), and every process is stopped by PID when the block ends,
+app's config table, and with ``--data`` every node's folder and the transfer set), and every process is stopped by PID when the block ends,
 on success, on error and on Ctrl-C.
 
 Use :func:`run_local_federation` for one run, or :class:`LocalFederation` step
@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +31,7 @@ from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, executable, flower_env, write_connection
 from fedkd.deploy.processes import ManagedProcess, ProcessFailed, ProcessGroup, free_port, port_open, wait_until
 from fedkd.deploy.run_config import app_config_keys, run_config_string
+from fedkd.report.refusals import RefusalLog, never_contributed
 from fedkd.run_records import read_rounds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the project, when installed editable (pip install -e)
@@ -39,6 +41,11 @@ NO_NETWORK_ENV = {  # Flower would otherwise phone home and try to install depen
     "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "RAY_USAGE_STATS_ENABLED": "0",
 }
+# Flower's own poll knobs (docs/deploy.md "Round time"): a SuperExec looks for a new task (a ClientApp to
+# start for a message, a ServerApp for a run) every FLWR_SUPEREXEC_TASK_POLL_INTERVAL seconds, 1.0 by default;
+# every message of a round waits up to that long before its ClientApp process starts. 0.1 s costs one local
+# RPC per tenth of a second per SuperExec. A value already in the environment wins.
+POLL_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
 
 
 def node_config_string(values: dict) -> str:
@@ -100,24 +107,29 @@ class LocalResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == FINISHED_OK and bool(self.summary) and self.summary.get("rounds", 0) > 0
+        return (self.status == FINISHED_OK and bool(self.summary) and self.summary.get("rounds", 0) > 0
+                and not self.summary.get("failure"))
 
 
 class LocalFederation:
     """A SuperLink and its SuperNodes on 127.0.0.1, started step by step; a context manager."""
 
-    def __init__(self, setup: LocalSetup, say: Callable[[str], None] = print):
+    def __init__(self, setup: LocalSetup, say: Callable[[str], None] = print,
+                 shout: Callable[[str], None] | None = None):
         self.setup = setup
         self.say = say
+        # refusals and failure: on the console even with --quiet (stderr)
+        self.shout = shout or (lambda line: print(f"[fedkd federation] {line}", file=sys.stderr, flush=True))
         self.workdir = Path(setup.workdir).resolve()
         self.app_dir = Path(setup.app_dir).resolve()
         self._check_setup()
+        self._data_checked: Config | None = None  # the config whose data folders were checked last
         self.app_keys = app_config_keys(self.app_dir)
         self.credentials = self._credentials()
         self.registry = self._identity_registry()
 
         self.flwr_home = self.workdir / "flwr-home"
-        self.env = flower_env(dict(os.environ), **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
+        self.env = flower_env({**POLL_ENV, **os.environ}, **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
                               PYTHONUNBUFFERED="1", OMP_NUM_THREADS=client_threads(setup.nodes))
         self.control_port = free_port()
         self.fleet_port = free_port()
@@ -190,12 +202,12 @@ class LocalFederation:
         if self.registry is not None and not cfg["server.identity_registry"]:
             cfg = cfg.replace(server__identity_registry=str(self.registry))
         if self.setup.data is not None:
-            from fedkd.data.export import GLOBAL_TEST_DIR, TRANSFER_DIR
+            from server.public import check_folders, with_data_dir
 
-            data = Path(self.setup.data).resolve()
-            cfg = cfg.replace(transfer_dir=str(data / TRANSFER_DIR))
-            if (data / GLOBAL_TEST_DIR).is_dir():
-                cfg = cfg.replace(global_test_dir=str(data / GLOBAL_TEST_DIR))
+            # every node folder and the transfer set are read now: all their problems before any process starts
+            cfg = with_data_dir(cfg.replace(data_dir=str(Path(self.setup.data).resolve())))
+            if cfg != self._data_checked:
+                cfg = self._data_checked = check_folders(cfg, self.setup.nodes)
         run_config_string(cfg, self.app_keys)  # refuses keys the app cannot take, before anything starts
         return cfg
 
@@ -341,6 +353,7 @@ class LocalFederation:
     def wait(self, run_id: int, cfg: Config, timeout: float | None = None, poll: float = 3.0) -> LocalResult:
         """Poll the run until it finishes; scrape /metrics meanwhile when the config serves it."""
         rounds_seen = [0]
+        refusals = RefusalLog()
 
         def progress(info: dict) -> None:
             for proc in self.group.processes:  # remember children, to stop them even if a parent crashes
@@ -348,6 +361,8 @@ class LocalFederation:
             for record in round_records(Path(cfg["out"]))[rounds_seen[0]:]:
                 rounds_seen[0] += 1
                 self.say(describe_round(record, cfg["rounds"]))
+                for line in refusals.lines(record):  # each client's reason, first time and when it changes
+                    self.shout(line)
 
         scraper = MetricsScraper(cfg) if cfg["metrics.port"] else contextlib.nullcontext()
         with scraper:
@@ -355,7 +370,14 @@ class LocalFederation:
         log_path = self.workdir / f"run-{run_id}.log"
         log_path.write_text(self.cli.log(run_id))
         out = Path(cfg["out"])
+        progress(info)  # the rounds written after the last poll
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None
+        if refusals.last:
+            line = never_contributed(round_records(out), cfg["num_clients"])
+            if line:
+                self.shout(line)
+        if summary and summary.get("failure"):
+            self.shout(f"the run FAILED: {summary['failure']}")
         return LocalResult(run_id=run_id, status=str(info.get("status")), out_dir=out, log_path=log_path,
                            summary=summary, run_info=info, metrics_text=getattr(scraper, "last", None))
 

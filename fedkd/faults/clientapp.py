@@ -3,12 +3,18 @@
 The honest ``train`` and ``identify`` handlers are passed in (the command line
 gives it ``clients.app``'s), so a hostile client's model, and its accuracy, are
 those of an honest one; only what it sends differs.
+
+Colluders (``attack.collude``) are one adversary behind several identities: every colluding node trains
+the same model -- the first colluder's architecture, data and seed, without the server's targets (the
+adversary does not learn from the federation) -- and uploads that model's lie under its own id. Training
+is seeded and runs alike in every node, so the colluders' uploads are one answer, without any channel
+between the nodes.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedkd import protocol
@@ -37,11 +43,15 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         kind = plan.malformation(client, round_num)
         if kind == "error_reply":
             raise InjectedFault("injected fault (fault.malformed): this client fails its round on purpose")
-        content = train(msg, context).content
+        if client in plan.liars and plan.leader is not None:
+            content = _as_leader(train, msg, context, plan.leader, client)
+        else:
+            content = train(msg, context).content
         if client in plan.liars and "knowledge" in content.array_records:
             soft = protocol.read_soft_labels(content)
+            rng = plan.lie_rng(plan.leader if plan.leader is not None else client, round_num)
             content["knowledge"] = protocol.knowledge_record(
-                lie(plan.lie_kind, soft, plan.lie_rng(client, round_num)), wire_format)
+                lie(plan.lie_kind, soft, rng, swap_classes=plan.swap), wire_format)
         if kind is not None and CATALOGUE[kind].target != "identify":
             content = CATALOGUE[kind].apply(content, plan.num_clients)
         return Message(content=content, reply_to=msg)
@@ -55,3 +65,19 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         return Message(content=content, reply_to=msg)
 
     return app
+
+
+def _as_leader(train: Handler, msg: Message, context: Context, leader: int, client: int) -> RecordDict:
+    """Run the honest step as the colluders' leader (its data and model, no targets), reply as ``client``.
+
+    The node keeps its own state (``context.state``) and its own storage folder (``storage-id``)."""
+    if "targets" in msg.content.array_records:
+        del msg.content["targets"]
+    node_config = {**context.node_config, "partition-id": leader, "storage-id": client}
+    as_leader = Context(run_id=context.run_id, node_id=context.node_id, node_config=node_config,
+                        state=context.state, run_config=context.run_config)
+    content = train(msg, as_leader).content
+    meta = {k: content["meta"][k] for k in content["meta"]}
+    meta["partition_id"] = client
+    content["meta"] = ConfigRecord(meta)
+    return content

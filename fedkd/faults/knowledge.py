@@ -12,6 +12,11 @@ limit its influence. The kinds probe different blind spots of an effectiveness m
             everybody "on average" and says nothing about any image. A rule that compares class profiles
             (KnFu's original ``profile_kl``) sees a perfect neighbour; per-sample measures see an answer
             that ignores the input.
+``swap``    a targeted attack: the honest answer, except that class SRC's mass is moved to class DST
+            (``attack.swap = "3:8"``): right on every image but those the model takes for SRC, so an
+            effectiveness measure that averages over all images hardly sees it.
+
+Colluders (``attack.collude``) are not a transform of one client's answer: see ``fedkd.faults.clientapp``.
 
 For ``mimic``, the federation's honest class marginal is not available to a single client. By default
 the liar uses its own soft labels' column mean, the best estimate it has (it is exactly its own honest
@@ -23,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedkd.faults.settings import LIE_KINDS  # the keys' vocabulary; each kind is implemented below
+UNTARGETED_KINDS = ("random", "flip", "shift", "mimic")  # what liars upload when they do not aim at one class
 
 
 def _check(soft: np.ndarray) -> np.ndarray:
@@ -65,13 +71,35 @@ def mimic(soft: np.ndarray, marginal: np.ndarray | None = None) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(row, (m, c)))
 
 
+def parse_swap(text: str) -> tuple[int, int]:
+    """``"3:8"`` -> (3, 8); ValueError for anything else (two different class indices >= 0)."""
+    parts = [x.strip() for x in str(text).split(":")]
+    if len(parts) != 2 or not all(x.isdigit() for x in parts) or parts[0] == parts[1] or \
+            int(parts[0]) == int(parts[1]):
+        raise ValueError(f"{text!r} is not SRC:DST, two different class indices")
+    return int(parts[0]), int(parts[1])
+
+
+def swap(soft: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """The honest rows with column ``src``'s mass added to column ``dst`` and ``src`` set to 0."""
+    s = _check(soft)
+    c = s.shape[1]
+    if not (0 <= src < c and 0 <= dst < c) or src == dst:
+        raise ValueError(f"swap {src}:{dst} needs two different classes in [0, {c})")
+    out = np.array(s, dtype=np.float32, copy=True)
+    out[:, dst] += out[:, src]
+    out[:, src] = 0.0
+    return np.ascontiguousarray(out)
+
+
 def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
-        marginal: np.ndarray | None = None) -> np.ndarray:
+        marginal: np.ndarray | None = None, swap_classes: tuple[int, int] = (0, 1)) -> np.ndarray:
     """What a liar of ``kind`` uploads instead of its honest soft labels ``soft`` (M, C).
 
     rng:      used by ``random`` only (seed it per client and round for reproducible runs); the other
               kinds are deterministic functions of ``soft``.
     marginal: (C,) for ``mimic`` only: the class distribution to repeat on every row (see the module doc).
+    swap_classes: (SRC, DST) for ``swap`` only.
     Returns float32 (M, C) with rows summing to 1.
     """
     s = _check(soft)
@@ -83,4 +111,6 @@ def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
         return shift(s)
     if kind == "mimic":
         return mimic(s, marginal)
+    if kind == "swap":
+        return swap(s, *swap_classes)
     raise ValueError(f"unknown lie kind {kind!r}; known: {', '.join(LIE_KINDS)}")

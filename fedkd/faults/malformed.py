@@ -78,6 +78,24 @@ def _negative(c: RecordDict, n: int) -> RecordDict:
     return _with_soft(c, soft)
 
 
+def _negative_entry(c: RecordDict, n: int) -> RecordDict:
+    """Two tiny negative entries (-1e-6 and -9e-4, within the old row-sum tolerance) on the first row,
+    paid for by its largest entry, so that the row still sums to 1 in float32."""
+    soft = _soft(c)
+    top = int(np.argmax(soft[0]))
+    others = [j for j in range(soft.shape[1]) if j != top][:2]
+    soft[0, others[0]], soft[0, others[1]] = -1e-6, -9e-4
+    soft[0, top] += np.float32(1.0) - soft[0].sum(dtype=np.float64)
+    return _with_soft(c, soft)
+
+
+def _nan_entry(c: RecordDict, n: int) -> RecordDict:
+    """One NaN entry in the middle of the upload (the other rows are honest)."""
+    soft = _soft(c)
+    soft[soft.shape[0] // 2, soft.shape[1] // 2] = np.nan
+    return _with_soft(c, soft)
+
+
 def _oversized(c: RecordDict, n: int) -> RecordDict:
     soft = _soft(c)
     copies = 2 + protocol.SIZE_SLACK_BYTES // max(1, soft.nbytes)
@@ -142,14 +160,14 @@ def _impersonate(c: RecordDict, n: int) -> RecordDict:
 
 
 CATALOGUE: dict[str, Malformation] = {
-    "nan": Malformation("non_finite", "one soft-label entry is NaN", _nan),
-    "inf": Malformation("non_finite", "one row of soft labels is +Inf", _inf),
+    "nan": Malformation("bad_probabilities", "one soft-label entry is NaN", _nan),
+    "inf": Malformation("bad_probabilities", "one row of soft labels is +Inf", _inf),
     "bad_shape": Malformation("bad_shape", "the last transfer sample's row is missing (M-1 x C)",
                               lambda c, n: _with_soft(c, _soft(c)[:-1])),
     "bad_dtype": Malformation("bad_dtype", "soft labels sent as float64 instead of float32",
                               lambda c, n: _with_soft(c, _soft(c).astype(np.float64))),
-    "negative": Malformation("negative", "a row with a negative entry that still sums to 1", _negative),
-    "not_normalised": Malformation("not_normalised", "every row scaled by 0.5 (sums to 0.5)",
+    "negative": Malformation("bad_probabilities", "a row with a negative entry that still sums to 1", _negative),
+    "not_normalised": Malformation("bad_probabilities", "every row scaled by 0.5 (sums to 0.5)",
                                    lambda c, n: _with_soft(c, _soft(c) * np.float32(0.5))),
     "wrong_fingerprint": Malformation("wrong_fingerprint", "soft labels computed on another transfer set",
                                       lambda c, n: _with_meta(c, fingerprint="0" * len(c["meta"]["fingerprint"])), target="any"),
@@ -178,6 +196,10 @@ CATALOGUE: dict[str, Malformation] = {
                                 _impersonate, target="any"),
     "identify_lie": Malformation("identity_mismatch", "answers the identify query with the next client's id",
                                  _identify_lie, target="identify"),
+    # catalogue v3: rows that are almost probability vectors (issue 19)
+    "negative_entry": Malformation("bad_probabilities", "one entry of -1e-6 and one of -9e-4 in the first row, "
+                                   "which still sums to 1", _negative_entry),
+    "nan_entry": Malformation("bad_probabilities", "one NaN entry in the middle of the soft labels", _nan_entry),
     "fedavg_nan": Malformation("non_finite", "one weight is NaN", _fedavg_nan, target="weights"),
     "fedavg_bad_shape": Malformation("bad_shape", "one weight array loses its last entry", _fedavg_bad_shape,
                                      target="weights"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedkd.keys import ConfigError
-from fedkd.faults.knowledge import LIE_KINDS
+from fedkd.faults.knowledge import LIE_KINDS, parse_swap
 from fedkd.faults.malformed import CATALOGUE
 from fedkd.faults.settings import FaultSettings
 from fedkd.seeding import derive_seed
@@ -43,6 +43,8 @@ class FaultPlan:
     liars: frozenset[int]
     malformed: dict                                # (client, round or None) -> catalogue kind
     stop_after_round: int
+    swap: tuple[int, int] = (3, 8)                 # fault.swap, for lie_kind "swap"
+    collude: bool = False                          # fault.collude: the liars upload one identical answer
 
     @classmethod
     def from_settings(cls, faults: FaultSettings) -> "FaultPlan":
@@ -75,8 +77,21 @@ class FaultPlan:
                 liars = frozenset(int(x) for x in faults.clients)
             else:
                 liars = frozenset(range(n - faults.num_malicious, n))
+        try:
+            swap = parse_swap(faults.swap)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'fault.swap': {exc}") from None
+        if faults.collude and len(liars) < 2:
+            raise ConfigError("config key 'fault.collude': collusion needs at least two malicious clients "
+                              "(fault.kind with fault.num_malicious or fault.clients)")
         return cls(num_clients=n, seed=faults.seed, lie_kind=faults.kind, liars=liars,
-                   malformed=malformed, stop_after_round=faults.stop_after_round)
+                   malformed=malformed, stop_after_round=faults.stop_after_round, swap=swap,
+                   collude=bool(faults.collude))
+
+    @property
+    def leader(self) -> int | None:
+        """The colluders' shared identity: their answers all come from one model on this client's data."""
+        return min(self.liars) if self.collude and self.liars else None
 
     def malformation(self, client: int, round_num: int) -> str | None:
         """The catalogue kind this client injects in this round (a round-specific entry wins over *)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fedkd.keys import NON_NEGATIVE, ConfigError, one_of, setting, settings_group, shared
 
 # What malicious clients upload instead of their honest soft labels (fedkd.faults.knowledge implements each).
-LIE_KINDS = ("random", "flip", "shift", "mimic")
+LIE_KINDS = ("random", "flip", "shift", "mimic", "swap")
 
 
 @settings_group("fault", aliases=("attack",))
@@ -19,7 +19,12 @@ class FaultSettings:
 
     kind: str = setting("none", "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
                         "(class c -> C-1-c), 'shift' (one-hot rows of class c+1), 'mimic' (rows matching class "
-                        "marginals) or 'none'", one_of(("none",) + LIE_KINDS))
+                        "marginals), 'swap' (honest, but class SRC's mass on DST: fault.swap) or 'none'",
+                        one_of(("none",) + LIE_KINDS))
+    swap: str = setting("3:8", "fault.kind=swap: SRC:DST, the class whose mass the malicious clients move to "
+                        "another class (their answers are honest otherwise)")
+    collude: bool = setting(False, "the malicious clients upload one identical answer (one model, trained on the "
+                            "first malicious client's data, behind every malicious identity)")
     num_malicious: int = setting(0, "number of malicious clients: the last k client ids", NON_NEGATIVE)
     clients: tuple[str, ...] = setting([], "malicious client ids (instead of fault.num_malicious)",
                                        ((lambda v: all(x.isdigit() for x in v)), "a list of client ids"))

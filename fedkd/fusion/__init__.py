@@ -17,7 +17,7 @@ from .base import FusionResult
 from .effectiveness import DISTANCES
 from .dsfl import fuse_dsfl
 from .fedmd import fuse_fedmd
-from .knfu import fuse_knfu
+from .knfu import SCALES, fuse_knfu
 from .local import fuse_local
 from .oracle import fuse_oracle
 from .registry import FUSION_RULES, FusionRule, get_rule, register, unregister
@@ -40,13 +40,23 @@ class KnfuSettings:
     tau: float = setting(-1.0, "KnFu neighbour threshold (-1 = 1/N)",
                          ((lambda v: v == -1.0 or 0 <= v <= 1), "-1 or within [0, 1]"))
     include_self: bool = setting(False, "may a client be its own KnFu neighbour")
-    distance: str = setting("sample_hellinger", "effectiveness measure: profile_kl (mean class profiles), or "
-                            "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images)",
+    distance: str = setting("class_hellinger", "effectiveness measure: profile_kl (mean class profiles), or "
+                            "per-sample sample_kl, sample_js, sample_hellinger (answers to the same images), "
+                            "class_hellinger (per-class agreement: the worst class's mean Hellinger)",
                             one_of(DISTANCES))
+    scale: str = setting("nearest", "per-sample measures: divide each row by its median peer distance, or by its "
+                         "nearest peer's (guarded by knfu.guard x the median; finds a group of 2-3 among 10)",
+                         one_of(SCALES))
+    guard: float = setting(0.5, "knfu.scale=nearest: the row scale is never below this fraction of the median peer "
+                           "distance (guards neighbour sets against collapse under strong skew)",
+                           ((lambda v: 0 < v <= 1), "within (0, 1]"))
+    one_vote: bool = setting(True, "per-sample measures: near-duplicate uploads (colluders, sybils) share one vote "
+                             "(FoolsGold's similarity evidence; docs/robustness.md)")
 
     def fuse_kwargs(self, client_ids: np.ndarray) -> dict:
         return {"beta": self.beta, "tau": None if self.tau == -1.0 else self.tau,
-                "include_self": self.include_self, "distance": self.distance}
+                "include_self": self.include_self, "distance": self.distance, "scale": self.scale,
+                "guard": self.guard, "one_vote": self.one_vote}
 
 
 @settings_group("oracle")

@@ -19,6 +19,12 @@ with ``d[n, n] ~ 0``, computed for all pairs without a Python loop over pairs:
                 than the products (see experiments/bench/fusion.py).
 ``sample_hellinger``  mean over i of the squared Hellinger distance 1 - sum_c sqrt(P_n[i,c] P_m[i,c]):
                 symmetric and bounded like JS, but one product; the cheap alternative when N is large.
+``class_hellinger``  per-class agreement: the transfer samples are split by the class the federation's
+                coordinate-wise median answer gives them, the mean squared Hellinger distance is taken on
+                each class's samples, and d[n, m] is the largest of these. A client that answers honestly
+                except on one class (a targeted swap, 3 -> 8) differs on a tenth of the samples: averaged
+                over all of them that is lost among honest disagreement, per class it is the whole class.
+                The classes partition the samples, so all classes together cost one product, as above.
 
 Two further pieces make the measures usable as KnFu weights (see ``fuse_knfu``):
 
@@ -144,9 +150,73 @@ def sample_hellinger(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarra
     chunk = _sample_chunk(n, c, 8, block_bytes)
     affinity = np.zeros((n, n))
     for start in range(0, m, chunk):
-        root = np.sqrt(p[:, start:start + chunk, :].reshape(n, -1))
+        # rows are checked >= 0 at the door; the clip keeps a rounding-level -0.0 or -1e-45 from a NaN
+        root = np.sqrt(np.maximum(p[:, start:start + chunk, :].reshape(n, -1), 0.0))
         affinity += root @ root.T
     return np.clip(1.0 - affinity / m, 0.0, 1.0)
+
+
+MIN_CLASS_SAMPLES = 5  # class_hellinger: classes with fewer consensus samples are too noisy to count alone
+
+
+def consensus_classes(p: np.ndarray) -> np.ndarray:
+    """(M,) the class of each transfer sample by the coordinate-wise median of the N answers.
+
+    The median, not the mean: a minority of colluders (fewer than half) cannot move it.
+    """
+    return np.median(p, axis=0).argmax(axis=1)
+
+
+def class_hellinger(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """d[n, m] = max over classes k of (1/|S_k|) sum_{i in S_k} (1 - sum_c sqrt(P_n[i,c] P_m[i,c])).
+
+    S_k: the samples whose consensus class (``consensus_classes``) is k. Classes with fewer than
+    ``MIN_CLASS_SAMPLES`` samples are pooled into one "rest" subset, so that no max is taken over a
+    handful of images; with no class large enough this is ``sample_hellinger``.
+    """
+    n, m, c = _check(p)
+    labels = consensus_classes(p)
+    counts = np.bincount(labels, minlength=c)
+    small = counts < MIN_CLASS_SAMPLES
+    labels = np.where(small[labels], c, labels)  # pooled "rest" subset
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(c + 2))
+    worst = np.zeros((n, n))
+    for k in range(c + 1):
+        idx = order[bounds[k]:bounds[k + 1]]
+        if idx.size == 0:
+            continue
+        d = sample_hellinger(p[:, idx, :], block_bytes)
+        np.maximum(worst, d, out=worst)
+    return worst
+
+
+def near_duplicate_votes(distance: np.ndarray, frac: float) -> np.ndarray:
+    """(N,) how many clients share each client's vote: the size of its group of near-duplicate uploads.
+
+    Two uploads are near-duplicates when their distance is at most ``frac`` times the median distance
+    between all pairs; groups are the connected components of that relation. Independent clients
+    (their own data, their own model) never answer hundreds of images alike, so a group of them is
+    one source of knowledge uploaded several times -- colluders or sybils -- and shares one vote.
+    This is FoolsGold's observation (C. Fung, C. J. M. Yoon, I. Beschastnikh, "The Limitations of
+    Federated Learning in Sybil Settings", RAID 2020): sybils pursuing one goal upload unusually
+    similar contributions, so similarity among contributors is evidence against independence.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    d = np.asarray(distance, dtype=np.float64)
+    n = d.shape[0]
+    if n < 2 or frac <= 0:
+        return np.ones(n)
+    off = d[~np.eye(n, dtype=bool)]
+    limit = frac * float(np.median(off))
+    close = (d <= limit) & ~np.eye(n, dtype=bool)
+    close |= close.T
+    if not close.any():
+        return np.ones(n)
+    _, label = connected_components(csr_matrix(close), directed=False)
+    return np.bincount(label)[label].astype(np.float64)
 
 
 DistanceFn = Callable[..., np.ndarray]
@@ -156,8 +226,9 @@ DISTANCES: dict[str, DistanceFn] = {
     "sample_kl": sample_kl,
     "sample_js": sample_js,
     "sample_hellinger": sample_hellinger,
+    "class_hellinger": class_hellinger,
 }
-PER_SAMPLE = frozenset({"sample_kl", "sample_js", "sample_hellinger"})
+PER_SAMPLE = frozenset({"sample_kl", "sample_js", "sample_hellinger", "class_hellinger"})
 
 
 def pairwise_distance(name: str, p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
@@ -219,3 +290,31 @@ def row_scale(distance: np.ndarray, peers: np.ndarray | None = None) -> np.ndarr
             med = np.nanmedian(np.where(mask, d, np.nan), axis=1)
         med = np.where(mask.any(axis=1), med, 1.0)
     return np.maximum(med, SCALE_FLOOR)
+
+
+NEAREST_GUARD = 0.5  # ``nearest_scale``: the scale never drops below this fraction of the row's median
+
+
+def nearest_scale(distance: np.ndarray, peers: np.ndarray | None = None, guard: float = NEAREST_GUARD) -> np.ndarray:
+    """(N,) scale of each row from its *nearest* peer: max(min_m d[n, m], guard * median_m d[n, m]).
+
+    Why not the median alone: with a group of 2-3 clients among 10, a client's median peer is already in
+    another group, so dividing by it caps the odds of its closest peer against another group's peer at
+    e^beta, and a more confident other group can win its weight. Scaling by the nearest peer lets the
+    client's own group stand out however small it is. The guard keeps neighbour sets from collapsing
+    under strong label skew, where everyone's nearest peer is much closer than the rest: the odds of the
+    closest peer against a median one are at most e^(beta / guard). When all peers are about equally far
+    (no conflict) the nearest peer sits near the median and the weights are nearly those of the median
+    scale. Same ``peers`` rule and floor as ``row_scale``.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    n = d.shape[0]
+    median = row_scale(d, peers)
+    if n < 2:
+        return median
+    mask = ~np.eye(n, dtype=bool)
+    if peers is not None:
+        mask &= np.asarray(peers, dtype=bool)[None, :]
+    nearest = np.where(mask, d, np.inf).min(axis=1)
+    nearest = np.where(np.isfinite(nearest), nearest, median)
+    return np.maximum(np.maximum(nearest, guard * median), SCALE_FLOOR)

@@ -23,7 +23,17 @@ import numpy as np
 
 from .base import FusionResult, check_soft_labels
 from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, informativeness, knowledge_profiles,
-                            pairwise_distance, pairwise_kl, row_scale)
+                            NEAREST_GUARD, near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl,
+                            row_scale)
+
+SCALES = ("median", "nearest")
+
+# A weight within this relative distance of tau counts as at tau: with identical clients every weight is
+# 1/N = tau up to rounding, and BLAS kernels round differently (OPENBLAS_CORETYPE), so an exact
+# comparison let the machine decide whether a client kept its peers.
+TAU_SLACK = 1e-9
+# Uploads closer than this fraction of the median pairwise distance are near-duplicates (one vote).
+DUPLICATE_FRACTION = 0.05
 
 __all__ = ["DISTANCES", "effectiveness_weights", "fuse_knfu", "knowledge_profiles", "knfu_weights",
            "mix_soft_labels", "pairwise_kl"]
@@ -51,13 +61,16 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
     w = np.divide(w, totals, out=np.zeros_like(w), where=totals > 0)
     threshold = 1.0 / n if tau is None else tau
     # The top neighbour always survives, so a large tau cannot silence a client.
-    w = np.where((w >= threshold) | (w == w.max(axis=1, keepdims=True)), w, 0.0)
+    keep = (w >= threshold * (1.0 - TAU_SLACK)) | (w >= w.max(axis=1, keepdims=True) * (1.0 - TAU_SLACK))
+    w = np.where(keep & (w > 0), w, 0.0)
     totals = w.sum(axis=1, keepdims=True)
     return np.divide(w, totals, out=np.zeros_like(w), where=totals > 0)
 
 
 def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_self: bool, *,
-                 kappa: np.ndarray | None = None, normalise: bool = True) -> np.ndarray:
+                 kappa: np.ndarray | None = None, normalise: bool = True,
+                 votes: np.ndarray | None = None, scale: str = "median",
+                 guard: float = NEAREST_GUARD) -> np.ndarray:
     """(N, N) KnFu weights from a distance matrix, with the scale and flat-answer rules.
 
     normalise: divide row n by ``row_scale`` (median distance to n's informative peers), so that a peer
@@ -66,15 +79,24 @@ def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_s
     kappa:     (N,) informativeness of each peer (``effectiveness.informativeness``), used as a prior
                weight: w_nm is proportional to kappa_m exp(-beta d_nm). A peer with kappa = 0 (exactly flat
                or constant answers) gets no weight whatever its distance; None = all peers alike.
+    scale:     ``median`` (``row_scale``) or ``nearest`` (``nearest_scale``: the nearest peer, guarded by
+               half the median; finds a group of 2-3 among 10).
+    votes:     (N,) how many uploads share each peer's vote (``effectiveness.near_duplicate_votes``): the
+               prior is divided by it, so k copies of one answer weigh what one copy would.
     """
     d = np.asarray(distance, dtype=np.float64)
     peers = None if kappa is None else kappa > 0
+    if scale not in SCALES:
+        raise ValueError(f"unknown knfu scale {scale!r}; known: {', '.join(SCALES)}")
     if normalise:
-        d = d / row_scale(d, peers)[:, None]
+        d = d / (nearest_scale(d, peers, guard) if scale == "nearest" else row_scale(d, peers))[:, None]
     log_prior = None
-    if kappa is not None:
+    if kappa is not None or votes is not None:
+        prior = np.ones(d.shape[0]) if kappa is None else np.asarray(kappa, dtype=np.float64)
+        if votes is not None:
+            prior = prior / np.asarray(votes, dtype=np.float64)
         with np.errstate(divide="ignore"):
-            log_prior = np.log(np.asarray(kappa, dtype=np.float64))
+            log_prior = np.log(prior)
     return effectiveness_weights(d, beta, tau, include_self, log_prior)
 
 
@@ -94,6 +116,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               beta: float = 10.0, tau: float | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
+              one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
               block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
@@ -107,16 +130,23 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     include_self:  whether a client may be its own neighbour. Including it lets a strongly skewed
                    client pick only itself (pure self-distillation).
     distance:      ``profile_kl`` (default: the original rule, unchanged bit for bit), ``sample_kl``,
-                   ``sample_js`` or ``sample_hellinger`` (see ``fedkd.fusion.effectiveness``).
+                   ``sample_js``, ``sample_hellinger`` or ``class_hellinger`` (per-class agreement; see
+                   ``fedkd.fusion.effectiveness``).
     normalise:     divide each row by its median peer distance (None: on for per-sample measures, off
                    for ``profile_kl`` so that the original rule keeps its results).
     discount_flat: weight each peer by its informativeness kappa (None: on for per-sample measures, off
                    for ``profile_kl``). A flat answer is close to everything under KL and JS, so without
                    it an undertrained or "knows nothing" client is everyone's favourite neighbour.
+    scale:         how a row is normalised (per-sample measures): ``median`` or ``nearest`` (see knfu_weights).
+    guard:         ``nearest`` only: the scale is never below this fraction of the row's median.
+    one_vote:      near-duplicate uploads share one vote (None: on for per-sample measures): colluders
+                   who upload one answer k times weigh what one of them would.
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
     """
+    if not 0 < guard <= 1:
+        raise ValueError(f"knfu guard must be in (0, 1], got {guard}")
     if not beta >= 0:
         raise ValueError(f"knfu beta must be >= 0, got {beta}")
     if tau is not None and not 0 <= tau <= 1:
@@ -127,19 +157,44 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     per_sample = distance in PER_SAMPLE
     normalise = per_sample if normalise is None else bool(normalise)
     discount_flat = per_sample if discount_flat is None else bool(discount_flat)
+    one_vote = per_sample and (one_vote is None or bool(one_vote))
     info: dict = {}
+    kappa = None
     if distance == "profile_kl" and not normalise and not discount_flat:
         # The original rule, kept operation for operation so its results stay bit-identical.
         w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self)
     else:
         d = pairwise_distance(distance, p, block_bytes)
         kappa = informativeness(p) if discount_flat else None
-        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise)
+        votes = near_duplicate_votes(d, DUPLICATE_FRACTION) if one_vote else None
+        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale,
+                         guard=guard)
         if kappa is not None:
             info["informativeness"] = [round(float(k), 4) for k in kappa]
+        if votes is not None and np.any(votes > 1):
+            info["shared_votes"] = votes.astype(int).tolist()
     targets = mix_soft_labels(w, p)
     has = w.sum(axis=1) > 0
     neighbours = (w > 0).sum(axis=1)
     info = {"neighbour_counts": neighbours.tolist(), "mean_neighbours": float(neighbours.mean()),
             "distance": distance, **info}
+    if not has.all():
+        info["without_targets"] = _why_without_targets(has, kappa, include_self)
     return FusionResult(targets=targets, has_targets=has, weights=w, info=info)
+
+
+def _why_without_targets(has: np.ndarray, kappa: np.ndarray | None, include_self: bool) -> dict[str, str]:
+    """{row: reason} for every row left without targets (the server logs and records it per client)."""
+    n = has.shape[0]
+    why = {}
+    for i in np.flatnonzero(~has):
+        peers = np.ones(n, dtype=bool)
+        if not include_self:
+            peers[i] = False
+        if not peers.any():
+            why[str(i)] = "no peer to learn from (alone in the pool, self excluded)"
+        elif kappa is not None and not np.any(kappa[peers] > 0):
+            why[str(i)] = "every peer's answers are flat (informativeness 0)"
+        else:
+            why[str(i)] = "no peer's weight survived the neighbour threshold"
+    return why

@@ -8,6 +8,9 @@ from fedkd.privacy.swing import MECHANISMS
 REFERENCES = ("targets", "none")
 NOISE_SEEDS = ("auto", "derived", "os")
 MAX_CANARY_REFERENCES = 100_000
+# Canaries are images built and kept in memory (and added to the transfer set): a study needs tens, not millions.
+MAX_CANARIES = 10_000
+MAX_CANARY_REPEATS = 1_000
 
 
 @settings_group("privacy", audience=CLIENT)
@@ -50,8 +53,8 @@ class CanarySettings:
 
     enabled: bool = setting(False, "plant canaries in one client's data and measure exposure every round")
     client: int = setting(0, "client id of the client that holds the canaries", NON_NEGATIVE)
-    count: int = setting(10, "number of canaries k", AT_LEAST_1)
-    repeats: int = setting(10, "copies of each canary in the client's data", AT_LEAST_1)
+    count: int = setting(10, "number of canaries k", within(1, MAX_CANARIES))
+    repeats: int = setting(10, "copies of each canary in the client's data", within(1, MAX_CANARY_REPEATS))
     references: int = setting(1000, "never-planted references of the same construction",
                               within(1, MAX_CANARY_REFERENCES))
     in_transfer: bool = setting(True, "also put the canary images (unlabelled) in the public transfer set, so "

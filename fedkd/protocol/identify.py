@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from fedkd.protocol.validation import InvalidReply, is_int
+from fedkd.numbers import is_int
+from fedkd.protocol.validation import InvalidReply
 
 
 IDENTIFY_TYPE = "query"

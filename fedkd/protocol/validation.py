@@ -14,7 +14,8 @@ import numpy as np
 from flwr.app import Message, MetricRecord, RecordDict
 
 from fedkd import wire
-from fedkd.probability import ROW_SUM_TOLERANCE
+from fedkd.numbers import is_int
+from fedkd.probability import ROW_SUM_TOLERANCE, probability_problem
 from fedkd.protocol.messages import LABEL_HISTOGRAM_KEY, message_bytes, record_arrays
 from fedkd.wire import WireFormat
 
@@ -22,8 +23,8 @@ from fedkd.wire import WireFormat
 SIZE_SLACK_BYTES = 64 * 1024
 
 REASONS = (
-    "error_reply", "missing_key", "bad_dtype", "bad_shape", "non_finite", "negative",
-    "not_normalised", "wrong_fingerprint", "wrong_round", "oversized", "bad_metrics",
+    "error_reply", "missing_key", "bad_dtype", "bad_shape", "non_finite", "bad_probabilities",
+    "wrong_fingerprint", "wrong_round", "oversized", "bad_metrics",
     "bad_num_examples", "bad_partition", "stray_arrays", "identity_mismatch", "unexpected_sender",
     "duplicate_reply", "internal",
 )
@@ -101,10 +102,6 @@ class KnowledgeReply:
     nbytes: int
     dropped_metrics: tuple[str, ...] = ()
     label_histogram: list[int] | None = None
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate_reply(message: Message, rules: ReplyRules) -> KnowledgeReply:
@@ -254,12 +251,8 @@ def _check_encoded_soft_labels(content: RecordDict, shape: tuple[int, int], tole
 
 
 def check_probabilities(p: np.ndarray, tolerance: float = ROW_SUM_TOLERANCE) -> np.ndarray:
-    """Rows that are finite, non-negative and sum to 1 (within ``tolerance``), or InvalidReply."""
-    if not np.all(np.isfinite(p)):
-        raise InvalidReply("non_finite", f"{int(np.sum(~np.isfinite(p)))} NaN/Inf entries")
-    if np.any(p < -tolerance):
-        raise InvalidReply("negative", f"minimum entry {float(p.min()):.4g} < 0")
-    worst = float(np.max(np.abs(p.sum(axis=1) - 1.0))) if p.size else 0.0
-    if worst > tolerance:
-        raise InvalidReply("not_normalised", f"a row sums to 1 +- {worst:.4g} (tolerance {tolerance})")
+    """Rows that are probability vectors (``fedkd.probability.probability_problem``), or InvalidReply."""
+    problem = probability_problem(p, tolerance)
+    if problem is not None:
+        raise InvalidReply("bad_probabilities", problem)
     return p

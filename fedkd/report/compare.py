@@ -35,6 +35,9 @@ def print_compare_table(results: dict[str, dict]) -> None:
     for col in ("algorithm", "ALMA", "global acc", "bytes up/client/round", "bytes down/client/round"):
         table.add_column(col, justify="right")
     for name, s in results.items():
+        if s.get("failure"):
+            table.add_row(f"{name} (FAILED)", "-", "-", "-", "-")
+            continue
         table.add_row(name, f"{s['alma']:.4f}", f"{s['global_acc']:.4f}",
                       f"{s['bytes_up_per_client_round']:,.0f}", f"{s['bytes_down_per_client_round']:,.0f}")
     Console().print(table)

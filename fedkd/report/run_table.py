@@ -11,8 +11,13 @@ def print_run_table(summary: dict, out_dir: Path) -> None:
     from rich.table import Table
 
     rounds = read_rounds(out_dir)
-    table = Table(title=f"{summary['algorithm']} on {summary['dataset']}: {summary['num_clients']} clients, "
-                        f"alpha={summary['alpha']}, seed={summary['seed']}")
+    if summary["dataset"] == "folder":  # nodes on their own folders: no dataset, no simulated split
+        title = (f"{summary['algorithm']} on folder {summary.get('data', '')}: {summary['num_clients']} clients, "
+                 f"transfer set of {summary['transfer_size']}, seed={summary['seed']}")
+    else:
+        title = (f"{summary['algorithm']} on {summary['dataset']}: {summary['num_clients']} clients, "
+                 f"alpha={summary['alpha']}, seed={summary['seed']}")
+    table = Table(title=title)
     for col in ("round", "ALMA", "global acc", "ALMA after digest", "replies", "rejected",
                 "bytes up/client", "bytes down/client"):
         table.add_column(col, justify="right")

@@ -1,0 +1,112 @@
+"""One pass over the stored messages per tick: Flower's simulation hand-out loop, made O(messages).
+
+Flower 1.39's simulation engine hands stored messages to the client actors from a thread
+(``vce_api.add_messages_to_queue``) that, every 0.1 s, asks the link state for one message
+*per registered node* (``InMemoryLinkState.get_message_ins(node_id, limit=1)``), and each of
+those calls walks every stored message under the state lock. A tick therefore costs
+nodes x messages: with 10,000 registered clients of which 100 are sampled it is the largest
+cost of the driver (docs/performance.md), although only the sampled nodes have anything to take.
+
+:func:`add_messages_to_queue` does the same work in one pass over the stored messages: it
+drops expired messages exactly as Flower does, takes for every node the first undelivered
+message addressed to it (one per node per tick, as Flower's ``limit=1``), marks them delivered
+and queues them in the nodes' registration order, as Flower does. :func:`install` replaces
+Flower's function for the exact Flower version it was written for and leaves any other version
+alone (with a warning); ``tests/test_handout.py`` fails loudly when the installed Flower's loop
+is not the one this replaces. The same change as an upstream patch: docs/flower-handout.patch.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+from queue import Queue
+
+log = logging.getLogger("fedkd.server")
+
+# The Flower version and the sources this replacement was written against (sha256 of
+# inspect.getsource of each, so that a changed loop or a changed store is noticed).
+FLOWER_VERSION = "1.39.0"
+FLOWER_SOURCES_SHA256 = {
+    "vce_api.add_messages_to_queue": "953f4bd41a931a7779a4a670ab17b633f6e20b08a0128535328674466419777a",
+    "InMemoryLinkState.get_message_ins": "6547c8dcbc62e12f5b2aa5c69f4de8c7c7072c10d6c0876512cf37197d941056",
+}
+
+
+def _flower_functions() -> dict:
+    from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+
+    return {"vce_api.add_messages_to_queue": vce_api.add_messages_to_queue,
+            "InMemoryLinkState.get_message_ins": InMemoryLinkState.get_message_ins}
+
+
+def flower_sources_sha256() -> dict[str, str]:
+    """sha256 of the installed Flower's hand-out loop and message lookup (what this module replaces)."""
+    funcs = _flower_functions()
+    if funcs["vce_api.add_messages_to_queue"] is add_messages_to_queue:  # already installed: report the original
+        funcs["vce_api.add_messages_to_queue"] = _ORIGINAL["add_messages_to_queue"]
+    return {name: hashlib.sha256(inspect.getsource(f).encode()).hexdigest() for name, f in funcs.items()}
+
+
+def matches_installed_flower() -> bool:
+    """Whether the installed Flower is the version (and the sources) this replacement was written for."""
+    import flwr
+
+    return flwr.__version__ == FLOWER_VERSION and flower_sources_sha256() == FLOWER_SOURCES_SHA256
+
+
+def take_one_per_node(state, position: dict[int, int]) -> list:
+    """Undelivered messages, at most one per node of ``position`` (node id -> registration index).
+
+    The messages are marked delivered and returned in registration order of their nodes.
+    Same result as Flower 1.39's per-node ``get_message_ins(node_id, limit=1)`` over all nodes.
+    """
+    from flwr.common import now
+
+    picked: dict[int, object] = {}
+    with state.lock:
+        state._check_stored_messages(set(state.message_ins_store))  # drops expired ones, as Flower does per call
+        for msg in state.message_ins_store.values():  # insertion order: a node's oldest message first
+            node = msg.metadata.dst_node_id
+            if node in position and node not in picked and msg.metadata.delivered_at == "":
+                picked[node] = msg
+        delivered_at = now().isoformat()
+        for msg in picked.values():
+            msg.metadata.delivered_at = delivered_at
+    return [picked[n] for n in sorted(picked, key=position.__getitem__)]
+
+
+def add_messages_to_queue(state, queue: Queue, nodes_mapping: dict, f_stop: threading.Event) -> None:
+    """Drop-in for Flower 1.39's ``vce_api.add_messages_to_queue``: one pass over stored messages a tick."""
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+
+    if not isinstance(state, InMemoryLinkState):  # another store: its own lookup is the only one we know
+        return _ORIGINAL["add_messages_to_queue"](state, queue, nodes_mapping, f_stop)
+    position = {node_id: i for i, node_id in enumerate(nodes_mapping.keys())}
+    while not f_stop.is_set():
+        for msg in take_one_per_node(state, position):
+            queue.put(msg)
+        f_stop.wait(0.1)
+
+
+_ORIGINAL: dict = {}
+
+
+def install() -> bool:
+    """Replace Flower's hand-out loop in this process if the installed Flower is the one it was written for.
+
+    Returns whether it is installed. Idempotent.
+    """
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    if vce_api.add_messages_to_queue is add_messages_to_queue:
+        return True
+    if not matches_installed_flower():
+        log.warning("Flower's simulation hand-out loop is not the one server/handout.py was written for "
+                    "(Flower %s); keeping Flower's own (slow at many registered clients)", FLOWER_VERSION)
+        return False
+    _ORIGINAL["add_messages_to_queue"] = vce_api.add_messages_to_queue
+    vce_api.add_messages_to_queue = add_messages_to_queue
+    return True

@@ -1,0 +1,215 @@
+"""KnFu at the edges (issue 19): strict rows at the door, total fusion rules, colluders and swappers,
+why a client gets no targets, and no target that is one peer's upload."""
+import numpy as np
+import pytest
+
+from fedkd.faults.knowledge import lie, parse_swap, swap
+from fedkd.fusion import FUSION_RULES, fuse
+from fedkd.fusion.contributors import effective_contributors, require_contributors
+from fedkd.fusion.effectiveness import class_hellinger, consensus_classes, near_duplicate_votes
+from fedkd.fusion.knfu import fuse_knfu
+from fedkd.probability import probability_problem
+from test_knfu_distances import answers
+
+
+# ---------------------------------------------------------------- the door
+
+@pytest.mark.parametrize("row,problem", [
+    ([0.5, 0.5], None),
+    ([1.0, 0.0], None),
+    ([1.000001, -1e-6], "negative"),
+    ([1.0009, -9e-4], "negative"),
+    ([np.nan, 1.0], "NaN/Inf"),
+    ([np.inf, 0.0], "NaN/Inf"),
+    ([0.3, 0.3], "sums to 1"),
+])
+def test_a_row_is_a_probability_vector_or_says_why(row, problem):
+    found = probability_problem(np.array([row, [0.5, 0.5]], dtype=np.float32))
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_float16_rows_are_checked_after_decoding():
+    row = np.array([[1.0009, -9e-4, 0.0]], dtype=np.float16)
+    assert "negative" in probability_problem(row.astype(np.float32))
+
+
+# ---------------------------------------------------------------- every rule is total on valid input
+
+def adversarial_valid_rows(n=6, m=12, c=5):
+    """Valid rows that break square roots and logarithms when handled carelessly."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(c, 0.3), size=(n, m))
+    p[0] = 0.0
+    p[0, :, 0] = 1.0                                        # one-hot everywhere
+    p[1] = np.eye(c)[rng.integers(c, size=m)]               # one-hot, other classes
+    p[2] = p[3] + 1e-7 * rng.random((m, c))                 # a near-duplicate of client 3
+    p[4, :, :] = np.finfo(np.float32).tiny / 4              # denormal entries ...
+    p[4, :, 0] = 1.0 - (c - 1) * np.finfo(np.float32).tiny / 4  # ... on a row that sums to 1
+    p /= p.sum(axis=2, keepdims=True)
+    return p.astype(np.float32)
+
+
+@pytest.mark.parametrize("rule", sorted(set(FUSION_RULES) - {"local", "oracle"}))
+@pytest.mark.parametrize("distance", ["profile_kl", "sample_kl", "sample_js", "sample_hellinger",
+                                      "class_hellinger"])
+def test_every_rule_is_total_on_adversarial_valid_rows(rule, distance):
+    if rule != "knfu" and distance != "profile_kl":
+        pytest.skip("the distance is KnFu's")
+    p = adversarial_valid_rows()
+    assert probability_problem(p.reshape(-1, p.shape[2])) is None
+    r = fuse(rule, p, distance=distance) if rule == "knfu" else fuse(rule, p)
+    assert np.all(np.isfinite(r.weights)) and np.all(np.isfinite(r.targets))
+    assert r.has_targets.all()
+    np.testing.assert_allclose(r.targets.sum(axis=2), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- colluders and swappers
+
+def test_swap_moves_one_class_and_keeps_rows_valid():
+    soft = answers(1, m=50, seed=1)[0]
+    out = lie("swap", soft, np.random.default_rng(0), swap_classes=parse_swap("3:8"))
+    np.testing.assert_allclose(out[:, 8], soft[:, 3] + soft[:, 8], rtol=1e-6)
+    assert np.all(out[:, 3] == 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-6)
+    keep = [k for k in range(10) if k not in (3, 8)]
+    np.testing.assert_array_equal(out[:, keep], soft[:, keep])
+    for bad in ("3", "3:3", "a:b", "3:8:1"):
+        with pytest.raises(ValueError):
+            parse_swap(bad)
+    with pytest.raises(ValueError):
+        swap(soft, 3, 10)
+
+
+def honest_share(w, bad):
+    honest = [i for i in range(w.shape[0]) if i not in bad]
+    return w[np.ix_(honest, bad)].sum(axis=1)
+
+
+def test_three_colluders_uploading_one_swapped_answer_hold_under_10_percent():
+    p = answers(10, m=300, seed=11)
+    shared = swap(p[7], 3, 8)
+    p[7:] = shared                                     # one answer behind three identities
+    r = fuse_knfu(p, distance="class_hellinger")
+    assert honest_share(r.weights, [7, 8, 9]).max() <= 0.10
+    assert r.info["shared_votes"][7:] == [3, 3, 3]
+
+
+def test_one_swapper_gets_under_a_quarter_of_an_honest_peers_weight():
+    p = answers(10, m=300, seed=12)
+    p[9] = swap(p[9], 3, 8)
+    w = fuse_knfu(p, distance="class_hellinger").weights
+    honest_peer = w[:9, :9].sum() / (9 * 8)
+    assert w[:9, 9].mean() <= 0.25 * honest_peer
+    # before the neighbour threshold: per class the swap is the whole class, averaged it is a tenth
+    ratios = {}
+    for distance in ("class_hellinger", "sample_hellinger"):
+        w0 = fuse_knfu(p, distance=distance, tau=0.0).weights
+        ratios[distance] = w0[:9, 9].mean() / (w0[:9, :9].sum() / (9 * 8))
+    assert ratios["class_hellinger"] < 1e-3 < 0.1 < ratios["sample_hellinger"]
+
+
+def test_near_duplicates_share_one_vote():
+    p = answers(6, m=100, seed=13).astype(np.float64)
+    p[4] = p[5] = p[3]
+    d = class_hellinger(p)
+    np.testing.assert_array_equal(near_duplicate_votes(d, 0.05), [1, 1, 1, 3, 3, 3])
+    assert np.all(near_duplicate_votes(class_hellinger(answers(6, m=100, seed=13)), 0.05) == 1)
+
+
+def test_class_hellinger_equals_a_loop_over_classes_and_pairs():
+    p = np.random.default_rng(5).dirichlet(np.full(4, 0.4), size=(5, 60))
+    labels = consensus_classes(p)
+    d = class_hellinger(p)
+    for a in range(5):
+        for b in range(5):
+            per_class = [np.mean(1 - np.sqrt(p[a, labels == k] * p[b, labels == k]).sum(axis=1))
+                         for k in range(4) if (labels == k).sum() >= 5]
+            assert d[a, b] == pytest.approx(max(per_class), abs=1e-9)
+
+
+# ---------------------------------------------------------------- clients without targets
+
+def test_a_client_without_targets_is_told_why():
+    p = answers(3, m=30, seed=14)
+    p[1:] = 1.0 / p.shape[2]                            # client 0's peers know nothing
+    r = fuse_knfu(p, distance="sample_hellinger")
+    assert not r.has_targets[0]
+    assert "flat" in r.info["without_targets"]["0"]
+    alone = fuse_knfu(answers(1, m=10, seed=1), distance="sample_hellinger")
+    assert "alone" in alone.info["without_targets"]["0"]
+
+
+def test_min_contributors_takes_away_targets_that_are_one_peers_upload():
+    w = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
+    np.testing.assert_allclose(effective_contributors(w), [1.0, 2.0, 1 / 0.82])
+    # FedMD with a pool of two: the other client is one half of every target
+    np.testing.assert_allclose(effective_contributors(np.full((2, 2), 0.5)), [1.0, 1.0])
+    p = answers(3, m=20, seed=15)
+    r = fuse("fedmd", p)
+    r.weights = w
+    kept, why = require_contributors(r, 2)
+    assert kept.has_targets.tolist() == [False, True, False] and set(why) == {0, 2}
+    assert require_contributors(r, 1)[0].has_targets.all()
+
+
+# ---------------------------------------------------------------- through Flower's simulation engine
+
+SMALL = dict(dataset="digits", transfer_size=60, local_test_size=40, global_test_size=60, rounds=2,
+             models="mlp", order="joint", distill_weight=0.3, save_models=False)
+
+
+def _records(path):
+    import json
+
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.slow
+def test_colluding_swappers_share_one_vote_in_a_simulated_run(tmp_path):
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    cfg = make_config(dict(SMALL, num_clients=5, seed=2, algorithm="knfu", **{
+        "knfu.distance": "class_hellinger", "fault.kind": "swap", "fault.swap": "3:8",
+        "fault.collude": True, "fault.num_malicious": 2}))
+    summary = run_simulation(cfg, tmp_path / "run", progress=False)
+    for record in _records(tmp_path / "run"):
+        # the two colluders uploaded one answer (their distance is ~0): one vote between them
+        assert record["shared_votes"] == [1, 1, 1, 2, 2], record["round"]
+        assert record["fused_clients"] == [0, 1, 2, 3, 4]
+    assert summary["robustness"]["malicious_clients"] == [3, 4]
+
+
+@pytest.mark.slow
+def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(tmp_path):
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    base = dict(SMALL, num_clients=3, seed=4, algorithm="knfu", **{"server.min_contributors": 1})
+    bad = run_simulation(make_config(dict(base, **{"fault.malformed": ["2:2:negative_entry"]})), tmp_path / "neg",
+                         progress=False)
+    gone = run_simulation(make_config(dict(base, **{"fault.malformed": ["2:2:missing_key"]})), tmp_path / "gone",
+                          progress=False)
+    assert bad["rejected_replies"] == {"bad_probabilities": 1} and gone["rejected_replies"] == {"missing_key": 1}
+    for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
+        assert bad[key] == gone[key], key
+    last = _records(tmp_path / "neg")[-1]
+    assert last["fused_clients"] == [0, 1] and min(last["neighbour_counts"]) > 0
+
+
+@pytest.mark.slow
+def test_min_contributors_with_a_pool_of_two_under_sampling(tmp_path):
+    """Two clients sampled per round, replies never reused: every target would be the other client's upload
+    (KnFu; FedMD's would be half of it), so nobody gets targets, and every round's record says why."""
+    from server.simulate import simulate
+    from fedkd.config import make_config
+
+    for algorithm in ("knfu",):
+        cfg = make_config(dict(SMALL, num_clients=4, clients_per_round=2, rounds=2, seed=1, algorithm=algorithm,
+                               **{"server.max_staleness": 0}))
+        simulate(cfg, str(tmp_path / algorithm), progress=False)
+        records = _records(tmp_path / algorithm)
+        for record in records:
+            assert len(record["fused_clients"]) == 2
+            assert sorted(record["without_targets"]) == sorted(map(str, record["fused_clients"]))
+            assert all("server.min_contributors=2" in why for why in record["without_targets"].values())
+            assert record["distilled_clients"] == []
