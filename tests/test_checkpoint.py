@@ -209,38 +209,45 @@ def test_node_state_round_trip_keeps_two_rounds(tmp_path):
     assert not restore_node_state(tmp_path, 2, 1, context(RecordDict()))
 
 
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A run 'crashed' after round 2 of 3 (fault.stop_after_round): its folder, to copy and resume."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    stopped = run_simulation(make_config(TINY).replace(fault__stop_after_round=2), out, progress=False)
+    assert stopped["rounds"] == 2
+    return out
+
+
 @pytest.mark.slow
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    """3 rounds straight vs. a 'crash' after round 2 (fault.stop_after_round) and `fedkd simulate --resume`."""
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, stopped_run):
+    """3 rounds straight vs. a 'crash' after round 2 and `fedkd simulate --resume`; on the way, a resume from a
+    tampered checkpoint is refused, leaves every file as it was, and the good checkpoint then resumes."""
     cfg = make_config(TINY)
     full, half = tmp_path / "full", tmp_path / "a-much-longer-folder-name"  # paths no longer travel
     straight = run_simulation(cfg, full, progress=False)
 
-    stopped = run_simulation(cfg.replace(fault__stop_after_round=2), half, progress=False)
-    assert stopped["rounds"] == 2
+    shutil.copytree(stopped_run, half)
     assert json.loads((half / "checkpoint.json").read_text())["round"] == 2
     for c in range(3):
         assert sorted(os.listdir(half / "nodes" / f"client-{c}")) == [f"client_{c}_round_{r}.state" for r in (1, 2)]
+
+    good = _files(half)
+    TAMPERING["nan targets"][0](half)  # what a hostile DS-FL client could get checkpointed, or a torn write
+    tampered = _files(half)
+    assert fedkd_main(["simulate", "--resume", "--out", str(half), "--quiet"]) == 2
+    assert _files(half) == tampered  # refused: nothing written, the records are all there
+    for name, data in good.items():  # the good checkpoint back
+        (half / name).write_bytes(data)
 
     assert fedkd_main(["simulate", "--resume", "--out", str(half), "--quiet"]) == 0
     resumed = json.loads((half / "summary.json").read_text())
     assert resumed == json.loads((full / "summary.json").read_text()) == straight
     lines = [json.loads(x) for x in (half / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in lines] == [1, 2, 3]
-    assert json.loads((half / "checkpoint.json").read_text())["round"] == 3
+    assert checkpoint.load_checkpoint(half).round == 3  # its records digest extends the resumed one's
 
 
 # ---------------------------------------------------------------- tampering: refused whole, nothing touched
-
-SMALL = dict(TINY, models=["mlp"], rounds=2, transfer_size=60, local_test_size=40, revisit_epochs=1)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "r"
-    run_simulation(make_config(SMALL), out, progress=False)
-    return out
-
 
 def _files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -260,8 +267,14 @@ def _rewrite(out, change, forge=True):
 
 
 def _swap(state):
-    state["targets/0"], state["targets/1"] = state["targets/1"], state["targets/0"]
+    first, second = sorted(k for k in state if k.startswith("targets/"))[:2]
+    state[first], state[second] = state[second], state[first]
     return state
+
+
+def _nan_last_targets(state):
+    last = sorted(k for k in state if k.startswith("targets/"))[-1]
+    return {**state, last: np.full_like(state[last], np.nan)}
 
 
 def _nudge(state):
@@ -295,9 +308,8 @@ TAMPERING = {
     "nan targets": (lambda o: _rewrite(o, lambda s: {k: np.full_like(v, np.nan) if k.startswith("targets/") else v
                                                      for k, v in s.items()}, forge=False),
                     "entry 'targets/0' was changed after it was written"),
-    "swapped targets": (lambda o: _rewrite(o, _swap, forge=False), "entry 'targets/0' was changed"),
-    "nan targets, digests forged": (lambda o: _rewrite(o, lambda s: {**s, "targets/1": np.full_like(
-        s["targets/1"], np.nan)}), "targets/1: non_finite"),
+    "swapped targets": (lambda o: _rewrite(o, _swap, forge=False), "was changed after it was written"),
+    "nan targets, digests forged": (lambda o: _rewrite(o, _nan_last_targets), "NaN/Inf entries"),
     "entries of -0.0009": (lambda o: _rewrite(o, _nudge), "negative probabilities"),
     "failed_rounds -1e9": (lambda o: _rewrite(o, lambda s: {**s, "failed_rounds": np.array([-10**9])}),
                            "entry 'failed_rounds'"),
@@ -317,39 +329,25 @@ TAMPERING = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(TAMPERING))
-def test_a_tampered_checkpoint_is_refused_naming_it_and_every_file_stays(finished_run, tmp_path, capsys, case):
+def test_a_tampered_checkpoint_is_refused_naming_it_and_every_file_stays(stopped_run, tmp_path, capsys, case):
     from server.rounds import run_federation
 
     tamper, message = TAMPERING[case]
     out = tmp_path / "r"
-    shutil.copytree(finished_run, out)
+    shutil.copytree(stopped_run, out)
     tamper(out)
     before = _files(out)
-    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 2
+    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert _files(out) == before
     if case == "FIFO as arrays":
         return
     # the server's own check (a deployment resumes through it) refuses before it writes anything too
-    cfg = make_config(dict(SMALL, rounds=3, **{"server.resume": True}))
+    cfg = make_config(dict(TINY, **{"server.resume": True}))
     with pytest.raises(CheckpointError):
         run_federation(None, cfg, out, progress=False)
     assert _files(out) == before
-
-
-@pytest.mark.slow
-def test_after_a_refused_resume_the_good_checkpoint_resumes(finished_run, tmp_path):
-    out = tmp_path / "r"
-    shutil.copytree(finished_run, out)
-    good = _files(out)
-    TAMPERING["nan targets"][0](out)
-    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 2
-    for name, data in good.items():
-        (out / name).write_bytes(data)
-    assert fedkd_main(["simulate", "--resume", "--out", str(out), "--set", "rounds=3", "--quiet"]) == 0
-    assert [json.loads(x)["round"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    assert checkpoint.load_checkpoint(out).round == 3  # its records digest extends the resumed one's
 
 
 @pytest.mark.parametrize("meta,message", [

@@ -348,7 +348,7 @@ def npz_arrays(path: Path, keys: Sequence[str], error: type[DataFolderError]) ->
     try:
         npz_members(path, MAX_NPZ_BYTES, "data file")  # declared sizes checked before anything is inflated
     except UnsafeInput as exc:
-        raise error(str(exc)) from None
+        raise error(f"{path}: not a readable .npz file ({exc})") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data.files]

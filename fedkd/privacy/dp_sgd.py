@@ -15,7 +15,7 @@ Distillation on the public transfer set
 The distillation loss touches only public inputs and targets that are themselves functions of
 DP uploads, so it needs no clipping and no noise. It is taken as its *own* step, with its own
 plain optimiser and Opacus' per-sample hooks switched off, right after each private step:
-``theta <- theta - lr * noisy_private_grad``, then ``theta <- theta - lr * public_grad``. The
+``theta <- theta - lr * noisy_private_grad``, then ``theta <- theta - (lr * distill_weight) * public_grad``. The
 private gradient is the only one computed on private data; the public step is a data-independent
 function of the current (already private) parameters, i.e. post-processing between two DP steps,
 and adaptive composition covers the sequence. (Summing the two losses into one backward would
@@ -141,7 +141,8 @@ def train_private(model: nn.Module, x: np.ndarray, y: np.ndarray, *, clip: float
                   public: tuple[np.ndarray, np.ndarray, float, float] | None = None) -> dict:
     """DP-SGD on (x, y), in place; optionally a plain distillation step on public data after each.
 
-    public: (transfer_x, targets, temperature, distill_weight) for the joint order.
+    public: (transfer_x, targets, temperature, distill_weight) for the joint order; the public step's
+    optimiser runs at ``lr * distill_weight``.
     Returns ``loss`` (mean private cross-entropy of the last epoch), ``steps`` (private steps) and
     ``sample_rate``: what the accountant records as one ``DpStep``.
     """
@@ -183,11 +184,13 @@ def _dp_loop(model, loader, n, q, *, clip, noise_multiplier, epochs, batch_size,
     private_opt = DPOptimizer(_make_optimizer(optimizer, model.parameters(), lr),
                               noise_multiplier=noise_multiplier, max_grad_norm=clip,
                               expected_batch_size=max(1, round(n * q)), generator=noise_gen)
-    public_opt = _make_optimizer(optimizer, model.parameters(), lr) if public is not None else None
+    # The public step's weight scales its learning rate, not its loss: Adam is invariant to a loss scale, so
+    # a weighted loss under its own Adam would take full-size public steps whatever distill_weight says.
+    public_opt = _make_optimizer(optimizer, model.parameters(), lr * float(public[3])) if public else None
     if public is not None:
         px = torch.as_tensor(np.asarray(public[0], np.float32)).to(device)
         pt = torch.as_tensor(np.asarray(public[1], np.float32)).to(device)
-        temperature, weight = float(public[2]), float(public[3])
+        temperature = float(public[2])
         public_order, cursor = torch.randperm(len(px), generator=sampler_gen), 0
     steps, total, seen = 0, 0.0, 0
     try:
@@ -212,7 +215,7 @@ def _dp_loop(model, loader, n, q, *, clip, noise_multiplier, epochs, batch_size,
                         cursor += batch_size
                         gsm.disable_hooks()  # public data: no per-sample gradients, no clipping, no noise
                         public_opt.zero_grad(set_to_none=True)
-                        (weight * _kd_loss(model(px[pidx]), pt[pidx], temperature)).backward()
+                        _kd_loss(model(px[pidx]), pt[pidx], temperature).backward()
                         public_opt.step()
                         public_opt.zero_grad(set_to_none=True)
                         gsm.enable_hooks()
