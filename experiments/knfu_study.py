@@ -5,7 +5,8 @@
     python experiments/knfu_study.py liars    [--seeds 0]
     python experiments/knfu_study.py grid     [--seeds 0,1,2]
     python experiments/knfu_study.py edges    [--setting lp3,collude --seeds 0,1,2]  # issue 19: small groups,
-                                              # colluders, one swapper, skew (+ lp3-val, dir0.1-val: the choice)
+                                              # colluders, one swapper, skew (+ lp3-val, dir0.1-val: the choice;
+                                              # fashion-dir0.1, fashion-dir0.5: strong skew on Fashion-MNIST)
     python experiments/knfu_study.py heatmap  # experiments/runs/knfu_conflict_weights.png from the lp2 seed-0 runs
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
@@ -131,6 +132,9 @@ EDGE_SETTINGS = {
     # the same settings on the validation split, where the rule was chosen
     "lp3-val": {"conflict.kind": "label_permutation", "conflict.groups": 3, "partition": "iid", "eval_split": "val"},
     "dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
+    # strong and mild label skew on Fashion-MNIST (experiments/configs/fashion.toml: 10 rounds, M = 1000)
+    "fashion-dir0.1": {"partition": "dirichlet", "alpha": 0.1},
+    "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
@@ -157,7 +161,9 @@ def plan_edges(seeds, settings=None):
              "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
              "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
              "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
-             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7")}
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
+             "fashion-dir0.1": ("knfu-near", "fedmd"),
+             "fashion-dir0.5": ("knfu-near", "fedmd")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:

@@ -108,7 +108,8 @@ class ServerSettings:
     node_wait_timeout: float = setting(300.0, "seconds to wait for the expected nodes to connect", POSITIVE)
     identify_timeout: float = setting(30.0, "seconds to wait for new nodes' answers to the identify query; a node "
                                       "is asked once per node id, and a late answer is still taken in a later "
-                                      "round", POSITIVE)
+                                      "round; while no node has answered yet, the wait lasts up to "
+                                      "server.node_wait_timeout", POSITIVE)
     min_replies: int = setting(1, "fewest valid replies a round needs to fuse", AT_LEAST_1)
     max_failed_rounds: int = setting(3, "stop the run after this many rounds in a row with fewer than "
                                      "server.min_replies valid replies", AT_LEAST_1)

@@ -48,10 +48,15 @@ def engine_assignment(grid: Grid) -> dict[int, int] | None:
 class IdentityBook:
     """The binding node id <-> client id, and the alarms raised against it."""
 
-    def __init__(self, num_clients: int, registry: dict | None = None, timeout: float = 60.0):
+    def __init__(self, num_clients: int, registry: dict | None = None, timeout: float = 60.0,
+                 first_timeout: float = 0.0):
         self.num_clients = num_clients
         self.registry = registry
         self.timeout = timeout
+        # While no node is bound a round could do nothing, so the wait for the first answer may last up to
+        # first_timeout (server.node_wait_timeout): cold ClientApps (a Python start, torch's import, the
+        # node's data) can take longer than identify_timeout on a loaded machine.
+        self.first_timeout = max(timeout, first_timeout)
         self.client_of: dict[int, int] = {}   # node id -> client id
         self.node_of: dict[int, int] = {}     # client id -> node id
         self.verified: set[int] = set()       # nodes whose own answer agreed with their binding
@@ -87,8 +92,9 @@ class IdentityBook:
         Elsewhere every live node without a binding is asked, once per node id (a restarted node has a
         new id and proves itself again).
 
-        Liveness: only newly asked nodes are waited for, at most ``timeout`` (server.identify_timeout);
-        a node that stays silent costs that wait once, never again. Its answer, if it ever comes, is
+        Liveness: only newly asked nodes are waited for, at most ``timeout`` (server.identify_timeout),
+        or, while no node at all is bound, up to ``first_timeout`` for the first answer and ``timeout`` more
+        for the others; a node that stays silent costs that wait once, never again. Its answer, if it ever comes, is
         taken without waiting at a later refresh (the query stays pending at the SuperLink).
         """
         if self._engine is None:
@@ -119,13 +125,21 @@ class IdentityBook:
         for message_id, nid in zip(grid.push_messages(messages), node_ids):
             self._pending[message_id] = nid
         first_wait, longest_wait = dispatch.poll_seconds(grid)
-        wait, deadline = first_wait, time.monotonic() + self.timeout
+        started = time.monotonic()
+        wait, deadline = first_wait, started + self.timeout
         waiting = set(self._pending)
-        while waiting & set(self._pending) and time.monotonic() < deadline:
+        while waiting & set(self._pending):
+            now = time.monotonic()
+            limit = deadline if self.client_of else started + self.first_timeout
+            if now >= limit:
+                break
+            none_bound = not self.client_of
             got = list(grid.pull_messages(list(waiting & set(self._pending))))
             self._collect(grid, got, live)
+            if none_bound and self.client_of and now > deadline:  # the first answer came late: the others,
+                deadline = now + self.timeout                      # as cold as it was, get the usual wait
             if not got:
-                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(wait, max(0.0, limit - time.monotonic())))
                 wait = min(wait * dispatch.BACKOFF, longest_wait)
         silent = [self._pending[m] for m in waiting if m in self._pending]
         if silent:

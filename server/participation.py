@@ -31,6 +31,7 @@ class Participation:
     def __init__(self, settings: ServerSettings, identities: IdentityBook):
         self.settings = settings
         self.identities = identities
+        self.absent: dict[int, str] = {}  # the last plan's chosen clients without a live node -> why
 
     def plan(self, grid: Grid, round_num: int) -> tuple[list[int], dict[int, int], int]:
         """(sampled client ids, {node id: client id} of those with a live, bound node, live node count)."""
@@ -43,8 +44,15 @@ class Participation:
             node = self.identities.node_of.get(client)
             if node is not None and node in live_set:
                 plan[node] = client
-        absent = len(chosen) - len(plan)
-        if absent:
-            log.warning("round %d: %d of the %d chosen clients have no identified live node", round_num, absent,
-                        len(chosen))
+        self.absent = {client: self._why_absent(client) for client in chosen if client not in plan.values()}
+        if self.absent:
+            log.warning("round %d: %d of the %d chosen clients have no identified live node", round_num,
+                        len(self.absent), len(chosen))
         return chosen, plan, len(live)
+
+    def _why_absent(self, client: int) -> str:
+        """The round record's reason for a chosen client that is sent nothing (its line on the console)."""
+        if client in self.identities.node_of:
+            return f"absent: its node {self.identities.node_of[client]} is no longer connected"
+        return ("absent: no connected node has identified itself as this client (not connected, or no answer "
+                "to the identify query within server.identify_timeout yet)")

@@ -39,7 +39,8 @@ def build_strategy(cfg: Config, facts: PublicFacts, observer: RoundObserver):
     """The run's algorithm: FedAvg, or knowledge fusion with its registered rule."""
     settings = cfg.server
     registry = load_registry(settings.identity_registry) if settings.identity_registry else None
-    identities = IdentityBook(settings.num_clients, registry, timeout=settings.identify_timeout)
+    identities = IdentityBook(settings.num_clients, registry, timeout=settings.identify_timeout,
+                              first_timeout=settings.node_wait_timeout)
     if cfg.run.exchanges_weights:
         return CheckedFedAvg(cfg, facts, identities, on_reject=observer.on_reject)
     return KnowledgeFusion(cfg.fusion_rule, cfg, facts, identities, on_reject=observer.on_reject)

@@ -121,6 +121,8 @@ class FedkdStrategy(Strategy):
         replies = list(replies)
         screened = screen(replies, self.reply_rules(server_round), self.identities, set(self._sent),
                           self.on_reject)
+        for client, why in self.participation.absent.items():  # chosen, sent nothing: said per client too
+            screened.refusals.setdefault(f"client {client}", why)
         record = round_record(server_round, screened, sent=len(self._sent), received=len(replies),
                               nodes=self._nodes, sampled=self._sampled if self.settings.sampling else None,
                               bytes_down=self._bytes_down, privacy=self.privacy, canaries=self.canaries,

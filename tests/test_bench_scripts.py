@@ -52,8 +52,9 @@ def test_round_overhead_refuses_what_the_bare_loop_does_not_model():
 
 @pytest.mark.slow
 def test_bytes_bench_counts_what_the_wire_format_sends():
+    # a pool of 2 peers: min_contributors=1 so that every client gets targets and sends the full payload back
     record = run_bench("bytes", "--seeds", "0", "--rounds", "2", "--formats", "float32,uint8:1",
-                       "--set", "num_clients=3", *TINY)
+                       "--set", "num_clients=3", "--set", "server.min_contributors=1", *TINY)
     f32, top1, fedavg = record["formats"]["float32"], record["formats"]["uint8:1"], record["fedavg"]
     m, c = record["transfer_size"], record["classes"]
     assert f32["payload_bytes_per_client_round"] == 2 * m * c * 4

@@ -177,7 +177,8 @@ def test_dp_sgd_through_the_simulation(tmp_path):
 
     cfg = make_config(dict(num_clients=3, rounds=2, transfer_size=100, local_test_size=50, revisit_epochs=2,
                            models=["mlp", "cnn_medium"], order="joint",
-                           **{"privacy.dp_sgd": True, "privacy.dp_target_epsilon": 4.0}))
+                           **{"privacy.dp_sgd": True, "privacy.dp_target_epsilon": 4.0,
+                              "server.min_contributors": 1}))  # a pool of 2 peers: every client gets targets
     s = run_simulation(cfg, tmp_path / "run", progress=False)
     rounds = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert set(rounds[0]["training_epsilon_per_client"]) == {"0", "1", "2"}

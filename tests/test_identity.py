@@ -78,3 +78,47 @@ def test_a_broken_registry_is_refused_naming_the_file(tmp_path, keys):
     same = node_identity.write_registry(tmp_path / "same.json", {0: keys[0][1], 1: keys[0][1]})
     with pytest.raises(node_identity.IdentityError, match="one key for two client ids"):
         node_identity.load_registry(same)
+
+
+class ColdNodes:
+    """What IdentityBook reads of Flower's Grid, for nodes whose answers come ``answer_after`` s after the query
+    (a cold ClientApp); a node not in ``answer_after`` never answers."""
+
+    def __init__(self, answer_after: dict[int, float]):
+        import time
+
+        self.answer_after, self.clock = answer_after, time.monotonic
+        self.sent: dict[str, tuple[int, float]] = {}
+
+    def push_messages(self, messages):
+        ids = [f"query-{m.metadata.dst_node_id}" for m in messages]
+        for message_id, m in zip(ids, messages):
+            self.sent[message_id] = (m.metadata.dst_node_id, self.clock())
+        return ids
+
+    def pull_messages(self, message_ids):
+        from types import SimpleNamespace
+
+        due = [(mid, self.sent[mid][0]) for mid in message_ids
+               if self.sent[mid][0] in self.answer_after
+               and self.clock() - self.sent[mid][1] >= self.answer_after[self.sent[mid][0]]]
+        return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=mid, src_node_id=node))
+                for mid, node in due]
+
+
+def test_while_no_node_is_bound_the_first_answers_are_waited_for_past_identify_timeout(monkeypatch):
+    """Every node answers after identify_timeout (cold ClientApps): the first wait lasts up to first_timeout
+    and then identify_timeout more, so the run's first round has its nodes instead of nothing."""
+    monkeypatch.setattr(protocol, "parse_identify_reply",
+                        lambda reply, n: protocol.IdentifyAnswer(reply.metadata.src_node_id - 11, None))
+    book = IdentityBook(2, timeout=0.3, first_timeout=30.0)
+    book._identify(ColdNodes({11: 0.8, 12: 0.9}), [11, 12], {11, 12})
+    assert book.client_of == {11: 0, 12: 1} and not book._pending
+
+
+def test_once_a_node_is_bound_a_silent_one_costs_only_identify_timeout(monkeypatch):
+    monkeypatch.setattr(protocol, "parse_identify_reply",
+                        lambda reply, n: protocol.IdentifyAnswer(reply.metadata.src_node_id - 11, None))
+    book = IdentityBook(2, timeout=0.3, first_timeout=30.0)
+    book._identify(ColdNodes({11: 0.0}), [11, 12], {11, 12})  # node 12 never answers
+    assert book.client_of == {11: 0} and list(book._pending.values()) == [12]  # its answer stays welcome

@@ -126,3 +126,27 @@ def test_a_sampled_simulation_records_the_draw_and_follows_the_rule(tmp_path):
         assert full.shape == (6, 6) and np.allclose(full.sum(axis=1)[want["pool"]], 1.0)
         assert not full[[c for c in range(6) if c not in want["pool"]]].any()
     assert records[0]["distilled_clients"] == []  # nobody has targets in round 1
+
+
+# ------------------------------------------------------------------ a chosen client without a node
+
+def test_a_chosen_client_without_a_live_node_is_named_with_its_reason():
+    """Sent nothing is not silent: each absent client gets a reason (the round record's ``refusals``)."""
+    from server.identity import IdentityBook
+    from server.participation import Participation
+
+    class TwoLiveNodes:  # what Participation reads of Flower's Grid (no identify query: the book is filled)
+        def get_node_ids(self):
+            return [11, 12]
+
+    book = IdentityBook(num_clients=3)
+    book._bind(11, 0)
+    book._bind(13, 1)  # client 1's node has gone away
+    book.refresh = lambda grid, live, clients=None: None
+    participation = Participation(settings(num_clients=3, clients_per_round=0), book)
+    chosen, plan, live = participation.plan(TwoLiveNodes(), 1)
+    assert chosen == [0, 1, 2] and plan == {11: 0} and live == 2
+    absent = participation.absent
+    assert set(absent) == {1, 2}
+    assert absent[1].startswith("absent: its node 13 is no longer connected")
+    assert absent[2].startswith("absent: no connected node has identified itself") and "identify_timeout" in absent[2]

@@ -4,7 +4,8 @@ Both sides run the same clients through the product's code with the same data, m
 one torch thread per client. The client half is ``fedkd.client_step.client_step`` (local round, release,
 epsilon) on the inputs a simulated node assembles (``clients.node.load_node``). The server half is the
 configured fusion rule (``fedkd.fusion.get_rule(algorithm)``, called with the rule's own parameters) and
-the same mapping from the rule's rows to each client's next targets that ``KnowledgeFusion`` keeps. The
+the floor of ``server.min_contributors`` (``fedkd.fusion.contributors.require_contributors``) and the same
+mapping from the rule's rows to each client's next targets that ``KnowledgeFusion`` keeps. The
 Flower side is ``server.simulate.simulate`` with Ray limited to one CPU (``sim.num_cpus=1``,
 ``sim.client_cpus=1``): one client actor, so clients run one after another exactly like the bare loop
 and the ratio measures the framework, not parallelism. (The default simulation runs one actor per core;
@@ -50,6 +51,7 @@ def bare_run(cfg) -> dict:
     from clients.node import load_node
     from fedkd.client_step import client_step, new_client_model
     from fedkd.fusion import get_rule
+    from fedkd.fusion.contributors import require_contributors
     from fedkd.training import resolve_device
 
     torch.set_num_threads(1)  # what Ray gives an actor with num_cpus=1
@@ -71,6 +73,7 @@ def bare_run(cfg) -> dict:
         releases = [u.releases for u in uploads]
         result = rule.fuse(np.stack([u.soft_labels for u in uploads]),
                            np.array([u.num_examples for u in uploads], dtype=np.float64), **params)
+        result, _ = require_contributors(result, cfg.server.min_contributors)  # as the strategy does
         targets = next_targets(result, ids)
         rounds.append(time.perf_counter() - started)
         alma.append(float(np.mean([u.metrics["acc_local"] for u in uploads])))

@@ -91,6 +91,9 @@ class LocalSetup:
     data: Path | None = None  # a `fedkd export` folder: node i reads <data>/node-<i>, the server only <data>/transfer
     app_dir: Path = field(default_factory=default_app_dir)
     ready_timeout: float = 120.0  # seconds for the link or a node to come up (a loaded machine is slow)
+    # Read every node folder before any process starts and refuse the run on a problem. Off, the federation
+    # behaves as separate hosts do: each node checks only its own folder and refuses its own bad files.
+    check_data: bool = True
 
 
 @dataclass
@@ -206,7 +209,7 @@ class LocalFederation:
 
             # every node folder and the transfer set are read now: all their problems before any process starts
             cfg = with_data_dir(cfg.replace(data_dir=str(Path(self.setup.data).resolve())))
-            if cfg != self._data_checked:
+            if self.setup.check_data and cfg != self._data_checked:
                 cfg = self._data_checked = check_folders(cfg, self.setup.nodes)
         run_config_string(cfg, self.app_keys)  # refuses keys the app cannot take, before anything starts
         return cfg
