@@ -19,7 +19,9 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     cfg = make_config(dict(context.run_config))
     with serve_metrics(cfg.metrics) as observer:  # /metrics while the run lasts (metrics.port)
-        run_federation(grid, cfg, observer=observer)
+        summary = run_federation(grid, cfg, observer=observer)
+    if summary.get("failure"):  # records written; now Flower marks the run finished:failed (flwr ls, fedkd submit)
+        raise RuntimeError(f"the run failed: {summary['failure']}")
 
 
 def make_server_app(cfg: Config, result: dict, progress: bool = True, observer=None) -> ServerApp:

@@ -424,6 +424,34 @@ def test_a_restarted_node_gets_its_id_back(hostile_federation):
     assert back + 1 < len(rounds) and 1 in rounds[back + 1]["distilled_clients"]
 
 
+@pytest.mark.deployment
+def test_a_deployed_run_that_achieved_nothing_is_failed_and_names_each_node(tmp_path):
+    """Both nodes read another copy of the transfer set (one image changed): every reply is refused. The run
+    is finished:failed for Flower too (flwr ls, fedkd submit), and the console names each node's reason."""
+    data = tmp_path / "data"
+    two = {**TINY, "num_clients": 2, "rounds": 2}
+    assert fedkd_main(["export", "--out", str(data)] + [a for k, v in two.items() for a in ("--set", f"{k}={v}")]) == 0
+    other = tmp_path / "other-transfer"
+    subprocess.run(["cp", "-r", str(data / "transfer"), str(other)], check=True)
+    first, second = sorted(other.glob("*.png"))[:2]
+    first.write_bytes(second.read_bytes())
+    shouted: list[str] = []
+    fed = LocalFederation(LocalSetup(nodes=2, workdir=tmp_path / "fed", data=data, tls=False, auth=False),
+                          say=lambda m: print(m, flush=True), shout=shouted.append)
+    try:
+        fed.start(node_configs={i: {"transfer-dir": str(other)} for i in range(2)})
+        run_id, cfg = fed.submit(make_config(two))
+        result = fed.wait(run_id, cfg, timeout=600)
+    finally:
+        fed.close()
+    assert result.status == "finished:failed" and not result.ok
+    assert result.summary["failure"] == "no reply was valid in any of the 2 rounds"
+    for client in (0, 1):
+        assert any(line.startswith(f"round 1: client {client} refused:") and "transfer set mismatch" in line
+                   for line in shouted), shouted
+    assert any("the run FAILED: no reply was valid" in line for line in shouted)
+
+
 @pytest.fixture(scope="module")
 def node_loss_run(tmp_path_factory):
     """One TLS + auth federation of 3 nodes; two intruders try to join; node 2 is SIGKILLed mid-round 2.
