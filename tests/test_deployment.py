@@ -540,7 +540,9 @@ def test_every_process_is_stopped_by_pid(node_loss_run):
 def test_a_silent_extra_node_costs_the_identify_timeout_once(tmp_path):
     """A registered node that joins and then hangs (SIGSTOP) is asked to identify itself once, waited for at
     most server.identify_timeout once, and never waited for in a train round. Before, it was asked again
-    every round with the whole reply timeout: here 2 x 600 s, far beyond the run's 500 s budget."""
+    every round with the whole reply timeout: here 2 x 600 s, far beyond the run's 500 s budget. The two
+    real nodes train with DP-SGD (the deployment path of ``privacy.dp_sgd``: noise from OS entropy, the
+    accountant in each node's state, epsilon in the records)."""
     fed = LocalFederation(LocalSetup(nodes=2, workdir=tmp_path / "fed"), say=lambda m: print(m, flush=True))
     silent = None
     try:
@@ -551,7 +553,8 @@ def test_a_silent_extra_node_costs_the_identify_timeout_once(tmp_path):
         wait_until(lambda: NODE_ACCEPTED in silent.log_text(), 120, "the extra node to join", [silent])
         os.kill(silent.pid, signal.SIGSTOP)  # connected, then hung: it answers nothing
         cfg = make_config({**TINY, "num_clients": 2, "rounds": 2, "server.reply_timeout": 600.0,
-                           "server.identify_timeout": 30.0})  # the default: a cold ClientApp takes > 10 s here
+                           "server.identify_timeout": 30.0,  # the default: a cold ClientApp takes > 10 s here
+                           "privacy.dp_sgd": True, "privacy.dp_target_epsilon": 8.0})
         run_id, cfg = fed.submit(cfg)
         result = fed.wait(run_id, cfg, timeout=500)
     finally:
@@ -565,6 +568,9 @@ def test_a_silent_extra_node_costs_the_identify_timeout_once(tmp_path):
     assert rounds[0]["nodes"] == 3  # it was connected when the run began ...
     log = result.log_path.read_text()
     assert log.count("did not answer the identify query within 30 s") == 1  # ... and was waited for once
+    for r in rounds:
+        assert set(r["training_epsilon_per_client"]) == {"0", "1"}
+    assert 0 < result.summary["privacy"]["training_epsilon"] <= 8.0 and result.summary["privacy"]["training_delta"] > 0
 
 
 @pytest.mark.deployment
