@@ -66,13 +66,15 @@ LIE_KINDS = ("random", "flip", "shift", "mimic")
 LIARS = 3
 
 
-def default_knfu() -> tuple[str, float]:
+def default_knfu() -> tuple[str, float, str]:
     keys = schema()
-    return keys["knfu.distance"].default, float(keys["knfu.beta"].default)
+    return keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default
 
 
-def knfu(distance: str, beta: float) -> tuple[str, dict]:
-    return f"knfu-{distance}-b{beta:g}", {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta}
+def knfu(distance: str, beta: float, scale: str = "median") -> tuple[str, dict]:
+    """A KnFu variant, its scale pinned (the issue-13 rules ran with the median scale; the label names any other)."""
+    label = f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
+    return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale}
 
 
 def variants(names: list[str]) -> list[tuple[str, dict]]:
