@@ -136,6 +136,18 @@ def pm(values, scale=1.0, digits=3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def advantage_text(cell: list[dict]) -> str:
+    """The label-distribution attack's advantage over the no-upload guess (TV), pooled over the cell's
+    clients and seeds, with its bootstrap interval (``fedkd.audit.label_distribution.advantage``)."""
+    from fedkd.audit.label_distribution import advantage
+
+    gaps = [b - t for r in cell for t, b in zip(r["ldi_tv_per_client"], r["ldi_baseline_tv_per_client"])]
+    adv = advantage(gaps)
+    if adv["ci95"] is None:
+        return f"{adv['mean']:+.3f}"
+    return f"{adv['mean']:+.3f} [{adv['ci95'][0]:+.3f}, {adv['ci95'][1]:+.3f}]" + (" leaks" if adv["leaks"] else "")
+
+
 def table() -> str:
     rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
     data = sorted({r["key"]["dataset"] for r in rows})
@@ -144,8 +156,8 @@ def table() -> str:
              "validation split; "
              "mean ± std over seeds (n per cell in the last column).", "",
              "| target ε | algorithm | ALMA (%) | global acc (%) | accounted ε | empirical lower bound | "
-             "LDI TV (round-1 uploads) | no-upload TV | n |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "LDI TV (round-1 uploads) | no-upload TV | LDI advantage, 95 % CI (clients × seeds) | n |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for eps in EPSILONS:
         for algorithm in ALGORITHMS:
             cell = [r for r in rows if r["key"]["algorithm"] == algorithm and r["key"]["epsilon"] == eps]
@@ -155,7 +167,7 @@ def table() -> str:
                 f"| {'∞' if math.isinf(eps) else f'{eps:g}'} | {algorithm} | {pm([r['alma'] for r in cell], 100, 1)} "
                 f"| {pm([r['global_acc'] for r in cell], 100, 1)} | {pm([r['training_epsilon'] for r in cell], 1, 2)} "
                 f"| {pm([r['empirical_lower_bound'] for r in cell], 1, 2)} | {pm([r['ldi_tv'] for r in cell])} "
-                f"| {pm([r['ldi_baseline_tv'] for r in cell])} | {len(cell)} |")
+                f"| {pm([r['ldi_baseline_tv'] for r in cell])} | {advantage_text(cell)} | {len(cell)} |")
     return "\n".join(lines)
 
 

@@ -152,6 +152,30 @@ def test_label_distribution_inference_recovers_a_skewed_histogram_from_plain_upl
         label_distribution_inference({0: upload[:, :1]}, {0: np.ones(10)}, population)
 
 
+def test_the_advantage_interval_says_whether_uploads_tell_more_than_the_guess():
+    """Uploads that follow each client's histogram leak (interval above 0); uploads that are the population's
+    proportions do not (the interval is at 0); one client gets no interval."""
+    from fedkd.audit.label_distribution import label_distribution_inference
+
+    rng = np.random.default_rng(0)
+    histograms = {c: rng.multinomial(200, rng.dirichlet(np.full(10, 0.3))) for c in range(8)}
+    population = np.sum(list(histograms.values()), axis=0)
+
+    def upload_like(hist):  # 100 public answers whose top classes follow ``hist``
+        tops = rng.choice(10, size=100, p=hist / hist.sum())
+        return np.eye(10)[tops] * 0.9 + 0.01
+
+    telling = label_distribution_inference({c: upload_like(h) for c, h in histograms.items()}, histograms,
+                                           population)
+    assert telling["advantage"]["tv"]["leaks"] and telling["advantage"]["tv"]["ci95"][0] > 0
+    blind = label_distribution_inference({c: np.tile(population / population.sum(), (100, 1)) for c in histograms},
+                                         histograms, population, estimator="mean")
+    low, high = blind["advantage"]["tv"]["ci95"]
+    assert not blind["advantage"]["tv"]["leaks"] and abs(low) < 1e-9 and abs(high) < 1e-9
+    one = label_distribution_inference({0: upload_like(histograms[0])}, {0: histograms[0]}, population)
+    assert one["advantage"]["tv"]["ci95"] is None and one["advantage"]["tv"]["leaks"] is None
+
+
 def test_the_accountant_history_survives_the_node_checkpoint(tmp_path):
     from flwr.app import Context, RecordDict
 

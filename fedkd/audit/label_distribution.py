@@ -12,6 +12,11 @@ histogram from them alone. Two estimators, both a plain function of one (M, C) u
 
 Both are reported; the headline (``kl``, ``tv``) is the stronger of the two on the audited clients.
 
+How much the uploads leak is the attack's *advantage*: the no-upload guess's error minus the attack's,
+per client, with a 95 % percentile bootstrap interval over the audited clients (``scipy.stats.bootstrap``).
+An interval above 0 means the uploads tell the server more than it knew; one that contains 0 means the
+attack is no better than the guess, at this many clients.
+
 The error is measured against the client's true histogram as KL(true || estimate) (nats) and
 total variation; the baseline is the best guess without the uploads, the population's class
 proportions (all clients' data pooled: what an informed server expects of any client).
@@ -22,7 +27,7 @@ import numpy as np
 
 from .attacks import PrivacyAttack, register_attack
 
-__all__ = ["ESTIMATORS", "estimate_label_distribution", "kl_divergence", "total_variation",
+__all__ = ["ESTIMATORS", "advantage", "estimate_label_distribution", "kl_divergence", "total_variation",
            "label_distribution_inference", "audit_label_distribution_of_run"]
 
 ESTIMATORS = ("vote", "mean")
@@ -99,9 +104,32 @@ def label_distribution_inference(uploads: dict[int, np.ndarray], histograms: dic
         out[str(c)] = entry
     keys = [k for k in next(iter(out.values()), {}) if k not in ("estimate", "true")]
     out["mean"] = {k: float(np.mean([out[str(c)][k] for c in ids])) for k in keys}
+    out["advantage"] = {metric: advantage([out[str(c)][f"baseline_{metric}"] - out[str(c)][metric] for c in ids])
+                        for metric in ("tv", "kl")}
     out["settings"] = {"estimator": estimator,
                        "baseline": "population class proportions (all clients' private data pooled)"}
     return out
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def advantage(gaps: list[float], seed: int = 0) -> dict:
+    """Mean of the per-client gaps (no-upload error - attack error) with a 95 % percentile bootstrap
+    interval over clients; ``leaks`` when the whole interval is above 0. One client: no interval."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(gaps, np.float64)
+    mean = float(values.mean())
+    if values.size < 2 or not np.all(np.isfinite(values)):
+        return {"mean": mean, "ci95": None, "leaks": None, "clients": int(values.size)}
+    if np.ptp(values) == 0:  # every client the same: the bootstrap has nothing to resample
+        low = high = mean
+    else:
+        ci = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
+                       method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return {"mean": mean, "ci95": [low, high], "leaks": bool(low > 0), "clients": int(values.size)}
 
 
 def round_one_uploads(art, clients: list[int], device="cpu") -> dict[int, np.ndarray]:
@@ -153,11 +181,20 @@ def _label_distribution_attack(ctx) -> dict | None:
         return audit_label_distribution_of_run(ctx.art, ctx.clients, ctx.settings)
 
 
+def _interval(result: dict) -> str:
+    adv = result.get("advantage", {}).get("tv") or {}
+    if adv.get("ci95") is None:
+        return f"{adv.get('mean', float('nan')):+.3f}"
+    low, high = adv["ci95"]
+    verdict = "the uploads leak" if adv["leaks"] else "no better than the guess"
+    return f"{adv['mean']:+.3f}, 95 % CI [{low:+.3f}, {high:+.3f}]: {verdict}"
+
+
 LABEL_DISTRIBUTION = register_attack(PrivacyAttack(
     "label_distribution_inference", "Label-distribution inference by the server", _label_distribution_attack,
     needs=("models",),
     summary=lambda r: (f"TV to the true histograms {r['mean']['tv']:.3f} from round-1 uploads "
-                       f"(no-upload guess {r['mean']['baseline_tv']:.3f})"),
+                       f"(no-upload guess {r['mean']['baseline_tv']:.3f}; advantage {_interval(r)})"),
     description="The curious server estimates each client's class histogram from its soft labels on the public "
                 "set (Shi, Ouyang and Wang, arXiv 2502.08001); KL and total variation to the true histogram, "
                 "against the population's class proportions."))
