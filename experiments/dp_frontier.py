@@ -1,6 +1,7 @@
 """DP-SGD privacy-utility frontier: epsilon in {1, 3, 8, inf} x {local, FedMD, KnFu} x seeds, one command.
 
     flock /tmp/fedkd-heavy.lock python experiments/dp_frontier.py run      # resumable, one JSON line per run
+    python experiments/dp_frontier.py rmia     # then RMIA on every run (fedkd audit --quick; ~30 s per run)
     python experiments/dp_frontier.py table                                # the Markdown table for the docs
 
 Every run is a real simulation (``run_simulation``, as ``fedkd simulate``) with ``privacy.dp_sgd`` and
@@ -14,7 +15,8 @@ same run without DP-SGD. After each run it measures, with the audit's own functi
   histogram, and the no-upload guess).
 
 Fashion-MNIST (alpha 0.5) when Debian's dataset-fashion-mnist is installed, else digits (say so).
-Sizes are modest (2 shared CPU cores): see SIZES. RMIA is not run here (``fedkd audit`` does it per run).
+Sizes are modest (2 shared CPU cores): see SIZES. ``rmia`` audits every finished run whose folder is still
+there with RMIA (``fedkd audit --attacks membership --quick``).
 """
 from __future__ import annotations
 
@@ -127,6 +129,45 @@ def run(out_root: Path) -> None:
               f"{row['ldi_baseline_tv']:.3f}) {row['seconds']:.0f} s", flush=True)
 
 
+RMIA_LEDGER = ROOT / "results" / "dp_frontier_rmia.jsonl"
+
+
+def run_rmia(out_root: Path) -> None:
+    """RMIA on every finished run: ``fedkd audit RUN --attacks membership --quick`` (2 reference models),
+    one JSON line per run in ``RMIA_LEDGER`` (resumable): TPR at 1 % FPR and AUC, mean and worst client."""
+    import subprocess
+
+    rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in RMIA_LEDGER.read_text().splitlines()
+            if line.strip()} if RMIA_LEDGER.exists() else set()
+    for i, row in enumerate(rows):
+        key = row["key"]
+        if json.dumps(key, sort_keys=True) in done:
+            continue
+        run_dir = out_root / f"{key['dataset']}-{key['algorithm']}-eps{key['epsilon']}-seed{key['seed']}"
+        audit_dir = run_dir / "audit-rmia"
+        if not (run_dir / "config.json").is_file():
+            print(f"[{i + 1}/{len(rows)}] {key}: no run folder at {run_dir}; skipped", flush=True)
+            continue
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fedkd.cli", "audit", str(run_dir), "--out", str(audit_dir),
+                        "--attacks", "membership", "--quick", "--quiet"], check=True)
+        rmia = {c: v["rmia"] for c, v in
+                json.loads((audit_dir / "audit.json").read_text())["membership"]["per_client"].items()}
+        out = {"key": key, "rmia_tpr_1fpr": float(np.mean([v["tpr_at_1fpr"] for v in rmia.values()])),
+               "rmia_tpr_1fpr_worst": float(max(v["tpr_at_1fpr"] for v in rmia.values())),
+               "rmia_auc": float(np.mean([v["auc"] for v in rmia.values()])),
+               "rmia_per_client": rmia_summary(rmia), "seconds": time.perf_counter() - started}
+        with open(RMIA_LEDGER, "a") as fh:
+            fh.write(json.dumps(out) + "\n")
+        print(f"[{i + 1}/{len(rows)}] {key}: RMIA TPR@1%FPR {out['rmia_tpr_1fpr']:.3f} (worst client "
+              f"{out['rmia_tpr_1fpr_worst']:.3f}), AUC {out['rmia_auc']:.3f}, {out['seconds']:.0f} s", flush=True)
+
+
+def rmia_summary(rmia: dict) -> dict:
+    return {c: {"auc": v["auc"], "tpr_at_1fpr": v["tpr_at_1fpr"]} for c, v in rmia.items()}
+
+
 def pm(values, scale=1.0, digits=3) -> str:
     values = [v * scale for v in values if v is not None and math.isfinite(v)]
     if not values:
@@ -148,6 +189,14 @@ def advantage_text(cell: list[dict]) -> str:
     return f"{adv['mean']:+.3f} [{adv['ci95'][0]:+.3f}, {adv['ci95'][1]:+.3f}]" + (" leaks" if adv["leaks"] else "")
 
 
+def rmia_text(cell: list[dict], rmia: dict) -> str:
+    found = [rmia[k] for k in (json.dumps(r["key"], sort_keys=True) for r in cell) if k in rmia]
+    if not found:
+        return "— | —"
+    return (f"{pm([f['rmia_tpr_1fpr'] for f in found], 100, 1)} / {pm([f['rmia_tpr_1fpr_worst'] for f in found], 100, 1)}"
+            f" | {pm([f['rmia_auc'] for f in found], 1, 3)}")
+
+
 def table() -> str:
     rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
     data = sorted({r["key"]["dataset"] for r in rows})
@@ -156,8 +205,11 @@ def table() -> str:
              "validation split; "
              "mean ± std over seeds (n per cell in the last column).", "",
              "| target ε | algorithm | ALMA (%) | global acc (%) | accounted ε | empirical lower bound | "
-             "LDI TV (round-1 uploads) | no-upload TV | LDI advantage, 95 % CI (clients × seeds) | n |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "LDI TV (round-1 uploads) | no-upload TV | LDI advantage, 95 % CI (clients × seeds) | "
+             "RMIA TPR at 1 % FPR (%; mean client / worst) | RMIA AUC | n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rmia = {json.dumps(r["key"], sort_keys=True): r for r in
+            (json.loads(x) for x in RMIA_LEDGER.read_text().splitlines() if x.strip())} if RMIA_LEDGER.exists() else {}
     for eps in EPSILONS:
         for algorithm in ALGORITHMS:
             cell = [r for r in rows if r["key"]["algorithm"] == algorithm and r["key"]["epsilon"] == eps]
@@ -167,17 +219,20 @@ def table() -> str:
                 f"| {'∞' if math.isinf(eps) else f'{eps:g}'} | {algorithm} | {pm([r['alma'] for r in cell], 100, 1)} "
                 f"| {pm([r['global_acc'] for r in cell], 100, 1)} | {pm([r['training_epsilon'] for r in cell], 1, 2)} "
                 f"| {pm([r['empirical_lower_bound'] for r in cell], 1, 2)} | {pm([r['ldi_tv'] for r in cell])} "
-                f"| {pm([r['ldi_baseline_tv'] for r in cell])} | {advantage_text(cell)} | {len(cell)} |")
+                f"| {pm([r['ldi_baseline_tv'] for r in cell])} | {advantage_text(cell)} "
+                f"| {rmia_text(cell, rmia)} | {len(cell)} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("run", "table"))
+    parser.add_argument("what", choices=("run", "rmia", "table"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "dp_frontier"))
     args = parser.parse_args()
     if args.what == "run":
         run(Path(args.out))
+    elif args.what == "rmia":
+        run_rmia(Path(args.out))
     else:
         print(table())
 
