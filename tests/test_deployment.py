@@ -359,7 +359,10 @@ def hostile_federation(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
     cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0,
-                       "server.min_contributors": 1})  # a pool of 3: a returning client must get targets
+                       "server.min_contributors": 1,  # a pool of 3: a returning client must get targets
+                       # the restarted node's cold ClientApp must answer its identify query in the round it
+                       # is asked, not a later one, or round 5 may be its first and no round follows it
+                       "server.identify_timeout": 90.0})
     assert fedkd_main(["export", "--out", str(data)] + [a for k, v in {**TINY, "num_clients": 4}.items()
                                                         for a in ("--set", f"{k}={v}")]) == 0
     (data / "node-2" / "train" / "banana").mkdir()
