@@ -350,7 +350,7 @@ def test_federation_on_exported_folders_equals_the_simulation(tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile_federation(tmp_path_factory):
-    """Four nodes on exported folders, TLS + auth, 5 rounds, and what goes wrong in real deployments:
+    """Four nodes on exported folders, TLS + auth, 7 rounds, and what goes wrong in real deployments:
 
     node 2's folder has a class the transfer set does not know; node 3 reads another copy of the transfer
     set (one image changed); an impostor with a registered key of its own claims client 0; node 1 is
@@ -358,7 +358,8 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    cfg = make_config({**TINY, "num_clients": 4, "rounds": 5, "server.reply_timeout": 150.0,
+    # 7 rounds: node 1 is re-admitted only after about a minute of missed heartbeats, while rounds go on
+    cfg = make_config({**TINY, "num_clients": 4, "rounds": 7, "server.reply_timeout": 150.0,
                        "server.min_contributors": 1,  # a pool of 3: a returning client must get targets
                        # the restarted node's cold ClientApp must answer its identify query in the round it
                        # is asked, not a later one, or round 5 may be its first and no round follows it
@@ -396,7 +397,7 @@ def test_bad_node_data_is_refused_with_its_reason_and_the_run_goes_on(hostile_fe
     _, result, _ = hostile_federation
     assert result.ok
     rounds = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(rounds) == 5
+    assert len(rounds) == 7
     for r in rounds:
         assert "2" not in r["per_client_local_acc"] and "3" not in r["per_client_local_acc"]
         assert r["rejected"].get("error_reply", 0) >= 2
