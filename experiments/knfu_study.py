@@ -66,15 +66,19 @@ LIE_KINDS = ("random", "flip", "shift", "mimic")
 LIARS = 3
 
 
-def default_knfu() -> tuple[str, float, str]:
+def default_knfu() -> tuple[str, float, str, bool]:
     keys = schema()
-    return keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default
+    return (keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default,
+            bool(keys["knfu.agreement"].default))
 
 
-def knfu(distance: str, beta: float, scale: str = "median") -> tuple[str, dict]:
-    """A KnFu variant, its scale pinned (the issue-13 rules ran with the median scale; the label names any other)."""
-    label = f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
-    return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale}
+def knfu(distance: str, beta: float, scale: str = "median", agreement: bool = False) -> tuple[str, dict]:
+    """A KnFu variant, its scale and agreement factor pinned (the issue-13 rules ran with the median scale and
+    no agreement factor; the label names any other)."""
+    label = (f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
+             + ("-agree" if agreement else ""))
+    return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale,
+                   "knfu.agreement": agreement}
 
 
 def variants(names: list[str]) -> list[tuple[str, dict]]:
@@ -84,6 +88,8 @@ def variants(names: list[str]) -> list[tuple[str, dict]]:
             out.append(knfu("profile_kl", 10.0))
         elif name == "knfu-default":
             out.append(knfu(*default_knfu()))
+        elif name == "knfu-near":  # the issue-19 rule before the agreement factor
+            out.append(knfu("class_hellinger", 1.0, "nearest", False))
         else:
             out.append((name, {"algorithm": name}))
     seen, unique = set(), []
@@ -113,7 +119,7 @@ def plan_conflict(seeds, settings=None):
 def plan_liars(seeds, settings=None):
     for seed in seeds:
         for setting in settings or ("dir0.5",):
-            for label, o in variants(["fedmd", "knfu-profile", "knfu-default"]):
+            for label, o in variants(["fedmd", "knfu-profile", "knfu-near", "knfu-default"]):
                 yield setting, f"{label}-k0", seed, {**SETTINGS[setting], **o}
                 for kind in LIE_KINDS:
                     yield setting, f"{label}-{kind}-k{LIARS}", seed, {
@@ -147,25 +153,28 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                  "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
                                         "knfu.scale": "median", "knfu.one_vote": False},
                  "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "nearest", "knfu.guard": 0.7},
+                                "knfu.scale": "nearest", "knfu.guard": 0.7, "knfu.agreement": False},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                               "knfu.scale": "nearest"},
+                               "knfu.scale": "nearest", "knfu.agreement": False},
+                 # + each peer weighed by the evidence that it agrees beyond chance (the default since)
+                 "knfu-agree": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                "knfu.scale": "nearest", "knfu.agreement": True},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
 
 
 def plan_edges(seeds, settings=None):
     """Per-class agreement with one vote for near-duplicates (knfu-class) against the issue-13 rule
     (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
-    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd"),
-             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample"),
-             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample"),
-             "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near"),
-             "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
-             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample"),
-             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
-             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7"),
-             "fashion-dir0.1": ("knfu-near", "fedmd"),
-             "fashion-dir0.5": ("knfu-near", "fedmd")}
+    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd", "knfu-agree"),
+             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
+             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample", "knfu-agree"),
+             "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near", "knfu-agree"),
+             "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
+             "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
+             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree"),
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree"),
+             "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree"),
+             "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:

@@ -52,11 +52,15 @@ class KnfuSettings:
                            ((lambda v: 0 < v <= 1), "within (0, 1]"))
     one_vote: bool = setting(True, "per-sample measures: near-duplicate uploads (colluders, sybils) share one vote "
                              "(FoolsGold's similarity evidence; docs/robustness.md)")
+    agreement: bool = setting(True, "per-sample measures: weigh each peer by the evidence that its answers agree "
+                              "with the client's beyond chance (a z-score against its answers shuffled over the "
+                              "images: none at z <= 1, full from z = 3); random, flipped or shifted answers get "
+                              "no weight (docs/robustness.md)")
 
     def fuse_kwargs(self, client_ids: np.ndarray) -> dict:
         return {"beta": self.beta, "tau": None if self.tau == -1.0 else self.tau,
                 "include_self": self.include_self, "distance": self.distance, "scale": self.scale,
-                "guard": self.guard, "one_vote": self.one_vote}
+                "guard": self.guard, "one_vote": self.one_vote, "agreement": self.agreement}
 
 
 @settings_group("oracle")

@@ -32,6 +32,10 @@ Two further pieces make the measures usable as KnFu weights (see ``fuse_knfu``):
                      the same thing whatever the distance's units (nats of KL, bounded JS, ...).
 ``informativeness``  how much a client's answers say about the input at all (0 for a flat or a constant
                      answer), so that "knowing nothing" is never mistaken for agreement.
+``agreement_beyond_chance``  per pair, whether two clients' answers to the *same* images agree more than
+                     the same answers would if one client's were shuffled over the images (a z-score): an
+                     answer that does not depend on the image (random rows, a constant) or that contradicts
+                     the client's (a flip, a shift) shows no such agreement, however close its marginals.
 """
 from __future__ import annotations
 
@@ -174,6 +178,12 @@ def class_hellinger(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray
     ``MIN_CLASS_SAMPLES`` samples are pooled into one "rest" subset, so that no max is taken over a
     handful of images; with no class large enough this is ``sample_hellinger``.
     """
+    return class_hellinger_parts(p, block_bytes)[0]
+
+
+def class_hellinger_parts(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """``class_hellinger`` and, from the same products, ``sample_hellinger`` (the classes partition the
+    samples, so the size-weighted mean of the per-class distances is the mean over all samples)."""
     n, m, c = _check(p)
     labels = consensus_classes(p)
     counts = np.bincount(labels, minlength=c)
@@ -182,13 +192,15 @@ def class_hellinger(p: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(c + 2))
     worst = np.zeros((n, n))
+    total = np.zeros((n, n))
     for k in range(c + 1):
         idx = order[bounds[k]:bounds[k + 1]]
         if idx.size == 0:
             continue
         d = sample_hellinger(p[:, idx, :], block_bytes)
         np.maximum(worst, d, out=worst)
-    return worst
+        total += idx.size * d
+    return worst, total / m
 
 
 def near_duplicate_votes(distance: np.ndarray, frac: float) -> np.ndarray:
@@ -290,6 +302,61 @@ def row_scale(distance: np.ndarray, peers: np.ndarray | None = None) -> np.ndarr
             med = np.nanmedian(np.where(mask, d, np.nan), axis=1)
         med = np.where(mask.any(axis=1), med, 1.0)
     return np.maximum(med, SCALE_FLOOR)
+
+
+# ``agreement_factor``: no evidence of agreement beyond chance at z <= Z_NONE, full weight from Z_FULL on
+# (about p = 0.16 and 0.001 one-sided under the shuffle's normal approximation).
+Z_NONE, Z_FULL = 1.0, 3.0
+
+
+def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """z[n, m]: how far n's and m's answers to the same images agree beyond chance, in standard errors.
+
+    ``affinity`` (N, N) is the mean Hellinger affinity (1 / M) sum_i sum_c sqrt(P_n[i,c] P_m[i,c]) (one minus
+    ``sample_hellinger``). Chance is the same two sets of answers with m's shuffled over the images: its
+    expected affinity is s_n . s_m with s_n = (1 / M) sum_i sqrt(P_n[i]), and the variance of the shuffled
+    mean is about Var_{i,j}[sqrt(P_n[i]) . sqrt(P_m[j])] / (M - 1), where the second moment of that product
+    is <G_n, G_m> with G_n = (1 / M) sum_i sqrt(P_n[i]) sqrt(P_n[i])^T (C x C). So the whole matrix costs
+    two small products, (N, C) @ (C, N) and (N, C^2) @ (C^2, N), besides the affinity the distance computed.
+
+    This is Cohen's idea of agreement corrected for chance (J. Cohen, "A coefficient of agreement for
+    nominal scales", 1960) applied to soft answers: random rows, a constant answer and a copy of the
+    client's marginal agree with it only by chance (z ~ 0), a flipped or shifted answer less than chance
+    (z < 0), a peer that knows some of the same images clearly more. A pair whose shuffled affinity does not
+    vary (constant answers) gets z = 0.
+    """
+    n, m, c = _check(p)
+    chunk = _sample_chunk(n, c, 8, block_bytes)
+    mean_root = np.zeros((n, c))
+    moment = np.zeros((n, c, c))
+    for start in range(0, m, chunk):
+        root = np.sqrt(np.maximum(p[:, start:start + chunk, :], 0.0))
+        mean_root += root.sum(axis=1)
+        moment += np.matmul(root.transpose(0, 2, 1), root)
+    mean_root /= m
+    moment = moment.reshape(n, c * c) / m
+    chance = mean_root @ mean_root.T
+    variance = np.maximum(moment @ moment.T - chance ** 2, 0.0)
+    se = np.sqrt(variance / max(m - 1, 1))
+    excess = np.asarray(affinity, dtype=np.float64) - chance
+    return np.divide(excess, se, out=np.zeros_like(excess), where=se > 1e-12)
+
+
+def agreement_factor(z: np.ndarray, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, N) factor in [0, 1] on each peer's weight from ``agreement_beyond_chance``, and the rows left as 1.
+
+    0 at z <= Z_NONE, 1 at z >= Z_FULL, linear between. A row in which no peer (with a positive ``prior``)
+    shows any agreement beyond chance gets 1 everywhere: when nobody can be told from noise the distances
+    alone decide, as without this factor (the second value lists those rows). The diagonal is 1.
+    """
+    f = np.clip((np.asarray(z, dtype=np.float64) - Z_NONE) / (Z_FULL - Z_NONE), 0.0, 1.0)
+    n = f.shape[0]
+    np.fill_diagonal(f, 0.0)
+    usable = f > 0 if prior is None else (f > 0) & (np.asarray(prior) > 0)[None, :]
+    fallback = ~usable.any(axis=1)
+    f[fallback] = 1.0
+    np.fill_diagonal(f, 1.0)
+    return f, np.flatnonzero(fallback) if n > 1 else np.arange(0)
 
 
 NEAREST_GUARD = 0.5  # ``nearest_scale``: the scale never drops below this fraction of the row's median

@@ -9,8 +9,10 @@ setting): each client distils only from the clients whose knowledge is effective
    (``sample_kl``, ``sample_js``, ``sample_hellinger``) that compares the answers to the *same* images;
 2. (per-sample measures) d_nm / median_m d_nm, so that beta means the same under every measure;
 3. (per-sample measures) a prior kappa_m in [0, 1], how much m's answers depend on the image:
-   a flat or constant answer is not knowledge and gets kappa = 0;
-4. effectiveness w_nm = kappa_m exp(-beta d_nm) / sum_k kappa_k exp(-beta d_nk);
+   a flat or constant answer is not knowledge and gets kappa = 0; near-duplicate uploads share one vote;
+   and a factor a_nm in [0, 1], the evidence that m's answers agree with n's beyond chance (random rows,
+   flipped or shifted answers show none; ``effectiveness.agreement_beyond_chance``);
+4. effectiveness w_nm = a_nm kappa_m exp(-beta d_nm) / sum_k a_nk kappa_k exp(-beta d_nk);
 5. neighbours: keep m with w_nm >= tau, renormalise the row;
 6. targets_n = sum_m w_nm P_m.
 
@@ -22,9 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from .base import FusionResult, check_soft_labels
-from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, informativeness, knowledge_profiles,
-                            NEAREST_GUARD, near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl,
-                            row_scale)
+from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, agreement_beyond_chance, agreement_factor,
+                            class_hellinger_parts, informativeness, knowledge_profiles, NEAREST_GUARD,
+                            near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl, row_scale,
+                            sample_hellinger)
 
 SCALES = ("median", "nearest")
 
@@ -43,14 +46,14 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
                           include_self: bool, log_prior: np.ndarray | None = None) -> np.ndarray:
     """Row-wise softmax(-beta * d + log_prior), thresholded at ``tau`` and renormalised.
 
-    ``tau=None`` means 1/N. ``log_prior`` (N,) adds log kappa_m to every row's score for peer m (-inf: the
-    peer gets no weight); None leaves the original rule unchanged, bit for bit. A row with no neighbour
-    left is all zeros.
+    ``tau=None`` means 1/N. ``log_prior`` (N,) adds log kappa_m to every row's score for peer m, or (N, N)
+    a prior per pair (-inf: the peer gets no weight); None leaves the original rule unchanged, bit for bit.
+    A row with no neighbour left is all zeros.
     """
     n = distance.shape[0]
     scores = -beta * distance
     if log_prior is not None:
-        scores = scores + log_prior[None, :]
+        scores = scores + (log_prior if np.ndim(log_prior) == 2 else log_prior[None, :])
     if not include_self:
         np.fill_diagonal(scores, -np.inf)
     finite = np.isfinite(scores)
@@ -70,7 +73,7 @@ def effectiveness_weights(distance: np.ndarray, beta: float, tau: float | None,
 def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_self: bool, *,
                  kappa: np.ndarray | None = None, normalise: bool = True,
                  votes: np.ndarray | None = None, scale: str = "median",
-                 guard: float = NEAREST_GUARD) -> np.ndarray:
+                 guard: float = NEAREST_GUARD, agreement: np.ndarray | None = None) -> np.ndarray:
     """(N, N) KnFu weights from a distance matrix, with the scale and flat-answer rules.
 
     normalise: divide row n by ``row_scale`` (median distance to n's informative peers), so that a peer
@@ -83,6 +86,7 @@ def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_s
                half the median; finds a group of 2-3 among 10).
     votes:     (N,) how many uploads share each peer's vote (``effectiveness.near_duplicate_votes``): the
                prior is divided by it, so k copies of one answer weigh what one copy would.
+    agreement: (N, N) factor in [0, 1] on the weight row n gives peer m (``effectiveness.agreement_factor``).
     """
     d = np.asarray(distance, dtype=np.float64)
     peers = None if kappa is None else kappa > 0
@@ -91,12 +95,14 @@ def knfu_weights(distance: np.ndarray, beta: float, tau: float | None, include_s
     if normalise:
         d = d / (nearest_scale(d, peers, guard) if scale == "nearest" else row_scale(d, peers))[:, None]
     log_prior = None
-    if kappa is not None or votes is not None:
+    if kappa is not None or votes is not None or agreement is not None:
         prior = np.ones(d.shape[0]) if kappa is None else np.asarray(kappa, dtype=np.float64)
         if votes is not None:
             prior = prior / np.asarray(votes, dtype=np.float64)
         with np.errstate(divide="ignore"):
             log_prior = np.log(prior)
+            if agreement is not None:
+                log_prior = log_prior[None, :] + np.log(np.asarray(agreement, dtype=np.float64))
     return effectiveness_weights(d, beta, tau, include_self, log_prior)
 
 
@@ -117,7 +123,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
               one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
-              block_bytes: int = BLOCK_BYTES) -> FusionResult:
+              agreement: bool | None = None, block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
     soft_labels:   (N, M, C) probabilities on the shared transfer set.
@@ -141,6 +147,11 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     guard:         ``nearest`` only: the scale is never below this fraction of the row's median.
     one_vote:      near-duplicate uploads share one vote (None: on for per-sample measures): colluders
                    who upload one answer k times weigh what one of them would.
+    agreement:     weigh each peer by the evidence that its answers agree with the client's beyond chance
+                   (None: on for per-sample measures): an answer unrelated to the image (random rows) or
+                   contradicting it (flip, shift) gets no weight even when its distance is middling, as
+                   after one round of local training under label skew, where honest clients differ
+                   almost as much. A row where no peer shows such agreement keeps the distances alone.
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
@@ -158,17 +169,30 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     normalise = per_sample if normalise is None else bool(normalise)
     discount_flat = per_sample if discount_flat is None else bool(discount_flat)
     one_vote = per_sample and (one_vote is None or bool(one_vote))
+    agreement = per_sample and (agreement is None or bool(agreement))
     info: dict = {}
     kappa = None
     if distance == "profile_kl" and not normalise and not discount_flat:
         # The original rule, kept operation for operation so its results stay bit-identical.
         w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self)
     else:
-        d = pairwise_distance(distance, p, block_bytes)
+        mean_hellinger = None
+        if distance == "class_hellinger":  # the per-class products also give the mean over all samples
+            d, mean_hellinger = class_hellinger_parts(p, block_bytes)
+        else:
+            d = pairwise_distance(distance, p, block_bytes)
         kappa = informativeness(p) if discount_flat else None
         votes = near_duplicate_votes(d, DUPLICATE_FRACTION) if one_vote else None
+        factor = None
+        if agreement:
+            if mean_hellinger is None:
+                mean_hellinger = d if distance == "sample_hellinger" else sample_hellinger(p, block_bytes)
+            z = agreement_beyond_chance(p, 1.0 - mean_hellinger, block_bytes)
+            factor, fallback = agreement_factor(z, kappa)
+            if fallback.size:
+                info["agreement_fallback"] = fallback.tolist()
         w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale,
-                         guard=guard)
+                         guard=guard, agreement=factor)
         if kappa is not None:
             info["informativeness"] = [round(float(k), 4) for k in kappa]
         if votes is not None and np.any(votes > 1):
