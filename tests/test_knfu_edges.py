@@ -213,3 +213,69 @@ def test_min_contributors_with_a_pool_of_two_under_sampling(tmp_path):
             assert sorted(record["without_targets"]) == sorted(map(str, record["fused_clients"]))
             assert all("server.min_contributors=2" in why for why in record["without_targets"].values())
             assert record["distilled_clients"] == []
+
+
+# ---------------------------------------------------------------- agreement beyond chance
+
+def _flattened(p, temperature):
+    q = np.asarray(p, np.float64) ** (1.0 / temperature)
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def test_the_chance_level_is_the_mean_over_shuffles_and_z_its_standard_score():
+    from fedkd.fusion.effectiveness import agreement_beyond_chance, sample_hellinger
+
+    p = _flattened(answers(2, m=150, seed=4, sharp=2.0, err=0.5), 2.0)
+    rng = np.random.default_rng(0)
+    shuffled = []
+    for _ in range(3000):
+        q = p.copy()
+        q[1] = q[1][rng.permutation(q.shape[1])]
+        shuffled.append(float(np.sum(np.sqrt(q[0] * q[1])) / q.shape[1]))
+    shuffled = np.asarray(shuffled)
+    affinity = 1.0 - sample_hellinger(p)
+    z = agreement_beyond_chance(p, affinity)[0, 1]
+    expected = (affinity[0, 1] - shuffled.mean()) / shuffled.std()
+    assert z == pytest.approx(expected, rel=0.05)
+    assert z > 2  # the two honest clients agree beyond chance
+
+
+def test_random_rows_and_contradicting_answers_show_no_agreement_beyond_chance():
+    from fedkd.fusion.effectiveness import agreement_beyond_chance, no_agreement_level, sample_hellinger
+
+    p = _flattened(answers(6, m=300, seed=5, sharp=2.0, err=0.5), 2.0)
+    p[4] = lie("random", p[4].astype(np.float32), np.random.default_rng(1))
+    p[5] = lie("flip", p[5].astype(np.float32), np.random.default_rng(2))
+    z = agreement_beyond_chance(p, 1.0 - sample_hellinger(p))
+    honest = z[:4, :4][~np.eye(4, dtype=bool)]
+    assert honest.min() > 3
+    assert np.abs(z[:4, 4]).max() < 3  # random rows: a standard normal around 0
+    assert z[:4, 5].max() < no_agreement_level(6)  # the flipped answer: no agreement beyond chance
+
+
+def test_random_liars_get_no_weight_when_honest_answers_are_weak():
+    # Weak, flattened honest answers (as after one round of local training, uploaded at T = 2): without the
+    # agreement factor a random-row liar sits at a middling distance and wins a third to a half of an honest
+    # peer's weight; with it, none.
+    for seed in range(3):
+        p = _flattened(answers(10, m=300, seed=seed, sharp=2.0, err=0.5), 2.0)
+        for liar in (7, 8, 9):
+            p[liar] = lie("random", p[liar].astype(np.float32), np.random.default_rng(liar))
+
+        def ratio(agreement):
+            w = fuse_knfu(p, beta=1.0, distance="class_hellinger", scale="nearest", agreement=agreement).weights
+            return w[:7, 7:].mean() / w[:7, :7][~np.eye(7, dtype=bool)].mean()
+
+        assert ratio(False) > 0.3
+        assert ratio(True) <= 0.05
+
+
+def test_a_row_where_no_peer_agrees_beyond_chance_keeps_the_distances():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(10), size=(5, 200))  # nobody knows anything: every pair at chance
+    r = fuse_knfu(p, distance="class_hellinger", scale="nearest")
+    plain = fuse_knfu(p, distance="class_hellinger", scale="nearest", agreement=False)
+    fallback = r.info.get("agreement_fallback", [])
+    assert fallback  # at least one row had no peer beyond chance ...
+    np.testing.assert_allclose(r.weights[fallback], plain.weights[fallback])  # ... and kept the distances alone
+    assert np.allclose(r.weights.sum(axis=1), 1.0)

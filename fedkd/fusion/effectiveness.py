@@ -304,20 +304,32 @@ def row_scale(distance: np.ndarray, peers: np.ndarray | None = None) -> np.ndarr
     return np.maximum(med, SCALE_FLOOR)
 
 
-# ``agreement_factor``: no evidence of agreement beyond chance at z <= Z_NONE, full weight from Z_FULL on
-# (about p = 0.16 and 0.001 one-sided under the shuffle's normal approximation).
-Z_NONE, Z_FULL = 1.0, 3.0
+# ``agreement_factor``: full weight from this many standard errors above ``no_agreement_level``.
+Z_RAMP = 2.0
+
+
+def no_agreement_level(n: int) -> float:
+    """The z below which a peer shows no agreement beyond chance, in a pool of ``n`` clients.
+
+    sqrt(2 ln(n - 1)), the universal threshold (D. L. Donoho, I. M. Johnstone, "Ideal spatial adaptation
+    by wavelet shrinkage", Biometrika 1994): the largest of n - 1 independent standard normals rarely
+    exceeds it, so in a row of peers who all agree only by chance (z ~ N(0, 1) each) hardly any passes,
+    at 10 clients (2.1) as at 10,000 (4.3). Never below 1.
+    """
+    return max(1.0, float(np.sqrt(2.0 * np.log(max(n - 1, 1)))))
 
 
 def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     """z[n, m]: how far n's and m's answers to the same images agree beyond chance, in standard errors.
 
     ``affinity`` (N, N) is the mean Hellinger affinity (1 / M) sum_i sum_c sqrt(P_n[i,c] P_m[i,c]) (one minus
-    ``sample_hellinger``). Chance is the same two sets of answers with m's shuffled over the images: its
-    expected affinity is s_n . s_m with s_n = (1 / M) sum_i sqrt(P_n[i]), and the variance of the shuffled
-    mean is about Var_{i,j}[sqrt(P_n[i]) . sqrt(P_m[j])] / (M - 1), where the second moment of that product
-    is <G_n, G_m> with G_n = (1 / M) sum_i sqrt(P_n[i]) sqrt(P_n[i])^T (C x C). So the whole matrix costs
-    two small products, (N, C) @ (C, N) and (N, C^2) @ (C^2, N), besides the affinity the distance computed.
+    ``sample_hellinger``). Chance is the same two sets of answers with m's shuffled over the images. With
+    a(i, j) = sqrt(P_n[i]) . sqrt(P_m[j]), the shuffled mean has expectation s_n . s_m, s_n = (1 / M) sum_i
+    sqrt(P_n[i]), and variance mean_{i,j} r(i, j)^2 / (M - 1), r the doubly centred a (Hoeffding's
+    permutation variance; W. Hoeffding, "A combinatorial central limit theorem", 1951). With
+    G_n = (1 / M) sum_i sqrt(P_n[i]) sqrt(P_n[i])^T (C x C):
+    mean r^2 = <G_n, G_m> - s_m' G_n s_m - s_n' G_m s_n + (s_n . s_m)^2, so the whole matrix costs small
+    products, (N, C) @ (C, N) and (N, C^2) @ (C^2, N), besides the affinity the distance computed.
 
     This is Cohen's idea of agreement corrected for chance (J. Cohen, "A coefficient of agreement for
     nominal scales", 1960) applied to soft answers: random rows, a constant answer and a copy of the
@@ -336,7 +348,9 @@ def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: in
     mean_root /= m
     moment = moment.reshape(n, c * c) / m
     chance = mean_root @ mean_root.T
-    variance = np.maximum(moment @ moment.T - chance ** 2, 0.0)
+    outer = np.einsum("nc,nd->ncd", mean_root, mean_root).reshape(n, c * c)
+    row_effect = moment @ outer.T  # [n, m] = s_m' G_n s_m
+    variance = np.maximum(moment @ moment.T - row_effect - row_effect.T + chance ** 2, 0.0)
     se = np.sqrt(variance / max(m - 1, 1))
     excess = np.asarray(affinity, dtype=np.float64) - chance
     return np.divide(excess, se, out=np.zeros_like(excess), where=se > 1e-12)
@@ -345,12 +359,13 @@ def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: in
 def agreement_factor(z: np.ndarray, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, N) factor in [0, 1] on each peer's weight from ``agreement_beyond_chance``, and the rows left as 1.
 
-    0 at z <= Z_NONE, 1 at z >= Z_FULL, linear between. A row in which no peer (with a positive ``prior``)
-    shows any agreement beyond chance gets 1 everywhere: when nobody can be told from noise the distances
-    alone decide, as without this factor (the second value lists those rows). The diagonal is 1.
+    0 at z <= ``no_agreement_level(N)``, 1 from ``Z_RAMP`` above it, linear between. A row in which no peer
+    (with a positive ``prior``) shows any agreement beyond chance gets 1 everywhere: when nobody can be told
+    from noise the distances alone decide, as without this factor (the second value lists those rows). The
+    diagonal is 1.
     """
-    f = np.clip((np.asarray(z, dtype=np.float64) - Z_NONE) / (Z_FULL - Z_NONE), 0.0, 1.0)
-    n = f.shape[0]
+    n = np.shape(z)[0]
+    f = np.clip((np.asarray(z, dtype=np.float64) - no_agreement_level(n)) / Z_RAMP, 0.0, 1.0)
     np.fill_diagonal(f, 0.0)
     usable = f > 0 if prior is None else (f > 0) & (np.asarray(prior) > 0)[None, :]
     fallback = ~usable.any(axis=1)
