@@ -140,6 +140,10 @@ EDGE_SETTINGS = {
     # the same settings on the validation split, where the rule was chosen
     "lp3-val": {"conflict.kind": "label_permutation", "conflict.groups": 3, "partition": "iid", "eval_split": "val"},
     "dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
+    # honest accuracy on the swapped class: the collusion setting and the same run without attack, models kept
+    "collude-m": {"fault.kind": "swap", "fault.swap": "3:8", "fault.collude": True, "fault.num_malicious": 3,
+                  "save_models": True},
+    "clean-m": {"save_models": True},
     # strong and mild label skew on Fashion-MNIST (experiments/configs/fashion.toml: 10 rounds, M = 1000)
     "fashion-dir0.1": {"partition": "dirichlet", "alpha": 0.1},
     "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
@@ -159,22 +163,29 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                  # + each peer weighed by the evidence that it agrees beyond chance (the default since)
                  "knfu-agree": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                 "knfu.scale": "nearest", "knfu.agreement": True},
+                 # the same with a lower neighbour threshold: does the agreement factor make tau's cut redundant?
+                 "knfu-agree-t0": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                   "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0},
+                 "knfu-agree-t05": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
+                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
 
 
 def plan_edges(seeds, settings=None):
     """Per-class agreement with one vote for near-duplicates (knfu-class) against the issue-13 rule
     (knfu-sample), FedMD and the oracle: 3 and 2 conflict groups, colluding swappers, one swapper, skew."""
-    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd", "knfu-agree"),
-             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
-             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample", "knfu-agree"),
+    which = {"lp3": ("knfu-class", "oracle", "knfu-near", "knfu-sample", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "lp2": ("knfu-class", "oracle", "knfu-near", "fedmd", "knfu-sample", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "collude": ("knfu-class", "fedmd", "knfu-sample-novote", "knfu-near", "knfu-sample", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "swap1": ("knfu-class", "knfu-sample", "knfu-sample-novote", "knfu-near", "knfu-agree"),
              "dir0.1": ("knfu-class", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
              "dir0.5": ("knfu-class", "knfu-near", "fedmd", "knfu-sample", "knfu-agree"),
-             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree"),
-             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree"),
-             "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree"),
-             "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree")}
+             "lp3-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "collude-m": ("knfu-agree", "fedmd"),
+             "clean-m": ("knfu-agree", "fedmd"),
+             "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05")}
     for setting in settings or which:
         for seed in seeds:
             for label in which[setting]:
@@ -246,7 +257,26 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
         if w:  # the largest share of one honest client's targets that comes from the liars (last round)
             row["liar_share_max_last"] = float(w[-1][np.ix_(honest, liars)].sum(axis=1).max())
     row["without_targets_last"] = len(last.get("without_targets", {}))
+    if (out / "models").is_dir():
+        row["honest_class_acc"] = honest_class_accuracy(out, honest, SWAP_SOURCE)
     return row
+
+
+SWAP_SOURCE = 3  # the class the swap settings move (3 -> 8)
+
+
+def honest_class_accuracy(out: Path, honest: list[int], cls: int) -> dict:
+    """Mean and per-client accuracy of the honest clients' final models on class ``cls`` of the global test set."""
+    from fedkd.audit.artifacts import load_run
+    from fedkd.training import predict_logits
+
+    art = load_run(out, clients=honest)
+    fed = art.federation
+    mask = np.asarray(fed.global_test_y) == cls
+    x = np.asarray(fed.global_test_x)[mask]
+    per = {str(c): float((predict_logits(art.models[c][0], x, device="cpu").argmax(axis=1) == cls).mean())
+           for c in honest}
+    return {"class": cls, "images": int(mask.sum()), "mean": float(np.mean(list(per.values()))), "per_client": per}
 
 
 # ---------------------------------------------------------------- running
