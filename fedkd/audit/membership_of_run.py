@@ -8,6 +8,8 @@ that the client never used (the test split is avoided because the non-members co
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedkd.seeding import derive_seed
@@ -76,10 +78,44 @@ def _reference_epochs(art: RunArtifacts, settings: AuditSettings) -> int:
     return epochs
 
 
+@dataclass
+class ClientReferences:
+    """A client's reference models and what they were trained on: the reference data (``x``, ``y``),
+    each model's IN mask over it (its training subset), and RMIA's population (never trained on)."""
+
+    models: list
+    x: np.ndarray
+    y: np.ndarray
+    masks: list[np.ndarray]
+    population: tuple[np.ndarray, np.ndarray]
+    cache_key: tuple
+
+
+def client_references(art: RunArtifacts, cid: int, arch: str, epochs: int, settings: AuditSettings,
+                      cache: dict) -> ClientReferences:
+    """The reference models of client ``cid`` (``settings.reference_models`` >= 1), trained once per cache:
+    other clients' class-matched data, the client's architecture, batch size, learning rate and ``epochs``."""
+    cfg = art.cfg
+    key = ("refs", art.federation.spec, cid, arch, epochs, settings.reference_models,
+           cfg.training.batch_size, cfg.training.lr, settings.seed)
+    rx, ry, zx, zy = _reference_data(art, cid, settings.seed, with_population=True)
+    ref_seed = derive_seed(settings.seed, "reference", cid)
+    if key not in cache:
+        cache[key] = train_reference_models(
+            rx, ry, num_classes=art.num_classes, n_models=settings.reference_models, arch=arch,
+            subsample=0.5, epochs=epochs, batch_size=cfg.training.batch_size, lr=cfg.training.lr,
+            seed=ref_seed, device=settings.device)
+    masks = []
+    for subset in reference_subsets(len(rx), settings.reference_models, 0.5, ref_seed):
+        mask = np.zeros(len(rx), bool)
+        mask[subset] = True
+        masks.append(mask)
+    return ClientReferences(cache[key], rx, ry, masks, (zx, zy), key)
+
+
 def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: AuditSettings,
                             clock: Clock, log, cache: dict) -> dict:
     """Membership attacks on every audited client; the ``membership`` section of audit.json."""
-    cfg = art.cfg
     epochs = _reference_epochs(art, settings)
     per_client, strongest, sizes, rmia_a = {}, {}, {}, {}
     for cid in progress_bar(clients, enabled=settings.progress, desc="membership (clients)"):
@@ -88,28 +124,16 @@ def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: Aud
         with clock.stage(f"membership client {cid}"):
             refs, population, a = None, None, None
             if settings.reference_models:
-                key = ("refs", art.federation.spec, cid, arch, epochs, settings.reference_models,
-                       cfg.training.batch_size, cfg.training.lr, settings.seed)
-                rx, ry, zx, zy = _reference_data(art, cid, settings.seed, with_population=True)
-                ref_seed = derive_seed(settings.seed, "reference", cid)
-                if key not in cache:
-                    cache[key] = train_reference_models(
-                        rx, ry, num_classes=art.num_classes, n_models=settings.reference_models, arch=arch,
-                        subsample=0.5, epochs=epochs, batch_size=cfg.training.batch_size, lr=cfg.training.lr,
-                        seed=ref_seed, device=settings.device)
-                refs = cache[key]
+                ref = client_references(art, cid, arch, epochs, settings, cache)
+                refs = ref.models
                 if settings.rmia:
                     from .rmia import choose_offline_a
 
-                    population = (zx, zy)
-                    masks = []
-                    for subset in reference_subsets(len(rx), settings.reference_models, 0.5, ref_seed):
-                        mask = np.zeros(len(rx), bool)
-                        mask[subset] = True
-                        masks.append(mask)
-                    a_key = ("rmia-a",) + key
+                    population = ref.population
+                    zx, zy = population
+                    a_key = ("rmia-a",) + ref.cache_key
                     if a_key not in cache:
-                        cache[a_key] = choose_offline_a(refs, rx, ry, masks, zx, zy, device=settings.device)
+                        cache[a_key] = choose_offline_a(refs, ref.x, ref.y, ref.masks, zx, zy, device=settings.device)
                     rmia_a[str(cid)] = {**cache[a_key], "population": int(len(zy))}
                     a = cache[a_key]["a"]
             res = audit_membership(

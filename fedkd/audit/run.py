@@ -2,8 +2,9 @@
 
 ``audit_run(run_dir)`` rebuilds the run's data from its config, loads every saved client
 model, runs the registered attacks (:mod:`fedkd.audit.attacks`: membership inference, LOKT
-inversion, the server's soft-label inversion, the one-run empirical epsilon, and any attack
-registered from outside) and writes ``<run_dir>/audit/audit.json`` (every number) and
+inversion, the server's soft-label inversion, the one-run empirical epsilon, the DP-SGD check, the
+server's label-distribution and membership inference from the uploads, and any attack registered
+from outside) and writes ``<run_dir>/audit/audit.json`` (every number) and
 ``report.html`` (the same, readable). docs/audit.md has the threat models.
 
 The jobs live apart: :mod:`fedkd.audit.settings` (what to attack, with which budgets),
@@ -20,6 +21,7 @@ from pathlib import Path
 # The built-in attacks register themselves, in this order (the order of audit.json and the report).
 from . import membership_of_run, inversion_of_run, sli_of_run, epsilon_of_run  # noqa: F401
 from . import dp_check, label_distribution  # noqa: F401  (issue 22: DP-SGD check, the server's label inference)
+from . import upload_membership  # noqa: F401  (the server's membership inference from the uploads)
 from .artifacts import RunArtifacts, load_run
 from .attacks import PRIVACY_ATTACKS, AuditContext, unmet_needs
 from .inversion_of_run import pick_lokt_targets

@@ -61,6 +61,7 @@ def _frontier_row(row: dict, audit: dict, report_rel: str) -> dict:
     rmia_worst = max(rmia, key=lambda c: rmia[c]["tpr_at_0.1fpr"]) if rmia else None
     sli = audit.get("soft_label_inversion") or {}
     emp = audit.get("empirical_epsilon") or {}
+    upload_mia = (audit.get("upload_membership") or {}).get("headline") or {}
     return {
         **{k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()},
         "mia_worst_attack": attack,
@@ -73,6 +74,8 @@ def _frontier_row(row: dict, audit: dict, report_rel: str) -> dict:
         "rmia_worst_tpr_at_0.1fpr": rmia[rmia_worst]["tpr_at_0.1fpr"] if rmia_worst else None,
         "rmia_worst_auc": rmia[rmia_worst]["auc"] if rmia_worst else None,
         "sli_acc_top1": sli.get("attack_acc_top1"),
+        "upload_mia_worst_auc": upload_mia.get("auc"),  # the server's attack from the uploads (None: not run)
+        "upload_mia_worst_tpr_at_1fpr": upload_mia.get("tpr_at_1fpr"),
         "empirical_epsilon": emp.get("lower_bound"),
         "accounted_epsilon_training_set": emp.get("accounted_training_set"),
         "exposure_peers_mean_norm": (peers / max_exposure) if peers is not None and max_exposure else None,

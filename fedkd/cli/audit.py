@@ -106,13 +106,13 @@ def _print_summary(result: dict, sweep: bool) -> None:
     if sweep:
         table = Table(title="privacy sweep audit")
         for col in ("run", "epsilon", "ALMA", "worst MIA AUC", "RMIA TPR@0.1%", "LOKT top-1", "LOKT never-held",
-                    "soft-label inversion", "empirical epsilon"):
+                    "soft-label inversion", "upload MIA AUC", "empirical epsilon"):
             table.add_column(col, justify="right")
         for r in result["rows"]:
             table.add_row(r["run"], _fmt(r.get("epsilon")), _fmt(r.get("alma")), _fmt(r.get("mia_worst_auc")),
                           _fmt(r.get("rmia_worst_tpr_at_0.1fpr")), _fmt(r.get("lokt_acc_top1")),
                           _fmt(r.get("lokt_cross_client_acc_top1")), _fmt(r.get("sli_acc_top1")),
-                          _fmt(r.get("empirical_epsilon")))
+                          _fmt(r.get("upload_mia_worst_auc")), _fmt(r.get("empirical_epsilon")))
         console.print(table)
     else:
         if result.get("membership"):

@@ -274,7 +274,8 @@ def frontier_figure(rows: list[dict]) -> str:
     leak = [("mia_worst_auc", "worst-client MIA AUC", "o"), ("lokt_acc_top1", "LOKT attack accuracy", "s"),
             ("exposure_peers_mean_norm", "peer canary exposure / max", "^"),
             ("rmia_worst_tpr_at_0.1fpr", "RMIA TPR at 0.1 % FPR (worst client)", "v"),
-            ("sli_acc_top1", "soft-label inversion accuracy", "D")]
+            ("sli_acc_top1", "soft-label inversion accuracy", "D"),
+            ("upload_mia_worst_auc", "server's MIA from the uploads, AUC (worst client)", "P")]
     for key, label, marker in leak:
         pts = [(r["alma"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
