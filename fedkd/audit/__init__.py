@@ -14,6 +14,11 @@ the threat models and how to read the numbers.
   (after Takahashi, Liu and Liu, CVPR 2023).
 - :mod:`fedkd.audit.one_run` / :mod:`fedkd.audit.empirical_epsilon` -- an empirical ε lower bound
   from one run (Steinke, Nasr and Jagielski, NeurIPS 2023).
+- :mod:`fedkd.audit.dp_check` -- that empirical bound against a DP-SGD run's accounted ε (pass or fail).
+- :mod:`fedkd.audit.label_distribution` / :mod:`fedkd.audit.upload_membership` -- the curious server's
+  attacks from the uploads alone: each client's class histogram, and membership through a surrogate
+  distilled from its soft labels (after Shi, Ouyang and Wang, arXiv 2502.08001).
+- :mod:`fedkd.audit.attacks` -- the registry every attack above joins (``fedkd audit --attacks``).
 """
 
 from .inversion import (
