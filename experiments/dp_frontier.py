@@ -2,6 +2,7 @@
 
     flock /tmp/fedkd-heavy.lock python experiments/dp_frontier.py run      # resumable, one JSON line per run
     python experiments/dp_frontier.py rmia     # then RMIA on every run (fedkd audit --quick; ~30 s per run)
+    python experiments/dp_frontier.py upload --seeds 0   # the server's MIA from the uploads (and on swing runs)
     python experiments/dp_frontier.py table                                # the Markdown table for the docs
 
 Every run is a real simulation (``run_simulation``, as ``fedkd simulate``) with ``privacy.dp_sgd`` and
@@ -164,6 +165,78 @@ def run_rmia(out_root: Path) -> None:
               f"{out['rmia_tpr_1fpr_worst']:.3f}), AUC {out['rmia_auc']:.3f}, {out['seconds']:.0f} s", flush=True)
 
 
+UPLOAD_LEDGER = ROOT / "results" / "dp_frontier_upload_mia.jsonl"
+SWING_RUNS = ROOT / "runs" / "label_inference_swing"  # experiments/label_inference_swing.py: swing at its default
+
+
+def run_upload_mia(out_root: Path, seeds: set[int]) -> None:
+    """The curious server's membership inference from the uploads (``fedkd audit RUN --attacks
+    membership,upload_membership --quick``) on the frontier's runs of ``seeds`` and on the swing runs of
+    experiments/label_inference_swing.py; one JSON line per run in ``UPLOAD_LEDGER`` (resumable): RMIA
+    through the surrogate (TPR at 1 % FPR, AUC; mean and worst client), the surrogate's agreement with the
+    client's model, and RMIA on the model itself from the same audit for comparison."""
+    import subprocess
+
+    rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+    targets = [(row["key"], out_root / f"{row['key']['dataset']}-{row['key']['algorithm']}-eps{row['key']['epsilon']}"
+                f"-seed{row['key']['seed']}") for row in rows if row["key"]["seed"] in seeds]
+    targets += [({"dataset": "fashion-mnist", "algorithm": "knfu", "epsilon": "swing", "seed": seed},
+                 SWING_RUNS / f"s{seed}") for seed in sorted(seeds)]
+    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in UPLOAD_LEDGER.read_text().splitlines()
+            if line.strip()} if UPLOAD_LEDGER.exists() else set()
+    for i, (key, run_dir) in enumerate(targets):
+        if json.dumps(key, sort_keys=True) in done:
+            continue
+        if not (run_dir / "config.json").is_file():
+            print(f"[{i + 1}/{len(targets)}] {key}: no run folder at {run_dir}; skipped", flush=True)
+            continue
+        audit_dir = run_dir / "audit-upload"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fedkd.cli", "audit", str(run_dir), "--out", str(audit_dir),
+                        "--attacks", "membership,upload_membership", "--quick", "--quiet"], check=True)
+        audit = json.loads((audit_dir / "audit.json").read_text())
+        upload = {c: v["rmia"] for c, v in audit["upload_membership"]["per_client"].items()}
+        model = {c: v["rmia"] for c, v in audit["membership"]["per_client"].items()}
+        out = {"key": key,
+               "upload_rmia_tpr_1fpr": float(np.mean([v["tpr_at_1fpr"] for v in upload.values()])),
+               "upload_rmia_tpr_1fpr_worst": float(max(v["tpr_at_1fpr"] for v in upload.values())),
+               "upload_rmia_auc": float(np.mean([v["auc"] for v in upload.values()])),
+               "model_rmia_tpr_1fpr": float(np.mean([v["tpr_at_1fpr"] for v in model.values()])),
+               "model_rmia_auc": float(np.mean([v["auc"] for v in model.values()])),
+               "surrogate_agreement": audit["upload_membership"]["surrogate_agreement"]["mean"],
+               "seconds": time.perf_counter() - started}
+        with open(UPLOAD_LEDGER, "a") as fh:
+            fh.write(json.dumps(out) + "\n")
+        print(f"[{i + 1}/{len(targets)}] {key}: from the uploads RMIA TPR@1%FPR {out['upload_rmia_tpr_1fpr']:.3f}, "
+              f"AUC {out['upload_rmia_auc']:.3f} (model {out['model_rmia_auc']:.3f}; surrogate agreement "
+              f"{out['surrogate_agreement']:.3f}), {out['seconds']:.0f} s", flush=True)
+
+
+def upload_table() -> str:
+    """The server's membership inference from the uploads against the same attack on the models."""
+    if not UPLOAD_LEDGER.exists():
+        return "(no upload-MIA runs: python experiments/dp_frontier.py upload)"
+    rows = [json.loads(x) for x in UPLOAD_LEDGER.read_text().splitlines() if x.strip()]
+    lines = ["| uploads | algorithm | RMIA from the uploads: TPR at 1 % FPR (%, mean client) | AUC | "
+             "RMIA on the model: TPR at 1 % FPR (%) | AUC | surrogate agreement | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    order = [*(str(e) for e in EPSILONS), "swing"]
+    for eps in order:
+        for algorithm in ALGORITHMS:
+            cell = [r for r in rows if str(r["key"]["epsilon"]) == eps and r["key"]["algorithm"] == algorithm]
+            if not cell:
+                continue
+            label = ("plain (ε = ∞)" if eps == "inf" else "swing, default σ" if eps == "swing"
+                     else f"DP-SGD ε = {float(eps):g}")
+            lines.append(f"| {label} | {algorithm} | {pm([r['upload_rmia_tpr_1fpr'] for r in cell], 100, 1)} "
+                         f"| {pm([r['upload_rmia_auc'] for r in cell], 1, 3)} "
+                         f"| {pm([r['model_rmia_tpr_1fpr'] for r in cell], 100, 1)} "
+                         f"| {pm([r['model_rmia_auc'] for r in cell], 1, 3)} "
+                         f"| {pm([r['surrogate_agreement'] for r in cell], 1, 3)} "
+                         f"| {','.join(str(r['key']['seed']) for r in cell)} |")
+    return "\n".join(lines)
+
+
 def rmia_summary(rmia: dict) -> dict:
     return {c: {"auc": v["auc"], "tpr_at_1fpr": v["tpr_at_1fpr"]} for c, v in rmia.items()}
 
@@ -226,15 +299,20 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("run", "rmia", "table"))
+    parser.add_argument("what", choices=("run", "rmia", "upload", "table"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "dp_frontier"))
+    parser.add_argument("--seeds", default="0", help="upload: the frontier seeds to attack (comma-separated)")
     args = parser.parse_args()
     if args.what == "run":
         run(Path(args.out))
     elif args.what == "rmia":
         run_rmia(Path(args.out))
+    elif args.what == "upload":
+        run_upload_mia(Path(args.out), {int(x) for x in args.seeds.split(",")})
     else:
         print(table())
+        print()
+        print(upload_table())
 
 
 if __name__ == "__main__":
