@@ -257,7 +257,7 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
         if w:  # the largest share of one honest client's targets that comes from the liars (last round)
             row["liar_share_max_last"] = float(w[-1][np.ix_(honest, liars)].sum(axis=1).max())
     row["without_targets_last"] = len(last.get("without_targets", {}))
-    if (out / "models").is_dir():
+    if overrides.get("save_models"):
         row["honest_class_acc"] = honest_class_accuracy(out, honest, SWAP_SOURCE)
     return row
 
