@@ -3,6 +3,7 @@
     flock /tmp/fedkd-heavy.lock python experiments/dp_frontier.py run      # resumable, one JSON line per run
     python experiments/dp_frontier.py rmia     # then RMIA on every run (fedkd audit --quick; ~30 s per run)
     python experiments/dp_frontier.py upload --seeds 0   # the server's MIA from the uploads (and on swing runs)
+    python experiments/dp_frontier.py weight             # FedMD and KnFu at epsilon 8 with distill_weight 0.03
     python experiments/dp_frontier.py table                                # the Markdown table for the docs
 
 Every run is a real simulation (``run_simulation``, as ``fedkd simulate``) with ``privacy.dp_sgd`` and
@@ -237,6 +238,60 @@ def upload_table() -> str:
     return "\n".join(lines)
 
 
+WEIGHT_LEDGER = ROOT / "results" / "dp_frontier_weight.jsonl"
+WEIGHT_EPSILON, SMALL_WEIGHT = 8.0, 0.03
+
+
+def run_weight(out_root: Path) -> None:
+    """FedMD and KnFu under DP-SGD at epsilon 8 with ``distill_weight`` 0.03 instead of the run default 0.3
+    (docs/privacy.md §9: why the default weight hurts DP clients); one JSON line per run in WEIGHT_LEDGER."""
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import load_config
+
+    data = pick_dataset()
+    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in WEIGHT_LEDGER.read_text().splitlines()
+            if line.strip()} if WEIGHT_LEDGER.exists() else set()
+    for seed in SEEDS:
+        for algorithm in ("knfu", "fedmd"):
+            key = {"dataset": data, "algorithm": algorithm, "seed": seed, "epsilon": WEIGHT_EPSILON,
+                   "distill_weight": SMALL_WEIGHT}
+            if json.dumps(key, sort_keys=True) in done:
+                continue
+            overrides = {**SIZES, "save_models": False, "dataset": data, "algorithm": algorithm, "seed": seed,
+                         "privacy.dp_sgd": True, "privacy.dp_target_epsilon": WEIGHT_EPSILON,
+                         "distill_weight": SMALL_WEIGHT}
+            out = out_root / f"{data}-{algorithm}-eps{WEIGHT_EPSILON}-w{SMALL_WEIGHT}-seed{seed}"
+            summary = run_simulation(load_config(BASE, [f"{k}={v}" for k, v in overrides.items()]), out,
+                                     progress=False)
+            row = {"key": key, "alma": summary["alma"], "global_acc": summary["global_acc"],
+                   "training_epsilon": summary["privacy"]["training_epsilon"]}
+            with open(WEIGHT_LEDGER, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"{key}: ALMA {row['alma']:.3f} global {row['global_acc']:.3f}", flush=True)
+
+
+def weight_table() -> str:
+    if not WEIGHT_LEDGER.exists():
+        return "(no runs: python experiments/dp_frontier.py weight)"
+    small = [json.loads(x) for x in WEIGHT_LEDGER.read_text().splitlines() if x.strip()]
+    frontier = [json.loads(x) for x in LEDGER.read_text().splitlines() if x.strip()]
+    lines = [f"| ε = {WEIGHT_EPSILON:g}: ALMA % / global % | " + " | ".join(f"seed {s}" for s in SEEDS) + " | mean |",
+             "|---" * (len(SEEDS) + 2) + "|"]
+    cells = [("local", [r for r in frontier if r["key"]["algorithm"] == "local"]),
+             ("KnFu, distill_weight 0.3 (frontier)", [r for r in frontier if r["key"]["algorithm"] == "knfu"]),
+             (f"KnFu, distill_weight {SMALL_WEIGHT:g}", [r for r in small if r["key"]["algorithm"] == "knfu"]),
+             (f"FedMD, distill_weight {SMALL_WEIGHT:g}", [r for r in small if r["key"]["algorithm"] == "fedmd"])]
+    for label, rows in cells:
+        by_seed = {r["key"]["seed"]: r for r in rows if r["key"]["epsilon"] == WEIGHT_EPSILON}
+        got = [by_seed[s] for s in SEEDS if s in by_seed]
+        parts = [f"{100 * by_seed[s]['alma']:.1f} / {100 * by_seed[s]['global_acc']:.1f}" if s in by_seed else "–"
+                 for s in SEEDS]
+        mean = (f"{100 * np.mean([r['alma'] for r in got]):.1f} / {100 * np.mean([r['global_acc'] for r in got]):.1f}"
+                if got else "–")
+        lines.append(f"| {label} | " + " | ".join(parts) + f" | {mean} |")
+    return "\n".join(lines)
+
+
 def rmia_summary(rmia: dict) -> dict:
     return {c: {"auc": v["auc"], "tpr_at_1fpr": v["tpr_at_1fpr"]} for c, v in rmia.items()}
 
@@ -299,7 +354,7 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("run", "rmia", "upload", "table"))
+    parser.add_argument("what", choices=("run", "rmia", "upload", "weight", "table"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "dp_frontier"))
     parser.add_argument("--seeds", default="0", help="upload: the frontier seeds to attack (comma-separated)")
     args = parser.parse_args()
@@ -309,10 +364,14 @@ def main() -> None:
         run_rmia(Path(args.out))
     elif args.what == "upload":
         run_upload_mia(Path(args.out), {int(x) for x in args.seeds.split(",")})
+    elif args.what == "weight":
+        run_weight(Path(args.out))
     else:
         print(table())
         print()
         print(upload_table())
+        print()
+        print(weight_table())
 
 
 if __name__ == "__main__":
