@@ -338,15 +338,16 @@ def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: in
     vary (constant answers) gets z = 0.
     """
     n, m, c = _check(p)
-    chunk = _sample_chunk(n, c, 8, block_bytes)
-    mean_root = np.zeros((n, c))
-    moment = np.zeros((n, c, c))
-    for start in range(0, m, chunk):
-        root = np.sqrt(np.maximum(p[:, start:start + chunk, :], 0.0))
-        mean_root += root.sum(axis=1)
-        moment += np.matmul(root.transpose(0, 2, 1), root)
-    mean_root /= m
-    moment = moment.reshape(n, c * c) / m
+    # blocks of clients (not of samples, as the distances): each client's C x C moment is then one product
+    # over all M samples instead of many short ones
+    rows = max(1, min(n, block_bytes // max(1, 8 * m * c)))
+    mean_root = np.empty((n, c))
+    moment = np.empty((n, c, c))
+    for start in range(0, n, rows):
+        root = np.sqrt(np.maximum(p[start:start + rows], 0.0))
+        mean_root[start:start + rows] = root.mean(axis=1)
+        moment[start:start + rows] = np.matmul(root.transpose(0, 2, 1), root) / m
+    moment = moment.reshape(n, c * c)
     chance = mean_root @ mean_root.T
     outer = np.einsum("nc,nd->ncd", mean_root, mean_root).reshape(n, c * c)
     row_effect = moment @ outer.T  # [n, m] = s_m' G_n s_m
