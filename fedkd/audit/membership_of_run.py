@@ -34,6 +34,22 @@ def _metrics_for_json(metrics: dict) -> dict:
     return out
 
 
+def strongest_attack(res: dict) -> dict:
+    """The attack with the highest AUC on one client, with its AUC and TPRs at low FPR."""
+    best = max(res, key=lambda name: res[name]["auc"])
+    return {"attack": best, **{k: res[best][k] for k in ("auc", "tpr_at_0.1fpr", "tpr_at_1fpr")}}
+
+
+def worst_clients(per_client: dict) -> dict:
+    """Per attack, the client it does best on (``worst_client``), with that client's TPRs at low FPR."""
+    worst = {attack: {**w, "client": str(w["client"])} for attack, w in worst_client(
+        {cid: {a: {"auc": m["auc"]} for a, m in r.items()} for cid, r in per_client.items()}).items()}
+    for attack, w in worst.items():
+        m = per_client[w["client"]][attack]
+        w["tpr_at_0.1fpr"], w["tpr_at_1fpr"] = m["tpr_at_0.1fpr"], m["tpr_at_1fpr"]
+    return worst
+
+
 def _reference_data(art: RunArtifacts, client_id: int, seed: int, *,
                     with_population: bool = False):
     """Other clients' private data, class-matched to ``client_id`` and twice its size.
@@ -143,17 +159,13 @@ def audit_membership_of_run(art: RunArtifacts, clients: list[int], settings: Aud
                 n_boot=settings.bootstrap,
             )
         per_client[str(cid)] = {name: _metrics_for_json(m) for name, m in res.items()}
-        best = max(res, key=lambda name: res[name]["auc"])
-        strongest[str(cid)] = {"attack": best, **{k: res[best][k] for k in ("auc", "tpr_at_0.1fpr", "tpr_at_1fpr")}}
+        strongest[str(cid)] = strongest_attack(res)
+        best = strongest[str(cid)]["attack"]
         sizes[str(cid)] = {"architecture": arch, "n_members": res[best]["n_members"],
                            "n_nonmembers": res[best]["n_nonmembers"]}
         log(f"membership client {cid} ({arch}): " + ", ".join(
             f"{name} AUC {m['auc']:.3f}" for name, m in res.items()))
-    worst = {attack: {**w, "client": str(w["client"])} for attack, w in worst_client(
-        {cid: {a: {"auc": m["auc"]} for a, m in r.items()} for cid, r in per_client.items()}).items()}
-    for attack, w in worst.items():
-        m = per_client[w["client"]][attack]
-        w["tpr_at_0.1fpr"], w["tpr_at_1fpr"] = m["tpr_at_0.1fpr"], m["tpr_at_1fpr"]
+    worst = worst_clients(per_client)
     return {
         "attacks": [a for a in ATTACKS if any(a in r for r in per_client.values())],
         "per_client": per_client,

@@ -43,8 +43,9 @@ from fedkd.seeding import derive_seed
 
 from ._common import as_device, progress_bar
 from .attacks import PrivacyAttack, register_attack
-from .membership import ATTACKS, audit_membership, worst_client
-from .membership_of_run import _metrics_for_json, _reference_epochs, client_references
+from .membership import ATTACKS, audit_membership
+from .membership_of_run import (_metrics_for_json, _reference_epochs, client_references, strongest_attack,
+                                worst_clients)
 
 __all__ = ["distil_surrogate", "top1_agreement", "upload_membership_attack", "audit_upload_membership_of_run",
            "upload_of"]
@@ -181,15 +182,10 @@ def audit_upload_membership_of_run(art, clients: list[int], settings, clock, log
             if out["rmia_a"] is not None:
                 rmia_a[str(cid)] = {**out["rmia_a"], "population": int(len(population[1]))}
         per_client[str(cid)] = {name: _metrics_for_json(m) for name, m in res.items()}
-        best = max(res, key=lambda name: res[name]["auc"])
-        strongest[str(cid)] = {"attack": best, **{k: res[best][k] for k in ("auc", "tpr_at_0.1fpr", "tpr_at_1fpr")}}
+        strongest[str(cid)] = strongest_attack(res)
         log(f"upload membership client {cid} ({arch}, surrogate agreement {agree:.3f}): " + ", ".join(
             f"{name} AUC {m['auc']:.3f}" for name, m in res.items()))
-    worst = {attack: {**w, "client": str(w["client"])} for attack, w in worst_client(
-        {cid: {a: {"auc": m["auc"]} for a, m in r.items()} for cid, r in per_client.items()}).items()}
-    for attack, w in worst.items():
-        m = per_client[w["client"]][attack]
-        w["tpr_at_0.1fpr"], w["tpr_at_1fpr"] = m["tpr_at_0.1fpr"], m["tpr_at_1fpr"]
+    worst = worst_clients(per_client)
     head_cid = max(strongest, key=lambda c: strongest[c]["auc"])
     agreements = [s["agreement_test"] for s in surrogates.values()]
     return {
