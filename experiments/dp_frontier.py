@@ -5,6 +5,7 @@
     python experiments/dp_frontier.py upload --seeds 0   # the server's MIA from the uploads (and on swing runs)
     python experiments/dp_frontier.py weight             # FedMD and KnFu at epsilon 8 with distill_weight 0.03
     python experiments/dp_frontier.py table                                # the Markdown table for the docs
+    python experiments/dp_frontier.py plot     # the same numbers drawn: docs/dp_frontier.png
 
 Every run is a real simulation (``run_simulation``, as ``fedkd simulate``) with ``privacy.dp_sgd`` and
 ``privacy.dp_target_epsilon`` for the whole run (delta = privacy.delta = 1e-5); epsilon = inf is the
@@ -351,10 +352,65 @@ def table() -> str:
                 f"| {rmia_text(cell, rmia)} | {len(cell)} |")
     return "\n".join(lines)
 
+PLOT = ROOT.parent / "docs" / "dp_frontier.png"
+
+
+def plot(path: Path = PLOT) -> Path:
+    """Draw the frontier from the ledgers: ALMA, global accuracy and RMIA's TPR at 1 % FPR against the target
+    epsilon (categorical axis, no DP at the right), one line per algorithm, mean and standard deviation over
+    seeds; the epsilon-8 runs with the smaller distillation weight as open markers beside them."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(x) for x in LEDGER.read_text().splitlines() if x.strip()]
+    rmia = {json.dumps(r["key"], sort_keys=True): r for r in
+            (json.loads(x) for x in RMIA_LEDGER.read_text().splitlines() if x.strip())} if RMIA_LEDGER.exists() else {}
+    small = ([json.loads(x) for x in WEIGHT_LEDGER.read_text().splitlines() if x.strip()]
+             if WEIGHT_LEDGER.exists() else [])
+    panels = (("ALMA (%)", lambda r: r.get("alma")), ("global accuracy (%)", lambda r: r.get("global_acc")),
+              ("RMIA TPR at 1 % FPR (%, mean client)",
+               lambda r: (rmia.get(json.dumps(r["key"], sort_keys=True)) or {}).get("rmia_tpr_1fpr")))
+    colours = {"local": "tab:gray", "fedmd": "tab:blue", "knfu": "tab:red"}
+    xs = np.arange(len(EPSILONS))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    for ax, (title, value) in zip(axes, panels):
+        for j, algorithm in enumerate(ALGORITHMS):
+            means, stds = [], []
+            for eps in EPSILONS:
+                got = [100 * v for r in rows if r["key"]["algorithm"] == algorithm and r["key"]["epsilon"] == eps
+                       for v in [value(r)] if v is not None]
+                means.append(np.mean(got) if got else np.nan)
+                stds.append(np.std(got, ddof=1) if len(got) > 1 else 0.0)
+            ax.errorbar(xs + 0.06 * (j - 1), means, yerr=stds, marker="o", capsize=3, color=colours[algorithm],
+                        label=algorithm)
+            weight = [100 * value(r) for r in small if r["key"]["algorithm"] == algorithm
+                      and value(r) is not None and title != panels[2][0]]
+            if weight:
+                ax.errorbar([EPSILONS.index(WEIGHT_EPSILON) + 0.25 + 0.06 * (j - 1)], [np.mean(weight)],
+                            yerr=[np.std(weight, ddof=1) if len(weight) > 1 else 0.0], marker="o", mfc="white",
+                            capsize=3, color=colours[algorithm], linestyle="none",
+                            label=f"{algorithm}, distill_weight {SMALL_WEIGHT:g}")
+        ax.set_xticks(xs, ["1", "3", "8", "∞ (no DP)"])
+        ax.set_xlabel("target ε (δ = 1e-5, whole run)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    data = ", ".join(sorted({r["key"]["dataset"] for r in rows}))
+    fig.suptitle(f"DP-SGD frontier: {data}, alpha {SIZES['alpha']}, {SIZES['num_clients']} clients, "
+                 f"{SIZES['rounds']} rounds, mean ± sd over seeds {', '.join(map(str, SEEDS))} "
+                 "(experiments/dp_frontier.py)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("run", "rmia", "upload", "weight", "table"))
+    parser.add_argument("what", choices=("run", "rmia", "upload", "weight", "table", "plot"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "dp_frontier"))
     parser.add_argument("--seeds", default="0", help="upload: the frontier seeds to attack (comma-separated)")
     args = parser.parse_args()
@@ -366,6 +422,8 @@ def main() -> None:
         run_upload_mia(Path(args.out), {int(x) for x in args.seeds.split(",")})
     elif args.what == "weight":
         run_weight(Path(args.out))
+    elif args.what == "plot":
+        print(f"wrote {plot()}")
     else:
         print(table())
         print()
