@@ -7,7 +7,7 @@
 #   superlink   flower-superlink with TLS and SuperNode authentication
 #               FEDKD_CERTS [/certs]  FEDKD_FLEET_ADDRESS [0.0.0.0:9092]  FEDKD_CONTROL_HOST [0.0.0.0]
 #               FEDKD_CONTROL_PORT [8000]  FEDKD_DATABASE [$FLWR_HOME/superlink.db]  FEDKD_AUTH [1]  FEDKD_INSECURE [0]
-#   supernode   flower-supernode for one partition of the federation
+#   supernode   fedkd-supernode (flower-supernode without its fixed waits) for one partition
 #               FEDKD_SUPERLINK (HOST:PORT of the Fleet API, required)  FEDKD_PARTITION_ID (required)
 #               FEDKD_NUM_PARTITIONS (required)  FEDKD_NODE_KEY [$FEDKD_CERTS/keys/node-$FEDKD_PARTITION_ID]
 #               FEDKD_CLIENTAPPIO_PORT [9094]  FEDKD_STATE_DIR [/state]  FEDKD_DATA_DIR (the node's own
@@ -132,7 +132,7 @@ case "$ROLE" in
     if [[ "$INSECURE" != 1 && "$AUTH" == 1 ]]; then  # the ClientApp proves its client id with the same key
       node_config+=" auth-key=\"${FEDKD_NODE_KEY:-$CERTS/keys/node-$FEDKD_PARTITION_ID}\""
     fi
-    cmd=(flower-supernode --superlink "$FEDKD_SUPERLINK" --host 127.0.0.1 --port "$port"
+    cmd=(fedkd-supernode --superlink "$FEDKD_SUPERLINK" --host 127.0.0.1 --port "$port"
          --node-config "$node_config")
     if [[ "$INSECURE" == 1 ]]; then
       cmd+=(--insecure)

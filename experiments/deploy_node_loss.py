@@ -19,14 +19,7 @@ from pathlib import Path
 
 from fedkd.config import make_config
 from fedkd.deploy.local import LocalFederation, LocalSetup, round_records
-from fedkd.deploy.processes import descendants, wait_until
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+from fedkd.deploy.processes import descendants, is_clientapp, wait_until
 
 
 def main() -> None:
@@ -55,7 +48,7 @@ def main() -> None:
         out = Path(cfg["out"])
         victim = fed.nodes[args.victim]
         wait_until(lambda: len(round_records(out)) >= args.kill_round - 1
-                   and any("flwr-clientapp" in cmdline(c.pid) for c in descendants(victim.pid)),
+                   and any(is_clientapp(c.pid) for c in descendants(victim.pid)),
                    1800, f"round {args.kill_round} to reach node {args.victim}", [victim], poll=0.3)
         fed.kill_node(args.victim)
         events["killed_at"] = time.monotonic() - started

@@ -1,6 +1,6 @@
 """Deployment: credentials, run config, the Docker entrypoint, and real Flower processes on 127.0.0.1.
 
-The tests marked ``deployment`` start real ``flower-superlink`` / ``flower-supernode`` processes (TLS and
+The tests marked ``deployment`` start real ``flower-superlink`` / ``fedkd-supernode`` processes (TLS and
 SuperNode authentication on) and stop every one by PID in a ``finally``. A deployment round costs 7-12 s of
 Flower's fixed latency plus a fresh ClientApp process per message, so the runs are tiny: digits, 3 nodes,
 2 rounds, an MLP, a 100-image transfer set.
@@ -29,8 +29,10 @@ from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, flower_env, write_connection
 from fedkd.cli.simulation import run_simulation
 from fedkd.deploy.local import NODE_ACCEPTED, LocalFederation, LocalSetup, client_threads, round_records
-from fedkd.deploy.processes import ProcessGroup, descendants, free_port, port_open, still_running, wait_until
+from fedkd.deploy.processes import (ProcessGroup, descendants, free_port, is_clientapp, port_open, still_running,
+                                   wait_until)
 from fedkd.deploy.run_config import app_config_keys, run_config_string, toml_value
+from fedkd.deploy.warm_clientapp import FORKED_LOG
 from fedkd.prometheus import parse_metrics
 from helpers import scrape_metrics
 
@@ -325,6 +327,9 @@ def test_federation_on_exported_folders_equals_the_simulation(tmp_path):
     assert summary["identity_alarms"] == {}
     for key in ("alma_per_round", "global_acc_per_round", "per_client_local_acc", "per_client_global_acc"):
         assert summary[key] == simulated[key], key  # the bridge: same data, same seeds, same numbers
+    for node in range(3):  # fedkd-supernode forked every ClientApp warm, and the numbers above are the same
+        node_log = (workdir / "logs" / f"supernode-{node}.log").read_text()
+        assert node_log.count(FORKED_LOG) >= 2, node_log[-3000:]
     assert "label_histograms" not in rounds[0]  # the server records nothing of a node's data unless it opts in
     server_config = json.loads((workdir / "run" / "config.json").read_text())
     assert server_config["transfer_dir"].endswith("transfer") and server_config["server.identity_registry"]
@@ -477,7 +482,7 @@ def node_loss_run(tmp_path_factory):
         run_id, cfg = fed.submit(make_config({**TINY, "rounds": 3, "server.reply_timeout": 150.0}))
         victim = fed.nodes[2]
         wait_until(lambda: len(round_records(Path(cfg["out"]))) >= 1, 600, "round 1", [fed.link])
-        wait_until(lambda: any("flwr-clientapp" in _cmdline(c.pid) for c in descendants(victim.pid)),
+        wait_until(lambda: any(is_clientapp(c.pid) for c in descendants(victim.pid)),
                    300, "node 2 to run its ClientApp of round 2", [victim], poll=0.3)
         fed.kill_node(2)
         result = fed.wait(run_id, cfg, timeout=900)
@@ -486,13 +491,6 @@ def node_loss_run(tmp_path_factory):
         yield fed, result, intruders
     finally:
         fed.close()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @pytest.mark.deployment

@@ -46,6 +46,9 @@ NO_NETWORK_ENV = {  # Flower would otherwise phone home and try to install depen
 # every message of a round waits up to that long before its ClientApp process starts. 0.1 s costs one local
 # RPC per tenth of a second per SuperExec. A value already in the environment wins.
 POLL_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
+# Every node runs fedkd-supernode: Flower's SuperNode with its hard-coded 3 s / 0.5 s waits shortened and a
+# warm ClientApp (fedkd/deploy/supernode.py; FEDKD_SUPERNODE_POLL_INTERVAL, FEDKD_WARM_CLIENTAPP=0 for cold).
+SUPERNODE_COMMAND = (sys.executable, "-m", "fedkd.deploy.supernode")
 
 
 def node_config_string(values: dict) -> str:
@@ -247,7 +250,7 @@ class LocalFederation:
 
             node_config["data-dir"] = str(Path(self.setup.data).resolve() / node_dir_name(partition))
         node_config.update(extra)
-        argv = [executable("flower-supernode"), "--superlink", f"127.0.0.1:{self.fleet_port}",
+        argv = [*SUPERNODE_COMMAND, "--superlink", f"127.0.0.1:{self.fleet_port}",
                 "--host", "127.0.0.1", "--port", str(port or self.node_ports[partition]),
                 "--node-config", node_config_string(node_config)]
         argv += ["--root-certificates", str(self.credentials.ca_cert)] if tls else ["--insecure"]

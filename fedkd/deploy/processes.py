@@ -61,6 +61,17 @@ def descendants(pid: int) -> list[ProcessId]:
     return found
 
 
+def is_clientapp(pid: int) -> bool:
+    """Whether ``pid`` is a ClientApp process: Flower's ``flwr-clientapp`` started cold, or one that
+    fedkd-supernode forked warm (named ``flwr-clientapp`` in /proc/PID/comm)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return "flwr-clientapp" in cmdline or comm == "flwr-clientapp"
+
+
 def still_running(proc: ProcessId) -> bool:
     stat = _proc_stat(proc.pid)
     return stat is not None and stat[1] == proc.start_ticks

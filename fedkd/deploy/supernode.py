@@ -1,0 +1,140 @@
+"""``fedkd-supernode``: Flower's SuperNode (same arguments as ``flower-supernode``) without its fixed waits.
+
+Flower 1.39's SuperNode (``flwr.supernode.start_client_internal``) has three latencies no knob sets,
+and a deployed round pays each of them (docs/performance.md §6):
+
+- after a pull that found no message it sleeps **3 s** before asking the SuperLink again, so a message
+  waits 1.5 s on average before its node even sees it;
+- it waits for its ClientApp's reply, and for the reply's contents, in **0.5 s** steps;
+- its SuperExec starts a fresh ``flwr-clientapp`` process for every message (about 2.5 s of imports).
+
+This entry point runs Flower's own SuperNode with the first two shortened to :data:`POLL_ENV` seconds
+(default :data:`DEFAULT_POLL`: one small RPC per node per tenth of a second while idle) and its
+SuperExec replaced by :mod:`fedkd.deploy.warm_clientapp`, which forks every ClientApp from a process
+that has imported torch and Flower's ClientApp runtime already. Both changes touch only waiting and
+process start-up: the messages, the ClientApp and what it computes are Flower's and ours as before
+(``tests/test_supernode.py`` runs a TLS federation through it and compares the numbers).
+
+Written for Flower 1.39.0; on another version, or if the sources it relies on changed, the node
+runs Flower's code unchanged and says so (``tests/test_supernode.py`` fails loudly first).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+
+from fedkd.deploy import warm_clientapp
+
+log = logging.getLogger("fedkd.deploy")
+
+FLOWER_VERSION = "1.39.0"
+# sha256 of inspect.getsource of the two functions whose waits are shortened (time.sleep(3) after an
+# empty pull, time.sleep(0.5) while waiting for a reply) and whose SuperExec command is replaced.
+FLOWER_SOURCES_SHA256 = {
+    "start_client_internal": "bb3df95a5f63b9849fef3ba5fac74c1d01677207e268c37d6895fb6d14399eff",
+    "_push_messages": "5f09f2f7a86ced070a9cb343920c8e3ba0c20fda956e7b6d2088965b428f42d2",
+}
+POLL_ENV = "FEDKD_SUPERNODE_POLL_INTERVAL"
+DEFAULT_POLL = 0.1
+POLL_RANGE = (0.01, 3.0)  # 3 s is Flower's own wait: longer would only make the node slower than Flower's
+WARM_ENV = "FEDKD_WARM_CLIENTAPP"  # "0" starts every ClientApp cold, as flower-supernode does
+SUPEREXEC_COMMAND = "flower-superexec"
+
+
+def _flower_node():
+    from flwr.supernode import start_client_internal
+
+    return start_client_internal
+
+
+def flower_sources_sha256() -> dict[str, str]:
+    node = _flower_node()
+    return {name: hashlib.sha256(inspect.getsource(getattr(node, name)).encode()).hexdigest()
+            for name in FLOWER_SOURCES_SHA256}
+
+
+def matches_installed_flower() -> bool:
+    import flwr
+
+    return flwr.__version__ == FLOWER_VERSION and flower_sources_sha256() == FLOWER_SOURCES_SHA256
+
+
+def poll_interval(environ: dict[str, str] | None = None) -> float:
+    """The node's poll interval from ``$FEDKD_SUPERNODE_POLL_INTERVAL`` (seconds), checked."""
+    raw = (os.environ if environ is None else environ).get(POLL_ENV)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_POLL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and POLL_RANGE[0] <= value <= POLL_RANGE[1]):
+        raise SystemExit(f"{POLL_ENV} must be a number of seconds in [{POLL_RANGE[0]}, {POLL_RANGE[1]}], "
+                         f"got {raw!r}")
+    return value
+
+
+def warm_enabled(environ: dict[str, str] | None = None) -> bool:
+    raw = (os.environ if environ is None else environ).get(WARM_ENV, "1").strip().lower()
+    if raw not in {"0", "1", "true", "false", "yes", "no"}:
+        raise SystemExit(f"{WARM_ENV} must be 0 or 1, got {raw!r}")
+    return raw in {"1", "true", "yes"}
+
+
+class _ShortWaits:
+    """Stands in for the ``time`` module inside Flower's SuperNode loop: every sleep at most ``poll``."""
+
+    def __init__(self, poll: float):
+        self.poll = poll
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, self.poll))
+
+
+class _WarmSuperExec:
+    """Stands in for ``subprocess`` inside Flower's SuperNode: its SuperExec is fedkd's warm one."""
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    def Popen(self, args, *rest, **kwargs):  # noqa: N802 -- the name Flower calls
+        if isinstance(args, list) and args and args[0] == SUPEREXEC_COMMAND:
+            args = [sys.executable, "-m", warm_clientapp.__name__, *args[1:]]
+        return subprocess.Popen(args, *rest, **kwargs)
+
+
+def install(poll: float, warm: bool) -> bool:
+    """Shorten the SuperNode's waits (and make its ClientApps warm) on the Flower this was written for."""
+    if not matches_installed_flower():
+        import flwr
+
+        log.warning("Flower %s's SuperNode is not the one fedkd/deploy/supernode.py was written for (%s): "
+                    "running it unchanged (3 s polls, a cold ClientApp per message)", flwr.__version__, FLOWER_VERSION)
+        return False
+    node = _flower_node()
+    node.time = _ShortWaits(poll)
+    if warm:
+        node.subprocess = _WarmSuperExec()
+    return True
+
+
+def main() -> None:
+    """``flower-supernode`` with short polls and a warm ClientApp; the same arguments."""
+    install(poll_interval(), warm_enabled())
+    from flwr.supernode.cli import flower_supernode
+
+    sys.argv[0] = "flower-supernode"
+    flower_supernode()
+
+
+if __name__ == "__main__":
+    main()
