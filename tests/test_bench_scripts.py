@@ -115,3 +115,12 @@ def test_handout_bench_hands_out_every_stored_message_with_both_loops():
     record = run_bench("handout", "--clients", "20", "--sampled", "8", "--stored", "8", "--ticks", "1", "--repeats", "1")
     (row,) = record["rows"]
     assert row["handed_out_first_tick"] == 8 and row["flower_tick_ms"] > 0 and row["one_pass_tick_ms"] > 0
+
+
+@pytest.mark.deployment
+def test_deploy_round_bench_runs_a_real_federation_and_reports_its_rounds():
+    record = run_bench("deploy_round", "--nodes", "2", "--modes", "fedkd", "--set", "rounds=2", "--set", "models=mlp",
+                       *TINY)
+    rounds = record["modes"]["fedkd"]["round_seconds"]
+    assert len(rounds) == 2 and all(r > 0 for r in rounds)
+    assert record["ratio"] is None and record["identical_numbers"] is True  # one mode: nothing to compare with
