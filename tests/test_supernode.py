@@ -78,6 +78,8 @@ def _zygote_in_subprocess(tmp_path, requests: list[str]) -> str:
 import os, sys, time
 from fedkd.deploy import warm_clientapp as w
 def fake_clientapp():
+    if sys.argv[-1] == "crash":
+        raise RuntimeError("a ClientApp that dies")
     with open({str(tmp_path)!r} + "/" + sys.argv[-1], "w") as fh:
         fh.write(" ".join(sys.argv) + " " + str(os.getppid()))
     raise SystemExit(0)
@@ -101,7 +103,7 @@ time.sleep(1.0)
 
 
 def test_the_zygote_forks_one_process_per_request_and_skips_garbage(tmp_path):
-    out = _zygote_in_subprocess(tmp_path, ["a", "RAW", "b"])
+    out = _zygote_in_subprocess(tmp_path, ["a", "RAW", "crash", "b"])
     zygote_pid = out.split()[0]
     for name in ("a", "b"):
         deadline = time.monotonic() + 20
@@ -110,7 +112,9 @@ def test_the_zygote_forks_one_process_per_request_and_skips_garbage(tmp_path):
         argv = (tmp_path / name).read_text().split()
         assert argv[:4] == ["flwr-clientapp", "--token", "t", name]
         assert argv[4] == zygote_pid  # forked by the zygote, not started cold
-    assert out.count(warm_clientapp.FORKED_LOG) == 2 and "malformed request ignored" in out
+    # the crashed ClientApp ended its own process only: the request after it was served
+    assert out.count(warm_clientapp.FORKED_LOG) == 3 and "malformed request ignored" in out
+    assert "a ClientApp that dies" in out
 
 
 def test_a_launch_the_zygote_cannot_take_starts_cold(monkeypatch):
