@@ -141,7 +141,7 @@ class IdentityBook:
             if not got:
                 time.sleep(min(wait, max(0.0, limit - time.monotonic())))
                 wait = min(wait * dispatch.BACKOFF, longest_wait)
-        silent = [self._pending[m] for m in waiting if m in self._pending]
+        silent = [n for n in node_ids if n not in self.answered]
         if silent:
             log.warning("%d node(s) did not answer the identify query within %.0f s (server.identify_timeout): "
                         "%s; they get nothing until they answer, and no round waits for them", len(silent),
@@ -149,8 +149,15 @@ class IdentityBook:
 
     def _collect(self, grid: Grid, replies: list, live: set[int]) -> None:
         for reply in replies:
-            self._pending.pop(reply.metadata.reply_to_message_id, None)
+            asked = self._pending.pop(reply.metadata.reply_to_message_id, None)
             src = reply.metadata.src_node_id
+            if asked is not None and src != asked and reply.has_error():
+                # Flower's SuperLink answered for the node (it went offline before answering): no answer and
+                # no intruder. Its query is gone, so the node is asked again if it comes back.
+                log.info("node %s could not be asked who it is: %s", asked, clip(reply.error.reason))
+                self._nonces.pop(asked, None)
+                self.asked.discard(asked)
+                continue
             if src not in self._nonces:
                 self._alarm("unexpected_sender", "identify answer from node %s, which was not asked", src)
                 continue

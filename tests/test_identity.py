@@ -122,3 +122,29 @@ def test_once_a_node_is_bound_a_silent_one_costs_only_identify_timeout(monkeypat
     book = IdentityBook(2, timeout=0.3, first_timeout=30.0)
     book._identify(ColdNodes({11: 0.0}), [11, 12], {11, 12})  # node 12 never answers
     assert book.client_of == {11: 0} and list(book._pending.values()) == [12]  # its answer stays welcome
+
+
+def test_the_superlinks_error_reply_for_an_offline_node_is_no_answer_and_no_alarm(caplog):
+    """Flower's SuperLink answers a query to a node that went offline with an error from node 1: that node
+    did not answer (it is named as silent, and asked again if it comes back); nobody is an intruder."""
+    import logging
+
+    from flwr.app import Error, Message
+
+    class OfflineNode:
+        def push_messages(self, messages):
+            self.query = messages[0]
+            return ["query-12"]
+
+        def pull_messages(self, message_ids):
+            reply = Message(Error(code=0, reason="node unavailable"), reply_to=self.query)
+            reply.metadata.__dict__["_src_node_id"] = 1  # the SuperLink's own node id
+            reply.metadata.__dict__["_reply_to_message_id"] = "query-12"
+            return [reply]
+
+    book = IdentityBook(2, timeout=5.0, first_timeout=5.0)
+    with caplog.at_level(logging.WARNING, logger="fedkd.server"):
+        book._identify(OfflineNode(), [12], {12})
+    assert not book.alarms and not book.client_of and not book._pending
+    assert 12 not in book.asked  # asked again once it is live again
+    assert "did not answer the identify query" in caplog.text
