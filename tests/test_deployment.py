@@ -7,6 +7,7 @@ Flower's fixed latency plus a fresh ClientApp process per message, so the runs a
 """
 import contextlib
 import datetime as dt
+from unittest import mock
 import json
 import os
 import re
@@ -379,9 +380,13 @@ def hostile_federation(tmp_path_factory):
     first, second = sorted(other_transfer.glob("*.png"))[:2]
     first.write_bytes(second.read_bytes())
 
-    # check_data=False: as on separate hosts, node 2 alone finds its bad folder
-    fed = LocalFederation(LocalSetup(nodes=4, workdir=root / "fed", data=data, check_data=False),
-                          say=lambda m: print(m, flush=True))
+    # check_data=False: as on separate hosts, node 2 alone finds its bad folder. Flower's own waits and cold
+    # ClientApps (FEDKD_SUPERNODE_POLL_INTERVAL=3, FEDKD_WARM_CLIENTAPP=0): Flower re-admits the killed node
+    # after about a minute of missed heartbeats, and the 7 rounds must outlast that; fedkd-supernode's 4 s
+    # rounds would end the run before node 1 is back (the environment is read when the federation is made).
+    with mock.patch.dict(os.environ, {"FEDKD_SUPERNODE_POLL_INTERVAL": "3", "FEDKD_WARM_CLIENTAPP": "0"}):
+        fed = LocalFederation(LocalSetup(nodes=4, workdir=root / "fed", data=data, check_data=False),
+                              say=lambda m: print(m, flush=True))
     try:
         creds.make_credentials(fed.credentials.root, nodes=5)  # node-4: the impostor's own key
         fed.start(node_configs={3: {"transfer-dir": str(other_transfer)}})
