@@ -5,7 +5,7 @@
     python experiments/dp_frontier.py upload --seeds 0   # the server's MIA from the uploads (and on swing runs)
     python experiments/dp_frontier.py weight             # FedMD and KnFu at epsilon 8 with distill_weight 0.03
     python experiments/dp_frontier.py table                                # the Markdown table for the docs
-    python experiments/dp_frontier.py plot     # the same numbers drawn: docs/dp_frontier.png
+    python experiments/dp_frontier.py plot     # the same numbers drawn: experiments/runs/dp_frontier.png
 
 Every run is a real simulation (``run_simulation``, as ``fedkd simulate``) with ``privacy.dp_sgd`` and
 ``privacy.dp_target_epsilon`` for the whole run (delta = privacy.delta = 1e-5); epsilon = inf is the
@@ -42,6 +42,21 @@ BASE = ROOT / "configs" / "fashion.toml"  # the tuned Fashion setting (joint ord
 SIZES = {"num_clients": 5, "rounds": 5, "private_pool_size": 3000, "transfer_size": 500, "global_test_size": 1000,
          "alpha": 0.5, "eval_split": "val", "save_models": True}
 LEDGER = ROOT / "results" / "dp_frontier.jsonl"
+
+
+def read_ledger(path: Path) -> list[dict]:
+    """One dict per non-empty line of a JSON-lines ledger; [] while it does not exist."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def done_keys(path: Path) -> set[str]:
+    """The run keys a ledger already has (JSON with sorted keys): what a resumed command skips."""
+    return {json.dumps(r["key"], sort_keys=True) for r in read_ledger(path)}
+
+
+def rmia_by_key() -> dict:
+    """The RMIA ledger's rows by their run key (JSON with sorted keys)."""
+    return {json.dumps(r["key"], sort_keys=True): r for r in read_ledger(RMIA_LEDGER)}
 
 
 def pick_dataset() -> str:
@@ -104,8 +119,7 @@ def run(out_root: Path) -> None:
 
     data = pick_dataset()
     LEDGER.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in LEDGER.read_text().splitlines()
-            if line.strip()} if LEDGER.exists() else set()
+    done = done_keys(LEDGER)
     cells = list(plan(data))
     for i, key in enumerate(cells):
         if json.dumps(key, sort_keys=True) in done:
@@ -140,9 +154,8 @@ def run_rmia(out_root: Path) -> None:
     one JSON line per run in ``RMIA_LEDGER`` (resumable): TPR at 1 % FPR and AUC, mean and worst client."""
     import subprocess
 
-    rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
-    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in RMIA_LEDGER.read_text().splitlines()
-            if line.strip()} if RMIA_LEDGER.exists() else set()
+    rows = read_ledger(LEDGER)
+    done = done_keys(RMIA_LEDGER)
     for i, row in enumerate(rows):
         key = row["key"]
         if json.dumps(key, sort_keys=True) in done:
@@ -179,13 +192,12 @@ def run_upload_mia(out_root: Path, seeds: set[int]) -> None:
     client's model, and RMIA on the model itself from the same audit for comparison."""
     import subprocess
 
-    rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+    rows = read_ledger(LEDGER)
     targets = [(row["key"], out_root / f"{row['key']['dataset']}-{row['key']['algorithm']}-eps{row['key']['epsilon']}"
                 f"-seed{row['key']['seed']}") for row in rows if row["key"]["seed"] in seeds]
     targets += [({"dataset": "fashion-mnist", "algorithm": "knfu", "epsilon": "swing", "seed": seed},
                  SWING_RUNS / f"s{seed}") for seed in sorted(seeds)]
-    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in UPLOAD_LEDGER.read_text().splitlines()
-            if line.strip()} if UPLOAD_LEDGER.exists() else set()
+    done = done_keys(UPLOAD_LEDGER)
     for i, (key, run_dir) in enumerate(targets):
         if json.dumps(key, sort_keys=True) in done:
             continue
@@ -218,7 +230,7 @@ def upload_table() -> str:
     """The server's membership inference from the uploads against the same attack on the models."""
     if not UPLOAD_LEDGER.exists():
         return "(no upload-MIA runs: python experiments/dp_frontier.py upload)"
-    rows = [json.loads(x) for x in UPLOAD_LEDGER.read_text().splitlines() if x.strip()]
+    rows = read_ledger(UPLOAD_LEDGER)
     lines = ["| uploads | algorithm | RMIA from the uploads: TPR at 1 % FPR (%, mean client) | AUC | "
              "RMIA on the model: TPR at 1 % FPR (%) | AUC | surrogate agreement | seeds |",
              "|---|---|---|---|---|---|---|---|"]
@@ -250,8 +262,7 @@ def run_weight(out_root: Path) -> None:
     from fedkd.config import load_config
 
     data = pick_dataset()
-    done = {json.dumps(json.loads(line)["key"], sort_keys=True) for line in WEIGHT_LEDGER.read_text().splitlines()
-            if line.strip()} if WEIGHT_LEDGER.exists() else set()
+    done = done_keys(WEIGHT_LEDGER)
     for seed in SEEDS:
         for algorithm in ("knfu", "fedmd"):
             key = {"dataset": data, "algorithm": algorithm, "seed": seed, "epsilon": WEIGHT_EPSILON,
@@ -274,8 +285,8 @@ def run_weight(out_root: Path) -> None:
 def weight_table() -> str:
     if not WEIGHT_LEDGER.exists():
         return "(no runs: python experiments/dp_frontier.py weight)"
-    small = [json.loads(x) for x in WEIGHT_LEDGER.read_text().splitlines() if x.strip()]
-    frontier = [json.loads(x) for x in LEDGER.read_text().splitlines() if x.strip()]
+    small = read_ledger(WEIGHT_LEDGER)
+    frontier = read_ledger(LEDGER)
     lines = [f"| ε = {WEIGHT_EPSILON:g}: ALMA % / global % | " + " | ".join(f"seed {s}" for s in SEEDS) + " | mean |",
              "|---" * (len(SEEDS) + 2) + "|"]
     cells = [("local", [r for r in frontier if r["key"]["algorithm"] == "local"]),
@@ -327,7 +338,7 @@ def rmia_text(cell: list[dict], rmia: dict) -> str:
 
 
 def table() -> str:
-    rows = [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+    rows = read_ledger(LEDGER)
     data = sorted({r["key"]["dataset"] for r in rows})
     lines = [f"Dataset: {', '.join(data)}; experiments/configs/fashion.toml with {SIZES['num_clients']} clients, "
              f"{SIZES['rounds']} rounds, {SIZES['private_pool_size']} private images, alpha {SIZES['alpha']}, "
@@ -337,8 +348,7 @@ def table() -> str:
              "LDI TV (round-1 uploads) | no-upload TV | LDI advantage, 95 % CI (clients × seeds) | "
              "RMIA TPR at 1 % FPR (%; mean client / worst) | RMIA AUC | n |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    rmia = {json.dumps(r["key"], sort_keys=True): r for r in
-            (json.loads(x) for x in RMIA_LEDGER.read_text().splitlines() if x.strip())} if RMIA_LEDGER.exists() else {}
+    rmia = rmia_by_key()
     for eps in EPSILONS:
         for algorithm in ALGORITHMS:
             cell = [r for r in rows if r["key"]["algorithm"] == algorithm and r["key"]["epsilon"] == eps]
@@ -352,7 +362,7 @@ def table() -> str:
                 f"| {rmia_text(cell, rmia)} | {len(cell)} |")
     return "\n".join(lines)
 
-PLOT = ROOT.parent / "docs" / "dp_frontier.png"
+PLOT = ROOT / "runs" / "dp_frontier.png"  # generated, not kept in the repository
 
 
 def plot(path: Path = PLOT) -> Path:
@@ -364,11 +374,9 @@ def plot(path: Path = PLOT) -> Path:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(x) for x in LEDGER.read_text().splitlines() if x.strip()]
-    rmia = {json.dumps(r["key"], sort_keys=True): r for r in
-            (json.loads(x) for x in RMIA_LEDGER.read_text().splitlines() if x.strip())} if RMIA_LEDGER.exists() else {}
-    small = ([json.loads(x) for x in WEIGHT_LEDGER.read_text().splitlines() if x.strip()]
-             if WEIGHT_LEDGER.exists() else [])
+    rows = read_ledger(LEDGER)
+    rmia = rmia_by_key()
+    small = read_ledger(WEIGHT_LEDGER)
     panels = (("ALMA (%)", lambda r: r.get("alma")), ("global accuracy (%)", lambda r: r.get("global_acc")),
               ("RMIA TPR at 1 % FPR (%, mean client)",
                lambda r: (rmia.get(json.dumps(r["key"], sort_keys=True)) or {}).get("rmia_tpr_1fpr")))

@@ -17,17 +17,15 @@ is not the one this replaces. The same change as an upstream patch: docs/flower-
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import threading
 from queue import Queue
 
+from fedkd.flower_pin import FLOWER_VERSION, sources_sha256
+
 log = logging.getLogger("fedkd.server")
 
-# The Flower version and the sources this replacement was written against (sha256 of
-# inspect.getsource of each, so that a changed loop or a changed store is noticed).
-FLOWER_VERSION = "1.39.0"
+# The sources this replacement was written against (fedkd/flower_pin.py: a changed loop or store is noticed).
 FLOWER_SOURCES_SHA256 = {
     "vce_api.add_messages_to_queue": "953f4bd41a931a7779a4a670ab17b633f6e20b08a0128535328674466419777a",
     "InMemoryLinkState.get_message_ins": "6547c8dcbc62e12f5b2aa5c69f4de8c7c7072c10d6c0876512cf37197d941056",
@@ -47,7 +45,7 @@ def flower_sources_sha256() -> dict[str, str]:
     funcs = _flower_functions()
     if funcs["vce_api.add_messages_to_queue"] is add_messages_to_queue:  # already installed: report the original
         funcs["vce_api.add_messages_to_queue"] = _ORIGINAL["add_messages_to_queue"]
-    return {name: hashlib.sha256(inspect.getsource(f).encode()).hexdigest() for name, f in funcs.items()}
+    return sources_sha256(funcs)
 
 
 def matches_installed_flower() -> bool:

@@ -69,7 +69,9 @@ def is_clientapp(pid: int) -> bool:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
-    return "flwr-clientapp" in cmdline or comm == "flwr-clientapp"
+    from fedkd.deploy.warm_clientapp import CLIENTAPP_COMMAND
+
+    return CLIENTAPP_COMMAND in cmdline or comm == CLIENTAPP_COMMAND
 
 
 def still_running(proc: ProcessId) -> bool:

@@ -13,15 +13,13 @@ This entry point runs Flower's own SuperNode with the first two shortened to :da
 SuperExec replaced by :mod:`fedkd.deploy.warm_clientapp`, which forks every ClientApp from a process
 that has imported torch and Flower's ClientApp runtime already. Both changes touch only waiting and
 process start-up: the messages, the ClientApp and what it computes are Flower's and ours as before
-(``tests/test_supernode.py`` runs a TLS federation through it and compares the numbers).
+(``tests/test_deployment.py`` runs a TLS federation through it and compares the numbers with the simulation's).
 
 Written for Flower 1.39.0; on another version, or if the sources it relies on changed, the node
 runs Flower's code unchanged and says so (``tests/test_supernode.py`` fails loudly first).
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import math
 import os
@@ -30,11 +28,11 @@ import sys
 import time
 
 from fedkd.deploy import warm_clientapp
+from fedkd.flower_pin import FLOWER_VERSION, is_pinned_flower, sources_sha256
 
 log = logging.getLogger("fedkd.deploy")
 
-FLOWER_VERSION = "1.39.0"
-# sha256 of inspect.getsource of the two functions whose waits are shortened (time.sleep(3) after an
+# sha256 of inspect.getsource (fedkd/flower_pin.py) of the two functions whose waits are shortened (time.sleep(3) after an
 # empty pull, time.sleep(0.5) while waiting for a reply) and whose SuperExec command is replaced.
 FLOWER_SOURCES_SHA256 = {
     "start_client_internal": "bb3df95a5f63b9849fef3ba5fac74c1d01677207e268c37d6895fb6d14399eff",
@@ -53,16 +51,17 @@ def _flower_node():
     return start_client_internal
 
 
-def flower_sources_sha256() -> dict[str, str]:
+def _flower_functions() -> dict:
     node = _flower_node()
-    return {name: hashlib.sha256(inspect.getsource(getattr(node, name)).encode()).hexdigest()
-            for name in FLOWER_SOURCES_SHA256}
+    return {name: getattr(node, name) for name in FLOWER_SOURCES_SHA256}
+
+
+def flower_sources_sha256() -> dict[str, str]:
+    return sources_sha256(_flower_functions())
 
 
 def matches_installed_flower() -> bool:
-    import flwr
-
-    return flwr.__version__ == FLOWER_VERSION and flower_sources_sha256() == FLOWER_SOURCES_SHA256
+    return is_pinned_flower(_flower_functions(), FLOWER_SOURCES_SHA256)
 
 
 def poll_interval(environ: dict[str, str] | None = None) -> float:

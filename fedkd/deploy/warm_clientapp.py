@@ -21,9 +21,7 @@ sources, a dead zygote) falls back to Flower's own launch with a warning, never 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -32,10 +30,11 @@ import subprocess
 import sys
 import traceback
 
+from fedkd.flower_pin import FLOWER_VERSION, is_pinned_flower, sources_sha256
+
 log = logging.getLogger("fedkd.deploy")
 
-FLOWER_VERSION = "1.39.0"
-# sha256 of inspect.getsource of what the launch shim relies on: that launch builds the ClientApp's
+# sha256 of inspect.getsource (fedkd/flower_pin.py) of what the launch shim relies on: that launch builds the ClientApp's
 # command line and hands it to the module's subprocess.Popen (result unused), stdout=DEVNULL when quiet.
 FLOWER_SOURCES_SHA256 = {
     "SubprocessExecutor.launch": "83abf3dbe02281fdf384ef650928e34eccc073dadcf690d34e9cb0eaab46b56c",
@@ -45,8 +44,8 @@ CLIENTAPP_COMMAND = "flwr-clientapp"
 # torch (about 2 s here), torch._dynamo (imported by torch's first optimiser, about 1 s), and Flower's
 # ClientApp runtime (gRPC, protobuf). Our own packages are left to the FAB on purpose.
 PRELOAD = ("numpy", "torch", "torch._dynamo", "flwr.supernode.cli", "flwr.supernode.runtime.run_clientapp")
-MAX_REQUEST_BYTES = 1 << 16
-FORKED_LOG = "fedkd: ClientApp forked warm"  # the node log's line per ClientApp (tests look for it)  # a command line; anything longer on the pipe is not ours
+MAX_REQUEST_BYTES = 1 << 16  # a command line; anything longer on the pipe is not ours
+FORKED_LOG = "fedkd: ClientApp forked warm"  # the node log's line per ClientApp (tests look for it)
 
 
 def _flower_launch():
@@ -55,15 +54,16 @@ def _flower_launch():
     return subprocess_executor
 
 
+def _flower_functions() -> dict:
+    return {"SubprocessExecutor.launch": _flower_launch().SubprocessExecutor.launch}
+
+
 def flower_sources_sha256() -> dict[str, str]:
-    executor = _flower_launch().SubprocessExecutor
-    return {"SubprocessExecutor.launch": hashlib.sha256(inspect.getsource(executor.launch).encode()).hexdigest()}
+    return sources_sha256(_flower_functions())
 
 
 def matches_installed_flower() -> bool:
-    import flwr
-
-    return flwr.__version__ == FLOWER_VERSION and flower_sources_sha256() == FLOWER_SOURCES_SHA256
+    return is_pinned_flower(_flower_functions(), FLOWER_SOURCES_SHA256)
 
 
 # ---------------------------------------------------------------------------------------------- zygote side
