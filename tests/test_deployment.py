@@ -364,7 +364,7 @@ def hostile_federation(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    # 7 rounds: node 1 is re-admitted only after about a minute of missed heartbeats, while rounds go on
+    # 7 rounds: node 1 is re-admitted only after its missed heartbeats (about 20 s here), while rounds go on
     cfg = make_config({**TINY, "num_clients": 4, "rounds": 7, "server.reply_timeout": 150.0,
                        "server.min_contributors": 1,  # a pool of 3: a returning client must get targets
                        # the restarted node's cold ClientApp must answer its identify query in the round it
@@ -380,11 +380,11 @@ def hostile_federation(tmp_path_factory):
     first, second = sorted(other_transfer.glob("*.png"))[:2]
     first.write_bytes(second.read_bytes())
 
-    # check_data=False: as on separate hosts, node 2 alone finds its bad folder. Flower's own waits and cold
-    # ClientApps (FEDKD_SUPERNODE_POLL_INTERVAL=3, FEDKD_WARM_CLIENTAPP=0): Flower re-admits the killed node
-    # after about a minute of missed heartbeats, and the 7 rounds must outlast that; fedkd-supernode's 4 s
-    # rounds would end the run before node 1 is back (the environment is read when the federation is made).
-    with mock.patch.dict(os.environ, {"FEDKD_SUPERNODE_POLL_INTERVAL": "3", "FEDKD_WARM_CLIENTAPP": "0"}):
+    # check_data=False: as on separate hosts, node 2 alone finds its bad folder. A 10 s heartbeat
+    # (FEDKD_SUPERNODE_HEARTBEAT_INTERVAL; Flower's is 30 s): the SuperLink takes the killed node for offline
+    # about 20 s after its last heartbeat, and only then admits the restarted one under the same key, which
+    # must happen while rounds remain (the environment is read when the federation is made).
+    with mock.patch.dict(os.environ, {"FEDKD_SUPERNODE_HEARTBEAT_INTERVAL": "10"}):
         fed = LocalFederation(LocalSetup(nodes=4, workdir=root / "fed", data=data, check_data=False),
                               say=lambda m: print(m, flush=True))
     try:
@@ -395,7 +395,10 @@ def hostile_federation(tmp_path_factory):
         run_id, cfg = fed.submit(cfg)  # ... but the registry binds client 0 to node-0's key only
         wait_until(lambda: len(round_records(Path(cfg["out"]))) >= 1, 600, "round 1", [fed.link])
         fed.kill_node(1)
-        fed.restart_node(1)
+        # restarted once the SuperLink has found it offline (round 2 ends with its "node unavailable"
+        # reply), so that its first try is accepted and rounds remain after its return
+        wait_until(lambda: len(round_records(Path(cfg["out"]))) >= 2, 600, "round 2", [fed.link])
+        fed.restart_node(1, retry_delay=2.0)
         result = fed.wait(run_id, cfg, timeout=900)
         yield fed, result, impostor
     finally:
@@ -473,7 +476,10 @@ def node_loss_run(tmp_path_factory):
     (Round 1 begins with the identify handshake, which also starts ClientApp processes, so the kill waits
     for round 1's record and then for node 2's next ClientApp: its training of round 2.)"""
     workdir = tmp_path_factory.mktemp("node-loss")
-    fed = LocalFederation(LocalSetup(nodes=3, workdir=workdir), say=lambda msg: print(msg, flush=True))
+    # a 10 s heartbeat: the SuperLink answers for the dead node ("node unavailable") about 20 s after its last
+    # heartbeat instead of Flower's minute
+    with mock.patch.dict(os.environ, {"FEDKD_SUPERNODE_HEARTBEAT_INTERVAL": "10"}):
+        fed = LocalFederation(LocalSetup(nodes=3, workdir=workdir), say=lambda msg: print(msg, flush=True))
     try:
         creds.make_credentials(fed.credentials.root, nodes=4)  # node-3: a key nobody registered
         fed.start()

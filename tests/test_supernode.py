@@ -25,6 +25,27 @@ def test_installed_flower_is_the_one_the_node_patches_were_written_for():
             "SubprocessExecutor.launch, port the change and update FLOWER_VERSION/FLOWER_SOURCES_SHA256")
         assert module.flower_sources_sha256() == module.FLOWER_SOURCES_SHA256, (
             f"the Flower sources {module.__name__} relies on changed: re-read them and update the hashes")
+    from fedkd.flower_pin import sources_sha256
+
+    assert sources_sha256(supernode._heartbeat_functions()) == supernode.HEARTBEAT_SOURCES_SHA256, (
+        "Flower's heartbeat code changed: re-read grpc_request_response and HeartbeatSender._run")
+
+
+def test_heartbeat_interval_is_checked_and_set_where_flower_reads_it(monkeypatch):
+    assert supernode.heartbeat_interval({}) is None  # Flower's own 30 s
+    assert supernode.heartbeat_interval({supernode.HEARTBEAT_ENV: "10"}) == 10.0
+    for bad in ("9", "0", "-1", "nan", "inf", "1801", "often"):
+        with pytest.raises(SystemExit, match=supernode.HEARTBEAT_ENV):
+            supernode.heartbeat_interval({supernode.HEARTBEAT_ENV: bad})
+    connection, heartbeat = supernode._heartbeat_modules()
+    for module in (connection, heartbeat):
+        monkeypatch.setattr(module, "HEARTBEAT_DEFAULT_INTERVAL", module.HEARTBEAT_DEFAULT_INTERVAL)
+    assert supernode.set_heartbeat_interval(10.0)
+    # the interval the node declares on activation and in each heartbeat, and its sender's period
+    assert connection.HEARTBEAT_DEFAULT_INTERVAL == heartbeat.HEARTBEAT_DEFAULT_INTERVAL == 10.0
+    from flwr.common import constant
+
+    assert constant.HEARTBEAT_DEFAULT_INTERVAL == 30  # Flower's constant itself is untouched
 
 
 def test_poll_interval_is_checked():

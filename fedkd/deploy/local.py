@@ -304,7 +304,8 @@ class LocalFederation:
         """Start a partition's SuperNode again, as a supervisor would, until the SuperLink accepts it.
 
         With node authentication the SuperLink refuses the key of a crashed node (code 2004; the node
-        exits) until the old session has missed two heartbeats, about a minute; so this retries.
+        exits) until the old session has missed two heartbeats (a minute with Flower's 30 s interval, 20 s
+        with FEDKD_SUPERNODE_HEARTBEAT_INTERVAL=10); so this retries.
         """
         deadline = time.monotonic() + timeout
         while True:

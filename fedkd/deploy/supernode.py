@@ -8,6 +8,12 @@ and a deployed round pays each of them (docs/performance.md §6):
 - it waits for its ClientApp's reply, and for the reply's contents, in **0.5 s** steps;
 - its SuperExec starts a fresh ``flwr-clientapp`` process for every message (about 2.5 s of imports).
 
+A fourth, the heartbeat, decides how soon the SuperLink takes a dead node for dead: Flower's nodes declare a
+30 s interval and are offline 2 x 30 s after their last heartbeat, so a killed node's messages wait up to a
+minute for the SuperLink's "node unavailable" reply, and a restarted node gets its id back only then.
+:data:`HEARTBEAT_ENV` sets the interval the node declares and keeps (Flower's bounds, 10-1800 s; default
+Flower's 30 s).
+
 This entry point runs Flower's own SuperNode with the first two shortened to :data:`POLL_ENV` seconds
 (default :data:`DEFAULT_POLL`: one small RPC per node per tenth of a second while idle) and its
 SuperExec replaced by :mod:`fedkd.deploy.warm_clientapp`, which forks every ClientApp from a process
@@ -41,6 +47,13 @@ FLOWER_SOURCES_SHA256 = {
 POLL_ENV = "FEDKD_SUPERNODE_POLL_INTERVAL"
 DEFAULT_POLL = 0.1
 POLL_RANGE = (0.01, 3.0)  # 3 s is Flower's own wait: longer would only make the node slower than Flower's
+HEARTBEAT_ENV = "FEDKD_SUPERNODE_HEARTBEAT_INTERVAL"
+HEARTBEAT_RANGE = (10.0, 1800.0)  # what Flower's SuperLink accepts (HEARTBEAT_MIN/MAX_INTERVAL)
+# sha256 of the two functions that read Flower's heartbeat constant (the node's declaration and its sender's period)
+HEARTBEAT_SOURCES_SHA256 = {
+    "grpc_request_response": "2ca8b86b327f4d3eaf40fd91e0156c6384c1f70327e7ad1b7612db53b012713f",
+    "HeartbeatSender._run": "b176ff96c68dbee2205f25bbb5f60d932e5cdbd057eb84c2a823fcb1a3a03ca0",
+}
 WARM_ENV = "FEDKD_WARM_CLIENTAPP"  # "0" starts every ClientApp cold, as flower-supernode does
 SUPEREXEC_COMMAND = "flower-superexec"
 
@@ -77,6 +90,51 @@ def poll_interval(environ: dict[str, str] | None = None) -> float:
         raise SystemExit(f"{POLL_ENV} must be a number of seconds in [{POLL_RANGE[0]}, {POLL_RANGE[1]}], "
                          f"got {raw!r}")
     return value
+
+
+def heartbeat_interval(environ: dict[str, str] | None = None) -> float | None:
+    """The heartbeat interval from ``$FEDKD_SUPERNODE_HEARTBEAT_INTERVAL`` (seconds), checked; None: Flower's."""
+    raw = (os.environ if environ is None else environ).get(HEARTBEAT_ENV)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and HEARTBEAT_RANGE[0] <= value <= HEARTBEAT_RANGE[1]):
+        raise SystemExit(f"{HEARTBEAT_ENV} must be a number of seconds in [{HEARTBEAT_RANGE[0]:g}, "
+                         f"{HEARTBEAT_RANGE[1]:g}], got {raw!r}")
+    return value
+
+
+def _heartbeat_modules():
+    from flwr.client.grpc_rere_client import connection
+    from flwr.supercore import heartbeat
+
+    return connection, heartbeat
+
+
+def _heartbeat_functions() -> dict:
+    connection, heartbeat = _heartbeat_modules()
+    return {"grpc_request_response": connection.grpc_request_response,
+            "HeartbeatSender._run": heartbeat.HeartbeatSender._run}
+
+
+def set_heartbeat_interval(seconds: float) -> bool:
+    """Make the node declare, and keep, a heartbeat every ``seconds`` (on the pinned Flower only).
+
+    Flower reads ``HEARTBEAT_DEFAULT_INTERVAL`` from two module globals when it activates the node, sends a
+    heartbeat and waits for the next one; both are set, so the declared interval and the real one agree.
+    """
+    if not is_pinned_flower(_heartbeat_functions(), HEARTBEAT_SOURCES_SHA256):
+        import flwr
+
+        log.warning("Flower %s's heartbeat is not the one fedkd/deploy/supernode.py was written for (%s): "
+                    "keeping Flower's own interval", flwr.__version__, FLOWER_VERSION)
+        return False
+    for module in _heartbeat_modules():
+        module.HEARTBEAT_DEFAULT_INTERVAL = seconds
+    return True
 
 
 def warm_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -129,6 +187,9 @@ def install(poll: float, warm: bool) -> bool:
 def main() -> None:
     """``flower-supernode`` with short polls and a warm ClientApp; the same arguments."""
     install(poll_interval(), warm_enabled())
+    heartbeat = heartbeat_interval()
+    if heartbeat is not None:
+        set_heartbeat_interval(heartbeat)
     from flwr.supernode.cli import flower_supernode
 
     sys.argv[0] = "flower-supernode"
