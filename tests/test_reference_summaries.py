@@ -49,6 +49,16 @@ def test_the_comparison_sees_a_real_change():
     assert differences(dict(recorded, in_transfer=1), recorded) != []
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_ray_instance():
+    """The runs share one Ray instance, as ``fedkd compare`` does (each still gets fresh actors; the
+    summaries are those of separate runs: tests/test_compare_reuse.py)."""
+    from server.simulate import one_ray_instance
+
+    with one_ray_instance():
+        yield
+
+
 @pytest.mark.parametrize("name", sorted(reference_runs.RUNS))
 def test_reference_summary_is_reproduced(name, tmp_path):
     cfg = make_config(parse_assignments(reference_runs.assignments(name)))
