@@ -291,3 +291,59 @@ def test_targets_are_distributions_for_every_measure(distance):
     np.testing.assert_allclose(r.targets.sum(axis=2), 1.0, atol=1e-5)
     np.testing.assert_allclose(r.weights.sum(axis=1), 1.0, atol=1e-9)
     assert np.all(np.diag(r.weights) == 0)
+
+
+def _peaked_rows(n, m=60, c=5, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = 3 * rng.standard_normal((n, m, c)) + 2 * rng.standard_normal((n, 1, c))
+    p = np.exp(logits - logits.max(axis=2, keepdims=True))
+    return p / p.sum(axis=2, keepdims=True)
+
+
+def test_the_fast_paths_compute_what_the_definitions_say():
+    """class_hellinger / sample_hellinger from one sorted sqrt(P), kappa in blocks, the agreement test with
+    that sqrt(P): equal (to rounding) to the formulas written out directly."""
+    from fedkd.fusion.effectiveness import (MIN_CLASS_SAMPLES, agreement_beyond_chance, class_hellinger_parts,
+                                            class_roots, consensus_classes, informativeness)
+
+    p = _peaked_rows(7, m=200)
+    labels = consensus_classes(p)
+    counts = np.bincount(labels, minlength=p.shape[2])
+    labels = np.where(counts[labels] < MIN_CLASS_SAMPLES, p.shape[2], labels)
+    hell = lambda a, b: 1 - np.sqrt(a * b).sum(axis=-1)  # noqa: E731 -- per-sample squared Hellinger
+    n = p.shape[0]
+    worst = np.array([[max(hell(p[i, labels == k], p[j, labels == k]).mean() for k in np.unique(labels))
+                       for j in range(n)] for i in range(n)])
+    mean = np.array([[hell(p[i], p[j]).mean() for j in range(n)] for i in range(n)])
+    roots = class_roots(p)
+    got_worst, got_mean = class_hellinger_parts(p, roots=roots)
+    np.testing.assert_allclose(got_worst, worst, atol=1e-12)
+    np.testing.assert_allclose(got_mean, mean, atol=1e-12)
+    np.testing.assert_allclose(agreement_beyond_chance(p, 1 - mean, root=roots.root),
+                               agreement_beyond_chance(p, 1 - mean), rtol=1e-9, atol=1e-9)
+    e = p.mean(axis=1)
+    mutual_information = (-(e * np.log(e)).sum(1) + (p * np.log(p)).sum(2).mean(1)) / np.log(p.shape[2])
+    np.testing.assert_allclose(informativeness(p), mutual_information, atol=1e-12)
+    np.testing.assert_allclose(informativeness(p), informativeness(p[::-1])[::-1], atol=1e-15)
+
+
+def test_a_large_pool_takes_its_consensus_from_a_sample_a_minority_cannot_capture():
+    """Above CONSENSUS_CLIENTS the consensus classes come from a fixed sample of clients; 30 % colluders
+    who answer every image with one class still do not decide any sample's consensus class."""
+    from fedkd.fusion import effectiveness
+
+    n, m, c = 1000, 40, 4
+    truth = np.arange(m) % c
+    rng = np.random.default_rng(1)
+    p = np.full((n, m, c), 0.1 / (c - 1))
+    p[:, np.arange(m), truth] = 0.9
+    p += 0.02 * rng.random((n, m, c))
+    p /= p.sum(axis=2, keepdims=True)
+    colluders = rng.choice(n, 300, replace=False)
+    p[colluders] = 0.0
+    p[colluders, :, c - 1] = 1.0
+    assert n > effectiveness.CONSENSUS_CLIENTS
+    np.testing.assert_array_equal(effectiveness.consensus_classes(p), truth)
+    # and up to CONSENSUS_CLIENTS clients it is the median of all of them
+    small = p[:effectiveness.CONSENSUS_CLIENTS]
+    np.testing.assert_array_equal(effectiveness.consensus_classes(small), np.median(small, axis=0).argmax(axis=1))

@@ -21,11 +21,13 @@ pairs, so thousands of clients stay cheap.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .base import FusionResult, check_soft_labels
 from .effectiveness import (BLOCK_BYTES, DISTANCES, PER_SAMPLE, agreement_beyond_chance, agreement_factor,
-                            class_hellinger_parts, informativeness, knowledge_profiles, NEAREST_GUARD,
+                            class_hellinger_parts, class_roots, informativeness, knowledge_profiles, NEAREST_GUARD,
                             near_duplicate_votes, nearest_scale, pairwise_distance, pairwise_kl, row_scale,
                             sample_hellinger)
 
@@ -176,18 +178,26 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
         # The original rule, kept operation for operation so its results stay bit-identical.
         w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self)
     else:
-        mean_hellinger = None
-        if distance == "class_hellinger":  # the per-class products also give the mean over all samples
-            d, mean_hellinger = class_hellinger_parts(p, block_bytes)
+        mean_hellinger = roots = None
+        # kappa's logarithms run on a second core while this one finds the consensus classes and the
+        # square roots (numpy lets go of the GIL in both; they take about 0.4 of a product each at N = 1000);
+        # the matrix products after them use every core on their own
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            kappa_job = helper.submit(informativeness, p) if discount_flat else None
+            if distance == "class_hellinger":
+                roots = class_roots(p)  # sqrt(P) once, for the distances and the agreement test
+            kappa = None if kappa_job is None else kappa_job.result()
+        if roots is not None:  # the per-class products also give the mean over all samples
+            d, mean_hellinger = class_hellinger_parts(p, block_bytes, roots)
         else:
             d = pairwise_distance(distance, p, block_bytes)
-        kappa = informativeness(p) if discount_flat else None
         votes = near_duplicate_votes(d, DUPLICATE_FRACTION) if one_vote else None
         factor = None
         if agreement:
             if mean_hellinger is None:
                 mean_hellinger = d if distance == "sample_hellinger" else sample_hellinger(p, block_bytes)
-            z = agreement_beyond_chance(p, 1.0 - mean_hellinger, block_bytes)
+            z = agreement_beyond_chance(p, 1.0 - mean_hellinger, block_bytes,
+                                        None if roots is None else roots.root)
             factor, fallback = agreement_factor(z, kappa)
             if fallback.size:
                 info["agreement_fallback"] = fallback.tolist()
