@@ -91,14 +91,19 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
 
 @contextmanager
 def one_ray_instance():
-    """Run several simulations of this process on one Ray instance (``fedkd compare``, sweeps).
+    """Run several simulations of this process on one Ray instance and one set of client actors
+    (``fedkd compare``, sweeps).
 
-    Flower 1.39 starts Ray for a simulation only when none is running, but shuts it down at the
-    end of every simulation (``RayBackend.terminate``), so a grid of runs paid Ray's start-up per
-    run. Inside this context a simulation's end kills its client actors and leaves Ray running;
-    the first simulation starts it with its own settings (the runs of one sweep share them) and
-    Ray is shut down when the context ends. Results do not change: every run gets fresh actors.
-    With a Flower other than the one server/handout.py was written for, nothing is changed.
+    Flower 1.39 starts Ray for a simulation only when none is running, but shuts it down at the end of
+    every simulation (``RayBackend.terminate``), and every simulation builds a new pool of client actors,
+    each a fresh process that imports torch again (seconds per run). Inside this context a simulation's end
+    keeps Ray and its idle actors, and the next simulation that asks for the same actor resources takes
+    those actors instead of starting new ones; Ray is shut down when the context ends. Results do not
+    change: an actor holds no state of a run (each message brings its ClientApp and its node's context;
+    what the actor process caches, datasets and a node's inputs, is keyed by the config that made it;
+    ``tests/test_compare_reuse.py`` compares with separate runs). The first simulation starts Ray with its
+    own settings (the runs of one sweep share them). With a Flower other than the one server/handout.py was
+    written for, nothing is changed.
     """
     import flwr
 
@@ -109,18 +114,46 @@ def one_ray_instance():
         return
     import ray
     from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool, ClientAppActor
 
-    original = RayBackend.terminate
+    original_build, original_terminate = RayBackend.build, RayBackend.terminate
     was_running = ray.is_initialized()
+    idle: dict[str, list] = {}  # actor resources -> the idle actors the last simulation left
 
-    def terminate_actors_only(self) -> None:
-        for actor in (self.pool.pool if self.pool else []):
-            ray.kill(actor)  # at once, so the next run's actors find their CPUs free
+    def resources_key(backend) -> str:
+        return repr((sorted(backend.client_resources.items()), sorted((backend.actor_kwargs or {}).items())))
 
-    RayBackend.terminate = terminate_actors_only
+    def build_on_kept_actors(self, app_fn) -> None:
+        actors = idle.pop(resources_key(self), [])
+        if not actors:
+            original_build(self, app_fn)
+            return
+        # Flower's build, with the kept actors in the pool first and new ones only for what is missing
+        self.pool = BasicActorPool(actor_type=ClientAppActor, client_resources=self.client_resources,
+                                   actor_kwargs=self.actor_kwargs)
+        self.pool.pool, self.pool.num_actors = list(actors), len(actors)
+        if self.pool.actors_capacity > len(actors):
+            self.pool.add_actors_to_pool(self.pool.actors_capacity - len(actors))
+        self.app_fn = app_fn
+
+    def keep_idle_actors(self) -> None:
+        if not self.pool:
+            return
+        for actor in self.pool._future_to_actor.values():
+            ray.kill(actor)  # still busy (a failed run): not reusable
+        for actors in idle.values():  # another resource shape's leftovers
+            for actor in actors:
+                ray.kill(actor)
+        idle.clear()
+        idle[resources_key(self)] = list(self.pool.pool)
+
+    RayBackend.build, RayBackend.terminate = build_on_kept_actors, keep_idle_actors
     try:
         yield
     finally:
-        RayBackend.terminate = original
+        RayBackend.build, RayBackend.terminate = original_build, original_terminate
+        for actors in idle.values():
+            for actor in actors:
+                ray.kill(actor)
         if ray.is_initialized() and not was_running:
             ray.shutdown()
