@@ -19,3 +19,13 @@ def _flower_task_identity():
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
     yield
+
+
+@pytest.fixture(scope="module")
+def one_ray_per_module():
+    """A module's simulations share one Ray instance and its client actors, as a sweep's do
+    (``server.simulate.one_ray_instance``; tests/test_compare_reuse.py shows the numbers do not change)."""
+    from server.simulate import one_ray_instance
+
+    with one_ray_instance():
+        yield

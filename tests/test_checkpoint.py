@@ -19,6 +19,9 @@ from server.identity import IdentityBook
 from server.public import PublicFacts
 from server.strategy import KnowledgeFusion
 
+# the simulations of this module share one Ray instance and its client actors (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_ray_per_module")
+
 TINY = dict(dataset="digits", num_clients=3, rounds=3, alpha=0.5, transfer_size=100, local_test_size=60,
             models=["cnn_small", "mlp"], digest_epochs=1, revisit_epochs=2, seed=11, algorithm="knfu")
 M, C = 5, 4

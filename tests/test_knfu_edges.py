@@ -11,6 +11,9 @@ from fedkd.fusion.knfu import fuse_knfu
 from fedkd.probability import probability_problem
 from test_knfu_distances import answers
 
+# the simulations of this module share one Ray instance and its client actors (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_ray_per_module")
+
 
 # ---------------------------------------------------------------- the door
 

@@ -19,7 +19,7 @@ import reference_runs  # noqa: E402
 from fedkd.cli.simulation import run_simulation  # noqa: E402
 from fedkd.config import make_config, parse_assignments  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray_per_module")]
 
 TOLERANCE = 0.02  # absolute, for accuracies; relative for larger numbers (canary exposures, in bits)
 
@@ -47,16 +47,6 @@ def test_the_comparison_sees_a_real_change():
     assert differences(dict(recorded, per_client={"0": 0.95, "1": 0.9}), recorded) != []
     assert differences(dict(recorded, rejected_replies=1), recorded) != []
     assert differences(dict(recorded, in_transfer=1), recorded) != []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_ray_instance():
-    """The runs share one Ray instance, as ``fedkd compare`` does (each still gets fresh actors; the
-    summaries are those of separate runs: tests/test_compare_reuse.py)."""
-    from server.simulate import one_ray_instance
-
-    with one_ray_instance():
-        yield
 
 
 @pytest.mark.parametrize("name", sorted(reference_runs.RUNS))

@@ -24,6 +24,9 @@ from server.screening import screen
 
 from helpers import scrape_metrics
 
+# the simulations of this module share one Ray instance and its client actors (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_ray_per_module")
+
 M, C, FP, N = 40, 10, "f" * 16, 3
 
 

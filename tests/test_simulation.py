@@ -6,7 +6,8 @@ import pytest
 from fedkd.config import make_config
 from server.simulate import simulate
 
-pytestmark = pytest.mark.slow
+# the simulations of this module share one Ray instance and its client actors (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray_per_module")]
 
 TINY = dict(dataset="digits", num_clients=3, rounds=2, alpha=0.5, transfer_size=200, local_test_size=100,
             models=["cnn_small", "mlp"], digest_epochs=2, revisit_epochs=5, seed=7,
