@@ -123,8 +123,15 @@ def one_ray_instance():
     def resources_key(backend) -> str:
         return repr((sorted(backend.client_resources.items()), sorted((backend.actor_kwargs or {}).items())))
 
+    def kill_idle_actors() -> None:
+        for actors in idle.values():
+            for actor in actors:
+                ray.kill(actor)
+        idle.clear()
+
     def build_on_kept_actors(self, app_fn) -> None:
         actors = idle.pop(resources_key(self), [])
+        kill_idle_actors()  # another resource shape's: they would hold the CPUs this run's actors need
         if not actors:
             original_build(self, app_fn)
             return
@@ -141,10 +148,7 @@ def one_ray_instance():
             return
         for actor in self.pool._future_to_actor.values():
             ray.kill(actor)  # still busy (a failed run): not reusable
-        for actors in idle.values():  # another resource shape's leftovers
-            for actor in actors:
-                ray.kill(actor)
-        idle.clear()
+        kill_idle_actors()
         idle[resources_key(self)] = list(self.pool.pool)
 
     RayBackend.build, RayBackend.terminate = build_on_kept_actors, keep_idle_actors
@@ -152,8 +156,6 @@ def one_ray_instance():
         yield
     finally:
         RayBackend.build, RayBackend.terminate = original_build, original_terminate
-        for actors in idle.values():
-            for actor in actors:
-                ray.kill(actor)
+        kill_idle_actors()
         if ray.is_initialized() and not was_running:
             ray.shutdown()

@@ -39,3 +39,15 @@ def test_compare_on_one_ray_instance_gives_the_summaries_of_separate_runs(tmp_pa
                            progress=False)
     assert reference_runs.compared(together["knfu"]) == reference_runs.compared(alone)
     assert set(together) == {"fedmd", "knfu"}
+
+
+def test_a_run_with_other_actor_resources_gets_new_actors_and_the_old_ones_go(tmp_path):
+    """Kept actors of one resource shape must not hold the CPUs a run with another shape needs (it would wait
+    for them forever): they are killed when that run builds its pool."""
+    from server.simulate import one_ray_instance
+
+    base = parse_assignments(TINY + ["algorithm=fedmd"])
+    with one_ray_instance():
+        one = run_simulation(make_config(dict(base, **{"sim.client_cpus": 1})), tmp_path / "one", progress=False)
+        two = run_simulation(make_config(dict(base, **{"sim.client_cpus": 2})), tmp_path / "two", progress=False)
+    assert reference_runs.compared(one) == reference_runs.compared(two)  # one actor or two: the same numbers
