@@ -50,6 +50,16 @@ def credentials_dir(tmp_path_factory):
 
 # ---------------------------------------------------------------- credentials
 
+def test_a_federation_gets_distinct_ports():
+    """One free-port probe after another can return the same port (it happened: a SuperNode given the
+    SuperLink's port found it open and died unseen); a federation's ports are chosen while all are held."""
+    from fedkd.deploy.processes import free_port, free_ports
+
+    ports = free_ports(40)
+    assert len(set(ports)) == 40 and all(0 < p < 65536 for p in ports)
+    assert free_port(exclude=set(ports)) not in ports
+
+
 def test_credentials_cover_loopback_and_given_names(credentials_dir):
     c = credentials_dir
     cert = creds.load_certificate(c.server_cert)

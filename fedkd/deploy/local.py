@@ -29,7 +29,8 @@ from typing import Callable
 from fedkd.config import Config, ConfigError
 from fedkd.deploy import credentials as creds
 from fedkd.deploy.flwr_cli import FINISHED_OK, FlwrCli, executable, flower_env, write_connection
-from fedkd.deploy.processes import ManagedProcess, ProcessFailed, ProcessGroup, free_port, port_open, wait_until
+from fedkd.deploy.processes import (ManagedProcess, ProcessFailed, ProcessGroup, free_port, free_ports, port_open,
+                                    wait_until)
 from fedkd.deploy.run_config import app_config_keys, run_config_string
 from fedkd.report.refusals import RefusalLog, never_contributed
 from fedkd.run_records import read_rounds
@@ -137,9 +138,8 @@ class LocalFederation:
         self.flwr_home = self.workdir / "flwr-home"
         self.env = flower_env({**POLL_ENV, **os.environ}, **NO_NETWORK_ENV, FLWR_HOME=str(self.flwr_home),
                               PYTHONUNBUFFERED="1", OMP_NUM_THREADS=client_threads(setup.nodes))
-        self.control_port = free_port()
-        self.fleet_port = free_port()
-        self.node_ports = [free_port() for _ in range(setup.nodes)]
+        # distinct: a node started on the SuperLink's port would find it open and fail unseen
+        self.control_port, self.fleet_port, *self.node_ports = free_ports(2 + setup.nodes)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.group = ProcessGroup(self.env, cwd=self.workdir, log_dir=self.workdir / "logs")
         self.link: ManagedProcess | None = None
@@ -326,8 +326,8 @@ class LocalFederation:
         """A SuperNode outside the federation's plan (own port and state folder; key/TLS overridden), e.g. an
         intruder claiming ``partition``."""
         node_config = {"state-dir": str(self.workdir / "nodes" / name), **overrides.pop("node_config", {})}
-        return self.group.start(name, self.node_argv(partition, port=free_port(), node_config=node_config,
-                                                     **overrides))
+        port = free_port(exclude=self._ports())
+        return self.group.start(name, self.node_argv(partition, port=port, node_config=node_config, **overrides))
 
     def start_nodes(self, node_configs: dict[int, dict] | None = None) -> None:
         self.say(f"starting {self.setup.nodes} SuperNodes")
@@ -335,8 +335,12 @@ class LocalFederation:
             self.start_node(partition, wait=False, node_config=(node_configs or {}).get(partition))
         for partition, proc in self.nodes.items():
             port = self.node_ports[partition]
-            wait_until(lambda: port_open("127.0.0.1", port), self.setup.ready_timeout,
-                       f"SuperNode {partition} on port {port}", [proc])
+            # its port open *and* the SuperLink's activation logged: an open port alone could be another's
+            wait_until(lambda: port_open("127.0.0.1", port) and NODE_ACCEPTED in proc.log_text(),
+                       self.setup.ready_timeout, f"SuperNode {partition} on port {port} to be accepted", [proc])
+
+    def _ports(self) -> set[int]:
+        return {self.control_port, self.fleet_port, *self.node_ports}
 
     def kill_node(self, partition: int) -> None:
         """SIGKILL one SuperNode, as a crash would."""
