@@ -77,34 +77,29 @@ def matches_installed_flower() -> bool:
     return is_pinned_flower(_flower_functions(), FLOWER_SOURCES_SHA256)
 
 
-def poll_interval(environ: dict[str, str] | None = None) -> float:
-    """The node's poll interval from ``$FEDKD_SUPERNODE_POLL_INTERVAL`` (seconds), checked."""
-    raw = (os.environ if environ is None else environ).get(POLL_ENV)
-    if raw is None or raw.strip() == "":
-        return DEFAULT_POLL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and POLL_RANGE[0] <= value <= POLL_RANGE[1]):
-        raise SystemExit(f"{POLL_ENV} must be a number of seconds in [{POLL_RANGE[0]}, {POLL_RANGE[1]}], "
-                         f"got {raw!r}")
-    return value
-
-
-def heartbeat_interval(environ: dict[str, str] | None = None) -> float | None:
-    """The heartbeat interval from ``$FEDKD_SUPERNODE_HEARTBEAT_INTERVAL`` (seconds), checked; None: Flower's."""
-    raw = (os.environ if environ is None else environ).get(HEARTBEAT_ENV)
+def _seconds_from_env(name: str, bounds: tuple[float, float], environ: dict[str, str] | None) -> float | None:
+    """``$name`` as seconds within ``bounds``; None when unset or empty; a clear exit otherwise."""
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw.strip() == "":
         return None
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and HEARTBEAT_RANGE[0] <= value <= HEARTBEAT_RANGE[1]):
-        raise SystemExit(f"{HEARTBEAT_ENV} must be a number of seconds in [{HEARTBEAT_RANGE[0]:g}, "
-                         f"{HEARTBEAT_RANGE[1]:g}], got {raw!r}")
+    if not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+        raise SystemExit(f"{name} must be a number of seconds in [{bounds[0]:g}, {bounds[1]:g}], got {raw!r}")
     return value
+
+
+def poll_interval(environ: dict[str, str] | None = None) -> float:
+    """The node's poll interval from ``$FEDKD_SUPERNODE_POLL_INTERVAL`` (seconds), checked."""
+    value = _seconds_from_env(POLL_ENV, POLL_RANGE, environ)
+    return DEFAULT_POLL if value is None else value
+
+
+def heartbeat_interval(environ: dict[str, str] | None = None) -> float | None:
+    """The heartbeat interval from ``$FEDKD_SUPERNODE_HEARTBEAT_INTERVAL`` (seconds), checked; None: Flower's."""
+    return _seconds_from_env(HEARTBEAT_ENV, HEARTBEAT_RANGE, environ)
 
 
 def _heartbeat_modules():
