@@ -17,9 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-from fedkd.client_step import ClientInputs
 from fedkd.config import Config
-from fedkd.node_inputs import assemble_inputs, simulated_inputs
+from fedkd.node_inputs import ClientInputs, assemble_inputs, simulated_inputs
 
 
 @dataclass(frozen=True)

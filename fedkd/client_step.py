@@ -13,36 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedkd.privacy.canaries import CanarySet
 from fedkd.privacy.canary_plan import measure_exposure
 from fedkd.privacy.dp_sgd import (DpStep, dp_generators, make_dp_compatible, noise_multiplier_for,
                                   train_private, training_epsilon)
 from fedkd.privacy.release import epsilon_after, release
+from fedkd.node_inputs import ClientInputs
 from fedkd.seeding import derive_seed
 from fedkd.privacy.settings import PrivacySettings
 from fedkd.settings import TrainingSettings
 from fedkd.training import distill, evaluate_accuracy, predict_logits, train_joint, train_supervised
-
-
-@dataclass(frozen=True)
-class ClientInputs:
-    """What a client trains and evaluates on, however it got it (a simulated partition or its own files).
-
-    train_x/train_y already hold the canaries when this client owns them; transfer_x is the public
-    transfer set as the run uses it (with the canary images when they are put in it).
-    """
-
-    client_id: int
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    transfer_x: np.ndarray
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    global_test_x: np.ndarray | None = None
-    global_test_y: np.ndarray | None = None
-    canaries: CanarySet | None = None
 
 
 @dataclass

@@ -4,18 +4,42 @@ Whatever the node's private data came from (a simulated partition or its own
 files, ``fedkd.data.node_data``), the client step sees one :class:`ClientInputs`:
 the private data with the canaries planted when this client owns them, the
 local test set, the public transfer set as the run uses it, and an optional
-public labelled global test set.
+public labelled global test set. Nothing here needs torch: a simulation's driver reads a node's inputs'
+shapes without loading it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from fedkd.client_step import ClientInputs
 from fedkd.data.conflict import client_view, conflict_groups
 from fedkd.data.node_data import NodeData
+from fedkd.privacy.canaries import CanarySet
 from fedkd.privacy.canary_plan import canary_set, plant_if_owner, transfer_with_canaries
 from fedkd.data.settings import ConflictSettings
 from fedkd.privacy.settings import CanarySettings
+
+
+@dataclass(frozen=True)
+class ClientInputs:
+    """What a client trains and evaluates on, however it got it (a simulated partition or its own files).
+
+    train_x/train_y already hold the canaries when this client owns them; transfer_x is the public
+    transfer set as the run uses it (with the canary images when they are put in it).
+    """
+
+    client_id: int
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    transfer_x: np.ndarray
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    global_test_x: np.ndarray | None = None
+    global_test_y: np.ndarray | None = None
+    canaries: CanarySet | None = None
 
 
 def assemble_inputs(client_id: int, data: NodeData, *, transfer_x: np.ndarray, transfer_fingerprint: str | None,

@@ -18,7 +18,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fedkd import protocol
-from fedkd.client_step import new_client_model
 from fedkd.config import Config
 from server.identity import IdentityBook
 from server.public import PublicFacts
@@ -33,6 +32,8 @@ class CheckedFedAvg(FedkdStrategy):
     def __init__(self, cfg: Config, facts: PublicFacts, identities: IdentityBook, on_reject=None):
         super().__init__(cfg, facts, identities, on_reject)
         self.fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
+        from fedkd.client_step import new_client_model  # torch: only a FedAvg run's server needs it
+
         model, _ = new_client_model(cfg.training, 0, facts.input_shape, facts.num_classes)
         self.arrays = ArrayRecord(model.state_dict())
         self.spec = {name: (tuple(a.shape), a.dtype) for name, a in self.arrays.items()}

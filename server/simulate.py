@@ -49,6 +49,28 @@ def backend_config(cfg: Config, verbose: bool = False) -> dict:
             "init_args": init_args}
 
 
+def start_local_ray(cfg: Config, verbose: bool = False) -> None:
+    """Start this process's private Ray instance as Flower would, but without a job ``runtime_env``.
+
+    Flower 1.39 hands the driver's ``sys.path`` to the workers as the job's ``runtime_env``. Ray then
+    cannot use the workers it starts with the node (they have no runtime env) and starts two more
+    through its runtime-env agent, each importing Ray again: on the 2-core machine about 1.5 CPU
+    seconds, before the first client actor exists. A local instance's workers inherit this process's
+    environment, so the same PYTHONPATH set here reaches them. Nothing is done when Ray is already up
+    or when the run attaches to a cluster (a remote node does not inherit our environment: Flower's
+    runtime_env stays).
+    """
+    import sys
+
+    import ray
+
+    if ray.is_initialized() or ray_address(cfg):
+        return
+    path = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = path
+    ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]})
+
+
 def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,
              client_app=None, observer: RoundObserver | None = None) -> dict:
     """Simulate the run's ``num_clients`` SuperNodes on Ray and return the run summary.
@@ -79,6 +101,7 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
         cfg = cfg.replace(server__max_in_flight=IN_FLIGHT_PER_ACTOR * actors)
     if client_app is None:
         client_app = make_client_app(storage=RunFolderStorage(Path(out_dir).resolve() / "nodes"), simulated=True)
+    start_local_ray(cfg, verbose)  # Flower's RayBackend shuts it down at the end, as one it started
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(server_app=make_server_app(cfg, result, progress=progress, observer=observer),

@@ -179,7 +179,7 @@ def test_the_advantage_interval_says_whether_uploads_tell_more_than_the_guess():
 def test_the_accountant_history_survives_the_node_checkpoint(tmp_path):
     from flwr.app import Context, RecordDict
 
-    from clients.app import dp_history_record, dp_history_so_far
+    from clients.train import dp_history_record, dp_history_so_far
     from clients.node_checkpoint import restore_node_state, save_node_state
 
     history = (DpStep(1.1, 1 / 17, 170), DpStep(1.1, 1 / 17, 170))

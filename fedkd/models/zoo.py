@@ -1,4 +1,4 @@
-"""Model zoo: build a classifier by name and assign architectures to clients.
+"""Model zoo: build a registered classifier by name (``fedkd/models/registry.py`` holds the names).
 
 Sizes are chosen so that simulating ten clients on two CPU cores stays practical: on one core, an epoch over
 1,000 images of 28x28 (batch 32) takes about 0.2 s for ``cnn_small``, 0.5 s for ``cnn_medium`` and 0.8 s for
@@ -18,50 +18,13 @@ also train reproducibly on a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from numbers import Integral
 
 import torch
 from torch import nn
 
-from fedkd.models.architectures import MLP, PlainCNN, SmallResNet
-
-ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]  # (input shape (C, H, W), classes) -> model
-
-# The model registry: the names a run's ``models`` key may use. Add one with :func:`register_model`
-# (docs/architecture.md, "How to add a model"); tests/test_models_training.py registers one.
-MODEL_FACTORIES: dict[str, ModelFactory] = {
-    "mlp": lambda shape, classes: MLP(shape, classes, hidden=(256, 128)),
-    "cnn_small": lambda shape, classes: PlainCNN(shape, classes, channels=(16, 32)),
-    "cnn_medium": lambda shape, classes: PlainCNN(
-        shape, classes, channels=(16, 32, 64), batch_norm=True, head_hidden=128
-    ),
-    "cnn_large": lambda shape, classes: SmallResNet(shape, classes, widths=(20, 40, 80)),
-}
-
-MODEL_NAMES: tuple[str, ...] = tuple(MODEL_FACTORIES)  # the built-in models
-
-
-def register_model(name: str, factory: ModelFactory) -> None:
-    """Make ``name`` a model the ``models`` key accepts; ``factory(input_shape, num_classes)`` builds it.
-
-    The factory must be deterministic given torch's seed (``build_model`` seeds it) and return a model whose
-    forward pass maps (B, C, H, W) float32 images to (B, num_classes) logits.
-    """
-    if not isinstance(name, str) or not name.replace("_", "").isalnum():
-        raise ValueError(f"a model needs a plain name, got {name!r}")
-    MODEL_FACTORIES[name] = factory
-
-
-def model_names() -> tuple[str, ...]:
-    """Every registered model name (built-in and added)."""
-    return tuple(MODEL_FACTORIES)
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or name not in MODEL_FACTORIES:
-        raise ValueError(f"unknown model name {name!r}; expected one of {', '.join(MODEL_FACTORIES)}")
-    return name
+from fedkd.models.registry import MODEL_FACTORIES, check_name
 
 
 def _check_input_shape(input_shape: object) -> tuple[int, int, int]:
@@ -102,7 +65,7 @@ def build_model(
     torch.nn.Module
         The model on the CPU, in training mode.
     """
-    _check_name(name)
+    check_name(name)
     shape = _check_input_shape(input_shape)
     if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
@@ -114,30 +77,6 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(seed))
         return MODEL_FACTORIES[name](shape, int(num_classes))
-
-
-def model_for_client(models: Sequence[str], client_id: int) -> str:
-    """Architecture name of a client: the list of names is cycled over client ids.
-
-    Parameters
-    ----------
-    models : list or tuple of str
-        Non-empty list of names from ``MODEL_NAMES``; client ``i`` gets ``models[i % len(models)]``.
-    client_id : int
-        Zero-based client (partition) id.
-
-    Returns
-    -------
-    str
-        The architecture name for this client.
-    """
-    if isinstance(models, str) or not isinstance(models, Sequence) or len(models) == 0:
-        raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
-    for name in models:
-        _check_name(name)
-    if isinstance(client_id, bool) or not isinstance(client_id, int) or client_id < 0:
-        raise ValueError(f"client_id must be a non-negative int, got {client_id!r}")
-    return models[client_id % len(models)]
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

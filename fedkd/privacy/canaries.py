@@ -20,15 +20,15 @@ minimum, log2(R) - log2(R + 1), is slightly below 0.
 Measured on the planting client's model, exposure says how much it memorised;
 measured on the other clients' models after distillation, it says whether the
 secret travelled to them through the soft labels.
+
+torch is imported only by the functions that measure a model: the server derives and checks the
+canaries (numpy) without loading torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from fedkd.training import resolve_device
 
 __all__ = [
     "CanarySet",
@@ -214,6 +214,10 @@ def exposure(canary_losses, reference_losses) -> np.ndarray:
 
 def _resolve_device(model: torch.nn.Module, device) -> torch.device:
     """None: where the model already is; otherwise the project's ``resolve_device``."""
+    import torch
+
+    from fedkd.training import resolve_device
+
     if device is None:
         first = next(model.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
@@ -229,6 +233,8 @@ def _precise_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     log1p(S) keeps them apart. When some z_c > z_y, the shifted form
     m + log(exp(-m) + sum exp(d - m)) with m = max(d) avoids overflow.
     """
+    import torch
+
     d = logits - logits.gather(1, y[:, None])          # d_y = 0
     others = d.scatter(1, y[:, None], float("-inf"))    # drop the true class
     m = others.max(dim=1).values
@@ -257,6 +263,8 @@ def per_sample_losses(model: torch.nn.Module, x, y, *, batch_size: int = 512,
     -------
     losses : ndarray of shape (N,), float64
     """
+    import torch
+
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim != 4 or x.shape[0] < 1:

@@ -1,0 +1,77 @@
+"""What a simulation's start-up leaves out (docs/performance.md §11): nothing here measures time.
+
+- The driver (the command line, the ServerApp, the ClientApp object it pickles) never imports torch:
+  only the client actors train.
+- A private local Ray instance is started without a job runtime_env, so the workers Ray starts with
+  the node serve as the client actors; the actors still import the project (PYTHONPATH is inherited).
+- A run that attaches to a Ray cluster keeps Flower's runtime_env (nothing is started here).
+"""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, timeout: int = 120) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("algorithm", ["knfu", "fedmd", "dsfl", "local"])
+def test_the_driver_of_a_simulation_imports_no_torch(algorithm, tmp_path):
+    out = run_python(f"""
+        import json, sys
+        from fedkd.cli import main  # the command line's own imports
+        from fedkd.config import make_config
+        from server.public import simulation_data
+        from server.simulate import backend_config
+        from server.app import make_server_app
+        from clients.app import make_client_app
+        from clients.node import RunFolderStorage
+        import flwr.simulation
+        cfg = simulation_data(make_config({{"algorithm": "{algorithm}"}}))
+        make_server_app(cfg, {{}}, progress=False)
+        make_client_app(storage=RunFolderStorage({str(tmp_path)!r}), simulated=True)
+        print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))))
+    """)
+    assert json.loads(out) == []
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_has_no_job_runtime_env_and_its_workers_import_the_project():
+    out = run_python("""
+        import json, ray
+        from fedkd.config import make_config
+        from server.simulate import start_local_ray
+        start_local_ray(make_config({"sim.num_cpus": 1}))
+        env = ray.get_runtime_context().runtime_env
+
+        @ray.remote(num_cpus=1)
+        def where():
+            import clients.app, fedkd
+            return fedkd.__file__
+
+        print(json.dumps({"env": dict(env), "fedkd": ray.get(where.remote())}))
+        ray.shutdown()
+    """, timeout=180)
+    result = json.loads(out)
+    assert result["env"] == {}
+    assert Path(result["fedkd"]).resolve().parent == ROOT / "fedkd"
+
+
+def test_a_run_on_a_ray_cluster_starts_no_local_instance():
+    out = run_python("""
+        import json, ray
+        from fedkd.config import make_config
+        from server.simulate import start_local_ray
+        start_local_ray(make_config({"sim.ray_address": "127.0.0.1:1"}))
+        print(json.dumps(ray.is_initialized()))
+    """)
+    assert json.loads(out) is False
