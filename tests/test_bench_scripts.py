@@ -117,6 +117,16 @@ def test_handout_bench_hands_out_every_stored_message_with_both_loops():
     assert row["handed_out_first_tick"] == 8 and row["flower_tick_ms"] > 0 and row["one_pass_tick_ms"] > 0
 
 
+@pytest.mark.slow
+def test_startup_bench_splits_a_lone_simulation_into_start_up_and_steady_rounds():
+    record = run_bench("startup", "--repeats", "1", "--set", "num_clients=2", "--set", "rounds=2",
+                       "--set", "models=mlp", *TINY)
+    (run,) = record["runs"]["after"]
+    assert len(run["round_seconds"]) == 2 and run["wall_s"] > sum(run["round_seconds"])
+    assert run["startup_s"] == pytest.approx(run["wall_s"] - 2 * run["round_seconds"][1])
+    assert record["ratio"] == pytest.approx(run["startup_s"], rel=1e-3) and record["goal"] == 4.0
+
+
 @pytest.mark.deployment
 def test_deploy_round_bench_runs_a_real_federation_and_reports_its_rounds():
     record = run_bench("deploy_round", "--nodes", "2", "--modes", "fedkd", "--set", "rounds=2", "--set", "models=mlp",

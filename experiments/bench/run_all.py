@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("fusion", "round_overhead", "bytes", "scale", "checkpoint_cost", "cold_start", "gpu")
+BENCHES = ("fusion", "round_overhead", "startup", "bytes", "scale", "checkpoint_cost", "cold_start", "gpu")
 
 
 def lower_is_better(name: str) -> bool:
