@@ -6,16 +6,11 @@ message, so that building or pickling the app (a simulation's driver does both) 
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from clients.node import claimed_client_id, state_dir_from_node_config
+from clients.node import StorageFn, claimed_client_id, state_dir_from_node_config
 from fedkd import node_identity, protocol
-
-StorageFn = Callable[[Context], "Path | None"]
 
 
 def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: state_dir_from_node_config(c.node_config),

@@ -15,10 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from fedkd.config import Config
 from fedkd.node_inputs import ClientInputs, assemble_inputs, simulated_inputs
+
+if TYPE_CHECKING:
+    from flwr.app import Context
+
+
+# Where a node keeps its state (checkpoints, final model): a folder for the node's context, or None.
+StorageFn = Callable[["Context"], "Path | None"]
 
 
 @dataclass(frozen=True)

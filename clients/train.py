@@ -11,13 +11,11 @@ train message.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
 
-from clients.node import load_node, state_dir_from_node_config
+from clients.node import StorageFn, load_node, state_dir_from_node_config
 from clients.node_checkpoint import restore_node_state, save_node_state
 from fedkd import protocol
 from fedkd.client_step import client_step, new_client_model
@@ -25,8 +23,6 @@ from fedkd.config import make_config
 from fedkd.model_store import save_client_model
 from fedkd.privacy.dp_sgd import DpStep
 from fedkd.training import resolve_device
-
-StorageFn = Callable[[Context], "Path | None"]
 
 
 def releases_so_far(context: Context) -> int:

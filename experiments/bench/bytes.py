@@ -96,8 +96,12 @@ def main(argv=None) -> dict:
         dtype, k = parse_format(text)
         variants[text] = (base.replace(algorithm=args.algorithm, wire_dtype=dtype, wire_topk=k),
                           2 * WireFormat(dtype, k).payload_bytes(m, c))
+    from server.simulate import one_ray_instance
+
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-bytes-") as tmp:
+    # one Ray instance and one set of client actors for every run, as `fedkd compare` (the numbers are those
+    # of separate runs: tests/test_compare_reuse.py)
+    with tempfile.TemporaryDirectory(prefix="bench-bytes-") as tmp, one_ray_instance():
         for i, (name, (cfg, payload)) in enumerate(variants.items()):
             runs = [run(cfg.replace(seed=seed), Path(tmp) / f"{i}-{seed}") for seed in seeds]
             results[name] = dict(over_seeds(runs), payload_bytes_per_client_round=payload)
