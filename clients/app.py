@@ -9,11 +9,11 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from clients.node import StorageFn, claimed_client_id, state_dir_from_node_config
+from clients.node import StorageFn, claimed_client_id, own_state_dir
 from fedkd import node_identity, protocol
 
 
-def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: state_dir_from_node_config(c.node_config),
+def train(msg: Message, context: Context, *, storage: StorageFn = own_state_dir,
           simulated: bool = False) -> Message:
     """One round of the client step for this node (``clients.train.train``)."""
     from clients import train as step
@@ -33,7 +33,7 @@ def identify(msg: Message, context: Context) -> Message:
 def make_client_app(storage: StorageFn | None = None, simulated: bool = False) -> ClientApp:
     """A ClientApp; ``storage(context)`` gives the node's state folder (default: node config ``state-dir``)."""
     client_app = ClientApp()
-    storage = storage or (lambda c: state_dir_from_node_config(c.node_config))
+    storage = storage or own_state_dir
 
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:

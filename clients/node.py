@@ -44,9 +44,10 @@ def claimed_client_id(node_config: Mapping) -> int:
         raise ValueError(f"node config partition-id={node_config['partition-id']!r} is not an integer") from None
 
 
-def state_dir_from_node_config(node_config: Mapping) -> Path | None:
-    """A real node's storage folder (``--node-config "state-dir=PATH"``), or None (nothing kept on disk)."""
-    value = node_config.get("state-dir")
+def own_state_dir(context: Context) -> Path | None:
+    """The default ``StorageFn``: a real node's storage folder (``--node-config "state-dir=PATH"``), or None
+    (nothing kept on disk)."""
+    value = context.node_config.get("state-dir")
     return Path(str(value)) if value else None
 
 

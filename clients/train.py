@@ -15,7 +15,7 @@ import math
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
 
-from clients.node import StorageFn, load_node, state_dir_from_node_config
+from clients.node import StorageFn, load_node, own_state_dir
 from clients.node_checkpoint import restore_node_state, save_node_state
 from fedkd import protocol
 from fedkd.client_step import client_step, new_client_model
@@ -44,7 +44,7 @@ def dp_history_record(history: tuple[DpStep, ...]) -> MetricRecord:
                          "sample_rate": [h.sample_rate for h in history], "steps": [h.steps for h in history]})
 
 
-def train(msg: Message, context: Context, *, storage: StorageFn = lambda c: state_dir_from_node_config(c.node_config),
+def train(msg: Message, context: Context, *, storage: StorageFn = own_state_dir,
           simulated: bool = False) -> Message:
     order = protocol.parse_train_message(msg.content)
     cfg = make_config(order.run_config)
