@@ -27,9 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fedkd.optimizers import check_name as check_optimizer
+from fedkd.optimizers import make_optimizer
 from fedkd.probability import ROW_SUM_TOLERANCE
 
-OPTIMIZERS = ("adam", "sgd")
 
 # Soft-label rows may drift from 1 by float32 rounding, noise-and-renormalise steps and the like.
 
@@ -176,14 +177,6 @@ def _output_width(model: nn.Module, x: torch.Tensor, device: torch.device) -> in
 # ------------------------------------------------------------------------------------------------- training
 
 
-def _make_optimizer(name: str, params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-
-
 def _fit(
     model: nn.Module,
     n: int,
@@ -206,7 +199,7 @@ def _fit(
     """
     if epochs == 0 or n == 0:
         return {"loss": float("nan"), "steps": 0}
-    opt = _make_optimizer(optimizer, model.parameters(), lr)
+    opt = make_optimizer(optimizer, model.parameters(), lr)  # not torch.optim: why in fedkd/optimizers.py
     shuffler = shuffler if shuffler is not None else torch.Generator().manual_seed(seed)
     # Fork the global generators so seeded dropout (if a model has any) leaves the caller's RNG state alone.
     cuda_devices = [device] if device.type == "cuda" else []
@@ -233,8 +226,7 @@ def _fit(
 def _check_run_args(
     epochs: object, batch_size: object, seed: object, lr: object, device: DeviceLike, optimizer: object
 ) -> tuple[int, int, int, float, torch.device]:
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    check_optimizer(optimizer)
     return (
         _check_int(epochs, "epochs", 0),
         _check_int(batch_size, "batch_size", 1),

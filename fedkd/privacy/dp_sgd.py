@@ -178,15 +178,16 @@ def _dp_loop(model, loader, n, q, *, clip, noise_multiplier, epochs, batch_size,
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
-    from fedkd.training import _make_optimizer, _mode
+    from fedkd.optimizers import torch_optimizer
+    from fedkd.training import _mode
 
     gsm = GradSampleModule(model)
-    private_opt = DPOptimizer(_make_optimizer(optimizer, model.parameters(), lr),
+    private_opt = DPOptimizer(torch_optimizer(optimizer, model.parameters(), lr),
                               noise_multiplier=noise_multiplier, max_grad_norm=clip,
                               expected_batch_size=max(1, round(n * q)), generator=noise_gen)
     # The public step's weight scales its learning rate, not its loss: Adam is invariant to a loss scale, so
     # a weighted loss under its own Adam would take full-size public steps whatever distill_weight says.
-    public_opt = _make_optimizer(optimizer, model.parameters(), lr * float(public[3])) if public else None
+    public_opt = torch_optimizer(optimizer, model.parameters(), lr * float(public[3])) if public else None
     if public is not None:
         px = torch.as_tensor(np.asarray(public[0], np.float32)).to(device)
         pt = torch.as_tensor(np.asarray(public[1], np.float32)).to(device)
