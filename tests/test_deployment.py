@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -192,6 +192,41 @@ def test_a_workdir_packed_into_the_app_bundle_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- process bookkeeping
+
+class _ScriptedStatus(FlwrCli):
+    """``flwr ls`` answers from a script (the schedule of the asking is under test, not Flower)."""
+
+    def __init__(self, finished_after_hint: bool):
+        super().__init__(env={}, connection="local")
+        self.asked: list[float] = []
+        self.hint_at = time.monotonic() + 0.5
+        self.finished_after_hint = finished_after_hint
+
+    def hint(self) -> bool:
+        return time.monotonic() >= self.hint_at
+
+    def run_info(self, run_id: int) -> dict:
+        self.asked.append(time.monotonic())
+        done = self.finished_after_hint and self.hint()
+        return {"status": "finished:completed" if done else "running"}
+
+
+def test_waiting_asks_flwr_ls_rarely_until_the_run_folder_says_it_ended():
+    """Each `flwr ls` is a new process (2.4 CPU s here): without the hint, the asks back off; the summary file's
+    appearance makes the wait ask at once."""
+    cli = _ScriptedStatus(finished_after_hint=True)
+    info = cli.wait(1, timeout=30, poll=0.05, max_poll=0.4, tick=0.01, finished_hint=cli.hint)
+    assert info["status"] == FINISHED_OK
+    before = [t for t in cli.asked if t < cli.hint_at]
+    assert len(before) <= 5  # 0, 0.05, 0.15, 0.35 s (+1 for timing slack); every 0.05 s would be 10
+    assert cli.asked[-1] - cli.hint_at < 0.2  # asked right after the hint, not at the next backed-off slot
+    # a run that ends without the hint (a crashed ServerApp writes no summary) is still found by asking
+    crashed = _ScriptedStatus(finished_after_hint=False)
+    crashed.run_info = lambda run_id: (crashed.asked.append(time.monotonic()),
+                                       {"status": "finished:failed" if len(crashed.asked) > 3 else "running"})[1]
+    assert crashed.wait(1, timeout=30, poll=0.05, max_poll=0.4, tick=0.01,
+                        finished_hint=lambda: False)["status"] == "finished:failed"
+
 
 def test_stopping_a_process_also_stops_the_children_it_left(tmp_path):
     group = ProcessGroup(dict(os.environ), cwd=tmp_path, log_dir=tmp_path)

@@ -377,7 +377,8 @@ class LocalFederation:
 
         scraper = MetricsScraper(cfg) if cfg["metrics.port"] else contextlib.nullcontext()
         with scraper:
-            info = self.cli.wait(run_id, timeout or default_timeout(cfg), poll=poll, on_poll=progress)
+            info = self.cli.wait(run_id, timeout or default_timeout(cfg), poll=poll, on_poll=progress,
+                                 finished_hint=lambda: (Path(cfg["out"]) / "summary.json").is_file())
         log_path = self.workdir / f"run-{run_id}.log"
         log_path.write_text(self.cli.log(run_id))
         out = Path(cfg["out"])
