@@ -23,19 +23,27 @@ ADAM_EPS = 1e-8
 SGD_MOMENTUM = 0.9
 
 
-class Adam:
-    """``torch.optim.Adam(params, lr)`` with its defaults (no weight decay, no AMSGrad), on the CPU path."""
+class _Optimizer:
+    """What both keep: the parameters, the learning rate, and ``zero_grad`` (gradients set to None, as
+    ``torch.optim``'s default; the argument is accepted for the same call)."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float):
         self.params = list(params)
         self.lr = lr
-        self.steps = [0] * len(self.params)
-        self.exp_avg: list[torch.Tensor | None] = [None] * len(self.params)
-        self.exp_avg_sq: list[torch.Tensor | None] = [None] * len(self.params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
+
+
+class Adam(_Optimizer):
+    """``torch.optim.Adam(params, lr)`` with its defaults (no weight decay, no AMSGrad), on the CPU path."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+        super().__init__(params, lr)
+        self.steps = [0] * len(self.params)
+        self.exp_avg: list[torch.Tensor | None] = [None] * len(self.params)
+        self.exp_avg_sq: list[torch.Tensor | None] = [None] * len(self.params)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -57,17 +65,12 @@ class Adam:
             p.addcdiv_(exp_avg, denom, value=-(self.lr / bias_correction1))
 
 
-class SGD:
+class SGD(_Optimizer):
     """``torch.optim.SGD(params, lr, momentum=0.9)`` (no dampening, no Nesterov, no weight decay)."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float):
-        self.params = list(params)
-        self.lr = lr
+        super().__init__(params, lr)
         self.momentum_buffer: list[torch.Tensor | None] = [None] * len(self.params)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
