@@ -66,19 +66,20 @@ LIE_KINDS = ("random", "flip", "shift", "mimic")
 LIARS = 3
 
 
-def default_knfu() -> tuple[str, float, str, bool]:
+def default_knfu() -> tuple[str, float, str, bool, float]:
     keys = schema()
     return (keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default,
-            bool(keys["knfu.agreement"].default))
+            bool(keys["knfu.agreement"].default), float(keys["knfu.relative"].default))
 
 
-def knfu(distance: str, beta: float, scale: str = "median", agreement: bool = False) -> tuple[str, dict]:
-    """A KnFu variant, its scale and agreement factor pinned (the issue-13 rules ran with the median scale and
-    no agreement factor; the label names any other)."""
+def knfu(distance: str, beta: float, scale: str = "median", agreement: bool = False,
+         relative: float = 0.0) -> tuple[str, dict]:
+    """A KnFu variant, its scale, agreement factor and relative cut pinned (the issue-13 rules ran with the
+    median scale, no agreement factor and no relative cut; the label names any other)."""
     label = (f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
-             + ("-agree" if agreement else ""))
+             + ("-agree" if agreement else "") + (f"-rel{relative:g}" if relative else ""))
     return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale,
-                   "knfu.agreement": agreement}
+                   "knfu.agreement": agreement, "knfu.relative": relative}
 
 
 def variants(names: list[str]) -> list[tuple[str, dict]]:
@@ -168,6 +169,12 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0},
                  "knfu-agree-t05": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                     "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05},
+                 # issue 19, session 11: neighbours by agreement relative to the client's own (knfu.relative),
+                 # with a milder beta (the distances no longer have to cut conflicting groups)
+                 **{f"knfu-rel{int(rel * 100)}-b{beta:g}{'-med' if scale == 'median' else ''}":
+                    {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": beta, "knfu.scale": scale,
+                     "knfu.agreement": True, "knfu.relative": rel}
+                    for rel in (0.4, 0.5) for beta in (0.1, 0.25, 0.5) for scale in ("nearest", "median")},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
 
 
@@ -188,7 +195,7 @@ def plan_edges(seeds, settings=None):
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05")}
     for setting in settings or which:
         for seed in seeds:
-            for label in which[setting]:
+            for label in (*which[setting], *(v for v in EDGE_VARIANTS if v.startswith("knfu-rel"))):
                 yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
 
 
@@ -496,7 +503,7 @@ def table_edges() -> str:
                      f"{pm([r.get('without_targets_last', 0) for r in g], scale=1.0)} | {seeds_of(g)} |")
     lines += ["", "| setting | paired gap | ALMA points | global acc points | seeds |", "|---|---|---|---|---|"]
     for setting in sorted({r["setting"] for r in rows}):
-        for mine in ("knfu-near", "knfu-class"):
+        for mine in ("knfu-near", "knfu-class", "knfu-agree", "knfu-rel50-b0.25"):
             base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == mine}
             for ref in ("oracle", "fedmd", "knfu-sample"):
                 other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
@@ -504,9 +511,12 @@ def table_edges() -> str:
                 if not common:
                     continue
                 per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
+                per_seed_global = ", ".join(f"{100 * (base[x]['global_acc'] - other[x]['global_acc']):+.1f}"
+                                            for x in common)
                 lines.append(f"| {setting} | {mine} − {ref} | "
                              f"{pm([base[x]['alma'] - other[x]['alma'] for x in common])} ({per_seed}) | "
-                             f"{pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} | "
+                             f"{pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} "
+                             f"({per_seed_global}) | "
                              f"{','.join(map(str, common))} |")
     return "\n".join(lines) + footer(rows)
 

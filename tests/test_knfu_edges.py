@@ -282,3 +282,74 @@ def test_a_row_where_no_peer_agrees_beyond_chance_keeps_the_distances():
     assert fallback  # at least one row had no peer beyond chance ...
     np.testing.assert_allclose(r.weights[fallback], plain.weights[fallback])  # ... and kept the distances alone
     assert np.allclose(r.weights.sum(axis=1), 1.0)
+
+
+def _partial_permutation(seed: int, moved: int, c: int = 10) -> np.ndarray:
+    """A label map that relabels ``moved`` of the ``c`` classes (a cycle among them) and keeps the rest."""
+    classes = np.random.default_rng(seed).choice(c, moved, replace=False)
+    perm = np.arange(c)
+    perm[classes] = np.roll(classes, 1)
+    return perm
+
+
+def test_groups_that_agree_only_on_the_classes_they_share_are_cut_by_the_relative_agreement():
+    # Three groups (4/3/3) whose labellings differ on 7 of 10 classes: each agrees with the others beyond
+    # chance on the 3 classes they share, so the absolute test keeps them, but at under half of what a
+    # client's own group shows. Without a neighbour threshold (tau = 0) only the relative cut keeps them out.
+    perms = [np.arange(10)] * 4 + [_partial_permutation(1, 7)] * 3 + [_partial_permutation(2, 7)] * 3
+    p = answers(10, m=300, perms=perms, seed=0, sharp=2.0, err=0.3).astype(np.float64)
+    groups = np.array([0] * 4 + [1] * 3 + [2] * 3)
+    other = groups[:, None] != groups[None, :]
+
+    def cross(relative):
+        w = fuse_knfu(p, distance="class_hellinger", scale="nearest", beta=0.25, tau=0.0, relative=relative).weights
+        return (w * other).sum(axis=1).max()
+
+    assert cross(0.0) > 0.3
+    assert cross(0.5) == 0.0
+
+
+def test_the_relative_agreement_keeps_peers_that_differ_by_the_classes_they_hold():
+    # Label skew: each client has seen 6 of 10 classes and answers the others with one of its own. Peers
+    # holding other classes agree with a client less, but not like a conflicting labelling: every client
+    # keeps at least 6 of its 9 peers, and the factor never exceeds the absolute one. (With 4 of 10 classes
+    # each, 2-6 peers are left: docs/algorithms.md says where the cut costs peers.)
+    from fedkd.fusion.effectiveness import agreement_beyond_chance, agreement_factor, sample_hellinger
+
+    for seed in range(5):
+        _check_skewed_peers_are_kept(seed)
+
+
+def _check_skewed_peers_are_kept(seed):
+    from fedkd.fusion.effectiveness import agreement_beyond_chance, agreement_factor, sample_hellinger
+
+    rng = np.random.default_rng(seed)
+    m, c, n = 300, 10, 10
+    y = rng.integers(c, size=m)
+    p = np.empty((n, m, c))
+    for k in range(n):
+        known = rng.choice(c, 6, replace=False)
+        said = np.where(np.isin(y, known), y, known[y % 6])
+        logits = rng.standard_normal((m, c))
+        logits[np.arange(m), said] += 3.0
+        p[k] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    z = agreement_beyond_chance(p, 1.0 - sample_hellinger(p))
+    relative, _ = agreement_factor(z, relative=0.5)
+    absolute, _ = agreement_factor(z)
+    kept = ((relative > 0) & ~np.eye(n, dtype=bool)).sum(axis=1)
+    assert kept.min() >= 6
+    assert np.all(relative <= absolute + 1e-12)
+
+
+def test_the_relative_agreement_is_off_at_zero_and_checked():
+    from fedkd.config import ConfigError, make_config, parse_assignments
+    from fedkd.fusion.effectiveness import agreement_factor
+
+    z = np.array([[50.0, 40.0, 5.0], [40.0, 50.0, 5.0], [5.0, 5.0, 50.0]])
+    off, _ = agreement_factor(z)
+    on, _ = agreement_factor(z, relative=0.5)
+    assert off[0, 2] == 1.0 and on[0, 2] == 0.0  # 5 is an eighth of the row's best peer (40)
+    assert on[0, 1] == 1.0
+    assert on[2, 0] == 1.0  # for the third client both peers are its best: nothing to compare against
+    with pytest.raises(ConfigError, match="knfu.relative"):
+        make_config(parse_assignments(["knfu.relative=0.95"]))

@@ -36,7 +36,7 @@ class DsflSettings:
 
 @settings_group("knfu")
 class KnfuSettings:
-    beta: float = setting(1.0, "KnFu effectiveness sharpness beta", NON_NEGATIVE)
+    beta: float = setting(0.25, "KnFu effectiveness sharpness beta", NON_NEGATIVE)
     tau: float = setting(-1.0, "KnFu neighbour threshold (-1 = 1/N)",
                          ((lambda v: v == -1.0 or 0 <= v <= 1), "-1 or within [0, 1]"))
     include_self: bool = setting(False, "may a client be its own KnFu neighbour")
@@ -57,10 +57,16 @@ class KnfuSettings:
                               "images: none at z <= 1, full from z = 3); random, flipped or shifted answers get "
                               "no weight (docs/robustness.md)")
 
+    relative: float = setting(0.5, "knfu.agreement: a peer whose agreement beyond chance is below this fraction of "
+                              "the client's agreement with its own answers gets no weight (a conflicting "
+                              "labelling), full weight from 0.1 above it; 0 = off (docs/algorithms.md)",
+                              ((lambda v: v == 0.0 or 0.1 <= v <= 0.9), "0 or within [0.1, 0.9]"))
+
     def fuse_kwargs(self, client_ids: np.ndarray) -> dict:
         return {"beta": self.beta, "tau": None if self.tau == -1.0 else self.tau,
                 "include_self": self.include_self, "distance": self.distance, "scale": self.scale,
-                "guard": self.guard, "one_vote": self.one_vote, "agreement": self.agreement}
+                "guard": self.guard, "one_vote": self.one_vote, "agreement": self.agreement,
+                "relative": self.relative}
 
 
 @settings_group("oracle")

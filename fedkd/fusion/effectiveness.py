@@ -255,8 +255,12 @@ def class_roots(p: np.ndarray) -> ClassRoots:
 def near_duplicate_votes(distance: np.ndarray, frac: float) -> np.ndarray:
     """(N,) how many clients share each client's vote: the size of its group of near-duplicate uploads.
 
-    Two uploads are near-duplicates when their distance is at most ``frac`` times the median distance
-    between all pairs; groups are the connected components of that relation. Independent clients
+    Two uploads are near-duplicates when their distance is at most ``frac`` times the smaller of the two
+    clients' median peer distances (``row_scale``); groups are the connected components of that relation.
+    Per row, not over all pairs: a minority of far-off liars (3 of 10 shifting every answer) makes
+    nearly half of all pairs liar-to-honest pairs and lifts a median over all pairs so far that honest
+    clients of a mild skew became "near-duplicates" of each other and shared one vote; each honest
+    row's own median stays among its honest peers. Independent clients
     (their own data, their own model) never answer hundreds of images alike, so a group of them is
     one source of knowledge uploaded several times -- colluders or sybils -- and shares one vote.
     This is FoolsGold's observation (C. Fung, C. J. M. Yoon, I. Beschastnikh, "The Limitations of
@@ -270,8 +274,8 @@ def near_duplicate_votes(distance: np.ndarray, frac: float) -> np.ndarray:
     n = d.shape[0]
     if n < 2 or frac <= 0:
         return np.ones(n)
-    off = d[~np.eye(n, dtype=bool)]
-    limit = frac * float(np.median(off))
+    scale = row_scale(d)
+    limit = frac * np.minimum(scale[:, None], scale[None, :])
     close = (d <= limit) & ~np.eye(n, dtype=bool)
     close |= close.T
     if not close.any():
@@ -419,16 +423,34 @@ def agreement_beyond_chance(p: np.ndarray, affinity: np.ndarray, block_bytes: in
     return np.divide(excess, se, out=np.zeros_like(excess), where=se > 1e-12)
 
 
-def agreement_factor(z: np.ndarray, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+# ``agreement_factor``: the relative cut ramps from ``relative - RELATIVE_RAMP`` to ``relative + RELATIVE_RAMP``.
+RELATIVE_RAMP = 0.1
+
+
+def agreement_factor(z: np.ndarray, prior: np.ndarray | None = None,
+                     relative: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(N, N) factor in [0, 1] on each peer's weight from ``agreement_beyond_chance``, and the rows left as 1.
 
-    0 at z <= ``no_agreement_level(N)``, 1 from ``Z_RAMP`` above it, linear between. A row in which no peer
-    (with a positive ``prior``) shows any agreement beyond chance gets 1 everywhere: when nobody can be told
+    0 at z <= ``no_agreement_level(N)``, 1 from ``Z_RAMP`` above it, linear between. With ``relative`` > 0 it
+    is also 0 where z[n, m] is below ``relative`` of z[n, n], the client's agreement with its own answers
+    (the most any peer can show), and 1 from ``RELATIVE_RAMP`` above it: the normalisation of Cohen's kappa
+    by the largest agreement possible. Why: a group that labels the classes differently (a conflict) still
+    agrees beyond chance on what the images have in common, but at a small fraction of what the client's own
+    group shows (0.1-0.34 against 0.87-0.99 with 3 label-permuted groups of digits), while peers that differ
+    by the classes they hold (label skew) reach 0.6-0.9 of it from round 2 on.
+    A row in which no peer (with a positive ``prior``) passes gets 1 everywhere: when nobody can be told
     from noise the distances alone decide, as without this factor (the second value lists those rows). The
     diagonal is 1.
     """
     n = np.shape(z)[0]
-    f = np.clip((np.asarray(z, dtype=np.float64) - no_agreement_level(n)) / Z_RAMP, 0.0, 1.0)
+    z = np.asarray(z, dtype=np.float64)
+    f = np.clip((z - no_agreement_level(n)) / Z_RAMP, 0.0, 1.0)
+    if relative > 0 and n > 1:
+        peers = z.copy()
+        np.fill_diagonal(peers, -np.inf)
+        best = peers.max(axis=1, keepdims=True)
+        ratio = np.divide(z, best, out=np.ones_like(z), where=best > 0)
+        f *= np.clip((ratio - (relative - RELATIVE_RAMP)) / (2 * RELATIVE_RAMP), 0.0, 1.0)
     np.fill_diagonal(f, 0.0)
     usable = f > 0 if prior is None else (f > 0) & (np.asarray(prior) > 0)[None, :]
     fallback = ~usable.any(axis=1)

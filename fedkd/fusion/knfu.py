@@ -37,7 +37,7 @@ SCALES = ("median", "nearest")
 # 1/N = tau up to rounding, and BLAS kernels round differently (OPENBLAS_CORETYPE), so an exact
 # comparison let the machine decide whether a client kept its peers.
 TAU_SLACK = 1e-9
-# Uploads closer than this fraction of the median pairwise distance are near-duplicates (one vote).
+# Uploads closer than this fraction of their median peer distance are near-duplicates (one vote).
 DUPLICATE_FRACTION = 0.05
 
 __all__ = ["DISTANCES", "effectiveness_weights", "fuse_knfu", "knowledge_profiles", "knfu_weights",
@@ -125,7 +125,8 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
               one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
-              agreement: bool | None = None, block_bytes: int = BLOCK_BYTES) -> FusionResult:
+              agreement: bool | None = None, relative: float = 0.0,
+              block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
     soft_labels:   (N, M, C) probabilities on the shared transfer set.
@@ -198,7 +199,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                 mean_hellinger = d if distance == "sample_hellinger" else sample_hellinger(p, block_bytes)
             z = agreement_beyond_chance(p, 1.0 - mean_hellinger, block_bytes,
                                         None if roots is None else roots.root)
-            factor, fallback = agreement_factor(z, kappa)
+            factor, fallback = agreement_factor(z, kappa, relative)
             if fallback.size:
                 info["agreement_fallback"] = fallback.tolist()
         w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale,
