@@ -314,8 +314,6 @@ def test_the_relative_agreement_keeps_peers_that_differ_by_the_classes_they_hold
     # holding other classes agree with a client less, but not like a conflicting labelling: every client
     # keeps at least 6 of its 9 peers, and the factor never exceeds the absolute one. (With 4 of 10 classes
     # each, 2-6 peers are left: docs/algorithms.md says where the cut costs peers.)
-    from fedkd.fusion.effectiveness import agreement_beyond_chance, agreement_factor, sample_hellinger
-
     for seed in range(5):
         _check_skewed_peers_are_kept(seed)
 
