@@ -22,8 +22,11 @@ from server.strategy import KnowledgeFusion
 # the simulations of this module share one Ray instance and its client actors (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_ray_per_module")
 
+# server.min_contributors = 1: with 3 clients a target that must mix 2 peers is often taken away, and the
+# tampering cases below need every client's targets in the checkpoint
 TINY = dict(dataset="digits", num_clients=3, rounds=3, alpha=0.5, transfer_size=100, local_test_size=60,
-            models=["cnn_small", "mlp"], digest_epochs=1, revisit_epochs=2, seed=11, algorithm="knfu")
+            models=["cnn_small", "mlp"], digest_epochs=1, revisit_epochs=2, seed=11, algorithm="knfu",
+            **{"server.min_contributors": 1})
 M, C = 5, 4
 
 
