@@ -57,8 +57,8 @@ class KnfuSettings:
                               "images: none at z <= 1, full from z = 3); random, flipped or shifted answers get "
                               "no weight (docs/robustness.md)")
 
-    relative: float = setting(0.5, "knfu.agreement: a peer whose agreement beyond chance is below this fraction of "
-                              "the client's agreement with its own answers gets no weight (a conflicting "
+    relative: float = setting(0.5, "knfu.agreement: a peer whose agreement beyond chance is 0.1 or more below this "
+                              "fraction of the client's best-agreeing peer's gets no weight (a conflicting "
                               "labelling), full weight from 0.1 above it; 0 = off (docs/algorithms.md)",
                               ((lambda v: v == 0.0 or 0.1 <= v <= 0.9), "0 or within [0.1, 0.9]"))
 

@@ -432,17 +432,21 @@ def agreement_factor(z: np.ndarray, prior: np.ndarray | None = None,
     """(N, N) factor in [0, 1] on each peer's weight from ``agreement_beyond_chance``, and the rows left as 1.
 
     0 at z <= ``no_agreement_level(N)``, 1 from ``Z_RAMP`` above it, linear between. With ``relative`` > 0 it
-    is also 0 where z[n, m] is below ``relative`` of z[n, n], the client's agreement with its own answers
-    (the most any peer can show), and 1 from ``RELATIVE_RAMP`` above it: the normalisation of Cohen's kappa
-    by the largest agreement possible. Why: a group that labels the classes differently (a conflict) still
+    is also 0 where z[n, m] is below ``relative - RELATIVE_RAMP`` of max_k z[n, k] over n's peers (its
+    best-agreeing peer) and 1 from ``relative + RELATIVE_RAMP``, linear between: Cohen's kappa normalised by
+    the largest agreement available. Why: a group that labels the classes differently (a conflict) still
     agrees beyond chance on what the images have in common, but at a small fraction of what the client's own
-    group shows (0.1-0.34 against 0.87-0.99 with 3 label-permuted groups of digits), while peers that differ
-    by the classes they hold (label skew) reach 0.6-0.9 of it from round 2 on.
+    group shows (0.10-0.34 against 0.87-0.99 with 3 label-permuted groups of digits), while peers that differ
+    by the classes they hold (label skew) reach 0.6-0.9 of it from round 2 on. The best peer and not z[n, n]:
+    a client with little data answers noisily and agrees with itself far more than with anyone, which cut
+    it off from every peer. A row whose best peer shows no agreement (z <= 0) is not cut by this.
     A row in which no peer (with a positive ``prior``) passes gets 1 everywhere: when nobody can be told
     from noise the distances alone decide, as without this factor (the second value lists those rows). The
     diagonal is 1.
     """
     n = np.shape(z)[0]
+    if not 0 <= relative < 1:
+        raise ValueError(f"relative agreement must be within [0, 1), got {relative}")
     z = np.asarray(z, dtype=np.float64)
     f = np.clip((z - no_agreement_level(n)) / Z_RAMP, 0.0, 1.0)
     if relative > 0 and n > 1:

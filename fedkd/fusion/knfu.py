@@ -11,7 +11,8 @@ setting): each client distils only from the clients whose knowledge is effective
 3. (per-sample measures) a prior kappa_m in [0, 1], how much m's answers depend on the image:
    a flat or constant answer is not knowledge and gets kappa = 0; near-duplicate uploads share one vote;
    and a factor a_nm in [0, 1], the evidence that m's answers agree with n's beyond chance (random rows,
-   flipped or shifted answers show none; ``effectiveness.agreement_beyond_chance``);
+   flipped or shifted answers show none; ``effectiveness.agreement_beyond_chance``), which is also 0 for a
+   peer under ``relative`` of the agreement n's best peer shows (a conflicting labelling);
 4. effectiveness w_nm = a_nm kappa_m exp(-beta d_nm) / sum_k a_nk kappa_k exp(-beta d_nk);
 5. neighbours: keep m with w_nm >= tau, renormalise the row;
 6. targets_n = sum_m w_nm P_m.
@@ -155,6 +156,10 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                    contradicting it (flip, shift) gets no weight even when its distance is middling, as
                    after one round of local training under label skew, where honest clients differ
                    almost as much. A row where no peer shows such agreement keeps the distances alone.
+    relative:      with ``agreement``: a peer whose z is under ``relative`` (a ramp of +-0.1) of the z of the
+                   client's best-agreeing peer gets no weight (``effectiveness.agreement_factor``); 0 = off.
+                   A group that labels classes differently agrees beyond chance only on what the images have
+                   in common; peers that hold other classes agree far more (docs/algorithms.md).
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
