@@ -1,7 +1,7 @@
 """Fusion benchmark: local/fedmd/dsfl/knfu for N clients vs one matrix product of the same operand sizes.
 
 KnFu is timed with each of its distances (``knfu.distance``): ``knfu`` -- the headline -- is the rule a run
-gets by default (the registry's ``knfu.distance`` and ``knfu.beta``), and ``knfu_<distance>`` every measure.
+gets by default (every ``knfu.*`` key's default), and ``knfu_<distance>`` every measure.
 profile_kl is the original rule; sample_kl, sample_hellinger and class_hellinger are one more
 (N, M*C)@(M*C, N) product (class_hellinger's classes partition the samples, so its per-class products add up
 to one); sample_js needs a logarithm per pair, entry and sample (N^2 M C / 2 of them), so it is timed up to
@@ -78,11 +78,11 @@ def peak_bytes(fn) -> int:
 
 
 def default_knfu_params() -> dict:
-    """The KnFu a run gets without any --set: the registry's defaults of knfu.distance and knfu.beta."""
-    from fedkd.config import schema
+    """The KnFu a run gets without any --set: every knfu.* key's default, as the server passes them."""
+    from fedkd.config import make_config
+    from fedkd.fusion import KnfuSettings
 
-    keys = schema()
-    return {"distance": keys["knfu.distance"].default, "beta": float(keys["knfu.beta"].default)}
+    return make_config({}).view(KnfuSettings).fuse_kwargs(None)
 
 
 def variants(n: int, js_max: int) -> dict:
