@@ -169,8 +169,8 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0},
                  "knfu-agree-t05": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
                                     "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05},
-                 # issue 19, session 11: neighbours by agreement relative to the client's own (knfu.relative),
-                 # with a milder beta (the distances no longer have to cut conflicting groups)
+                 # issue 19, session 11: neighbours by agreement relative to the client's best peer
+                 # (knfu.relative), with a milder beta (the distances no longer have to cut conflicting groups)
                  **{f"knfu-rel{int(rel * 100)}-b{beta:g}{'-med' if scale == 'median' else ''}":
                     {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": beta, "knfu.scale": scale,
                      "knfu.agreement": True, "knfu.relative": rel}
@@ -195,7 +195,10 @@ def plan_edges(seeds, settings=None):
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05")}
     for setting in settings or which:
         for seed in seeds:
-            for label in (*which[setting], *(v for v in EDGE_VARIANTS if v.startswith("knfu-rel"))):
+            # the relative-cut candidates where the rule was chosen, the chosen one everywhere
+            candidates = ([v for v in EDGE_VARIANTS if v.startswith("knfu-rel")] if setting.endswith("-val")
+                          else ["knfu-rel50-b0.25"])
+            for label in (*which[setting], *candidates):
                 yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
 
 

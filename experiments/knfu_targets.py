@@ -25,18 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import knfu_study as study  # noqa: E402
 
-from fedkd.config import load_config  # noqa: E402
+from fedkd.config import load_config, make_config  # noqa: E402
 from fedkd.data.conflict import conflict_groups, group_permutation  # noqa: E402
 from fedkd.data.federation import build_federation  # noqa: E402
-from fedkd.fusion import fuse_fedmd, fuse_knfu  # noqa: E402
+from fedkd.fusion import KnfuSettings, fuse_fedmd, fuse_knfu  # noqa: E402
 from fedkd.fusion.registry import FUSION_RULES  # noqa: E402
 
-ISSUE19 = {"distance": "class_hellinger", "scale": "nearest", "beta": 1.0}
+DEFAULT = make_config({}).view(KnfuSettings).fuse_kwargs(None)  # every knfu.* default, as the server passes them
+ISSUE19 = {**DEFAULT, "beta": 1.0, "relative": 0.0}  # the default before session 11
 RULES = {"fedmd": None,
          "knfu issue 19 (beta 1)": ISSUE19,
          "knfu issue 19, tau 0": {**ISSUE19, "tau": 0.0},
-         "knfu relative 0.5, beta 0.25 (default)": {**ISSUE19, "beta": 0.25, "relative": 0.5},
-         "knfu relative 0.5, beta 0.25, tau 0": {**ISSUE19, "beta": 0.25, "relative": 0.5, "tau": 0.0}}
+         "knfu default": DEFAULT,
+         "knfu default, tau 0": {**DEFAULT, "tau": 0.0}}
 
 
 def captured_uploads(setting: str, seed: int):
