@@ -59,4 +59,4 @@ def fuse_oracle(soft_labels: np.ndarray, n_samples: np.ndarray | None = None, *,
     neighbours = (w > 0).sum(axis=1)
     info = {"neighbour_counts": neighbours.tolist(), "mean_neighbours": float(neighbours.mean()),
             "groups": g.tolist()}
-    return FusionResult(targets=mix_soft_labels(w, p), has_targets=has, weights=w, info=info)
+    return FusionResult(targets=mix_soft_labels(w, soft_labels), has_targets=has, weights=w, info=info)
