@@ -148,6 +148,8 @@ EDGE_SETTINGS = {
     # strong and mild label skew on Fashion-MNIST (experiments/configs/fashion.toml: 10 rounds, M = 1000)
     "fashion-dir0.1": {"partition": "dirichlet", "alpha": 0.1},
     "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
+    # session 12: where knfu.self_share was weighed (validation split)
+    "fashion-dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
@@ -175,6 +177,11 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                     {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": beta, "knfu.scale": scale,
                      "knfu.agreement": True, "knfu.relative": rel}
                     for rel in (0.4, 0.5) for beta in (0.1, 0.25, 0.5) for scale in ("nearest", "median")},
+                 # session 12: the default plus a share of the client's own answer in its targets (knfu.self_share)
+                 **{f"knfu-rel50-b0.25-ss{int(share * 100)}":
+                    {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 0.25, "knfu.scale": "nearest",
+                     "knfu.agreement": True, "knfu.relative": 0.5, "knfu.self_share": share}
+                    for share in (0.1, 0.25)},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
 
 
@@ -192,12 +199,15 @@ def plan_edges(seeds, settings=None):
              "collude-m": ("knfu-agree", "fedmd"),
              "clean-m": ("knfu-agree", "fedmd"),
              "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
-             "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05")}
+             "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
+             "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25", "knfu-rel50-b0.25-ss25")}
     for setting in settings or which:
         for seed in seeds:
-            # the relative-cut candidates where the rule was chosen, the chosen one everywhere
-            candidates = ([v for v in EDGE_VARIANTS if v.startswith("knfu-rel")] if setting.endswith("-val")
-                          else ["knfu-rel50-b0.25"])
+            # the relative-cut candidates where the rule was chosen (digits), the chosen one everywhere, and
+            # the self share of session 12 (an opt-in; docs/results.md) next to it
+            candidates = ([v for v in EDGE_VARIANTS if v.startswith("knfu-rel") and "-ss" not in v]
+                          if setting in ("lp3-val", "dir0.1-val") else ["knfu-rel50-b0.25"])
+            candidates += ["knfu-rel50-b0.25-ss10"] if setting not in ("collude-m", "clean-m") else []
             for label in (*which[setting], *candidates):
                 yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
 

@@ -351,3 +351,26 @@ def test_the_relative_agreement_is_off_at_zero_and_checked():
     assert on[2, 0] == 1.0  # for the third client both peers are its best: nothing to compare against
     with pytest.raises(ConfigError, match="knfu.relative"):
         make_config(parse_assignments(["knfu.relative=0.95"]))
+
+
+def test_self_share_keeps_each_clients_own_answer_at_its_share_and_nothing_else_moves():
+    """knfu.self_share: targets = (1 - s) x the neighbours' mix + s x the client's own answer, where it has
+    neighbours; who has targets, the neighbour counts and the peers counted by min_contributors do not move."""
+    from fedkd.config import ConfigError, make_config, parse_assignments
+
+    p = np.random.default_rng(7).dirichlet(np.full(10, 0.3), size=(8, 60)).astype(np.float32)
+    rule = dict(distance="class_hellinger", beta=0.25, scale="nearest", relative=0.5)
+    plain, shared = fuse_knfu(p, **rule), fuse_knfu(p, **rule, self_share=0.2)
+    has = plain.has_targets
+    assert has.any() and np.array_equal(shared.has_targets, has)
+    assert shared.info["neighbour_counts"] == plain.info["neighbour_counts"]
+    np.testing.assert_allclose(shared.targets[has], 0.8 * plain.targets[has] + 0.2 * p[has], atol=1e-6)
+    np.testing.assert_allclose(effective_contributors(shared.weights), effective_contributors(plain.weights))
+    np.testing.assert_allclose(shared.weights.sum(axis=1)[has], 1.0)
+    alone = fuse_knfu(p[:1], **rule, self_share=0.2)  # its own answer alone is no target
+    assert not alone.has_targets.any() and not alone.weights.any()
+    with pytest.raises(ValueError, match="self_share"):
+        fuse_knfu(p, self_share=1.0)
+    with pytest.raises(ConfigError, match="knfu.self_share"):
+        make_config(parse_assignments(["knfu.self_share=0.6"]))
+    assert make_config({})["knfu.self_share"] == 0.0  # opt-in (docs/algorithms.md: what it costs)

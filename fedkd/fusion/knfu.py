@@ -131,7 +131,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               include_self: bool = False, distance: str = "profile_kl",
               normalise: bool | None = None, discount_flat: bool | None = None,
               one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
-              agreement: bool | None = None, relative: float = 0.0,
+              agreement: bool | None = None, relative: float = 0.0, self_share: float = 0.0,
               block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
@@ -165,6 +165,10 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                    client's best-agreeing peer gets no weight (``effectiveness.agreement_factor``); 0 = off.
                    A group that labels classes differently agrees beyond chance only on what the images have
                    in common; peers that hold other classes agree far more (docs/algorithms.md).
+    self_share:    a client's targets are (1 - self_share) x its neighbours' mix + self_share x its own answer
+                   (0 = off). Only where it has neighbours: its own answer alone is no target. Under strong
+                   skew a client is often the only one that knows its classes, and its neighbours' mix gets
+                   them wrong in round 1; FedMD's average keeps 1/N of the client's own (docs/algorithms.md).
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
@@ -175,6 +179,8 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
         raise ValueError(f"knfu beta must be >= 0, got {beta}")
     if tau is not None and not 0 <= tau <= 1:
         raise ValueError(f"knfu tau must be in [0, 1], got {tau}")
+    if not 0 <= self_share < 1:
+        raise ValueError(f"knfu self_share must be in [0, 1), got {self_share}")
     if distance not in DISTANCES:
         raise ValueError(f"unknown knfu distance {distance!r}; known: {', '.join(DISTANCES)}")
     p = check_soft_labels(soft_labels)
@@ -219,10 +225,14 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
             info["informativeness"] = [round(float(k), 4) for k in kappa]
         if votes is not None and np.any(votes > 1):
             info["shared_votes"] = votes.astype(int).tolist()
-    # the original rule mixes in float64 as it always did; the others in the uploads' float32 (no copy)
-    targets = mix_soft_labels(w, p, np.float64) if original else mix_soft_labels(w, soft_labels)
     has = w.sum(axis=1) > 0
     neighbours = (w > 0).sum(axis=1)
+    if self_share > 0:  # the weight matrix stays the description of the targets (diagonal = own share)
+        w = w * np.where(has, 1.0 - self_share, 1.0)[:, None]
+        w[np.diag_indices_from(w)] += np.where(has, self_share, 0.0)
+        info["self_share"] = self_share
+    # the original rule mixes in float64 as it always did; the others in the uploads' float32 (no copy)
+    targets = mix_soft_labels(w, p, np.float64) if original else mix_soft_labels(w, soft_labels)
     info = {"neighbour_counts": neighbours.tolist(), "mean_neighbours": float(neighbours.mean()),
             "distance": distance, **info}
     if not has.all():
