@@ -4,8 +4,10 @@ Runs one setting of ``knfu_study.py`` in this process, keeps every round's uploa
 received them, and recomputes each rule's targets from those same uploads, so the rules are compared on equal
 input. A target is "right" on an image when its argmax is the label the client itself uses (the image's
 class through the client's conflict-group label map); the second number counts only images of classes the
-client holds no training example of (what it can learn only from others). The transfer set's labels are
-read for this diagnostic only; nothing in a run sees them.
+client holds no training example of (what it can learn only from others); the third and fourth weigh each
+image by how often the client's own training data holds its class (what its local test set looks like, the
+images behind ALMA), in round 1 and over all rounds. The transfer set's labels are read for this diagnostic
+only; nothing in a run sees them.
 
     .venv/bin/python experiments/knfu_targets.py fashion-dir0.1 --seed 1
     .venv/bin/python experiments/knfu_targets.py lp3-val --seed 0
@@ -37,7 +39,8 @@ RULES = {"fedmd": None,
          "knfu issue 19 (beta 1)": ISSUE19,
          "knfu issue 19, tau 0": {**ISSUE19, "tau": 0.0},
          "knfu default": DEFAULT,
-         "knfu default, tau 0": {**DEFAULT, "tau": 0.0}}
+         "knfu default, tau 0": {**DEFAULT, "tau": 0.0},
+         "knfu default, self share 0.1": {**DEFAULT, "self_share": 0.1}}
 
 
 def captured_uploads(setting: str, seed: int):
@@ -73,6 +76,8 @@ def main() -> None:
     fed = build_federation(cfg.federation)
     y, held = fed._transfer_labels_for_audit, fed.label_histograms > 0
     n, c = held.shape
+    local = fed.label_histograms[:, y].astype(np.float64)  # (N, M): how often the client holds each image's class
+    local /= np.maximum(local.sum(axis=1, keepdims=True), 1.0)
     kind = study.SETTINGS[args.setting].get("conflict.kind", "none")
     if kind == "label_permutation":
         groups = conflict_groups(n, int(study.SETTINGS[args.setting]["conflict.groups"]))
@@ -81,16 +86,19 @@ def main() -> None:
         labels = np.tile(y, (n, 1))
     unknown = ~held[:, y]  # (N, M): images of a class the client holds none of
     print(f"{args.setting} seed {args.seed}: {len(rounds)} rounds; % of targets right "
-          "(all images / images of classes the client does not hold), mean over rounds")
+          "(all images / images of classes the client does not hold, mean over rounds; images weighted by the "
+          "client's own class frequencies: round 1 / mean over rounds)")
     warnings.simplefilter("ignore", RuntimeWarning)
     for name, kwargs in RULES.items():
-        right, right_unknown = [], []
+        right, right_unknown, right_own = [], [], []
         for p in rounds:
             targets = (fuse_fedmd(p) if kwargs is None else fuse_knfu(p, **kwargs)).targets.argmax(axis=2)
             ok = targets == labels
             right.append(ok.mean())
             right_unknown.append(ok[unknown].mean() if unknown.any() else np.nan)
-        print(f"  {name:42s} {100 * np.mean(right):5.1f} / {100 * np.nanmean(right_unknown):5.1f}")
+            right_own.append((ok * local).sum(axis=1).mean())
+        print(f"  {name:42s} {100 * np.mean(right):5.1f} / {100 * np.nanmean(right_unknown):5.1f}"
+              f"   own classes {100 * right_own[0]:5.1f} / {100 * np.mean(right_own):5.1f}")
 
 
 if __name__ == "__main__":
