@@ -66,20 +66,22 @@ LIE_KINDS = ("random", "flip", "shift", "mimic")
 LIARS = 3
 
 
-def default_knfu() -> tuple[str, float, str, bool, float]:
+def default_knfu() -> tuple[str, float, str, bool, float, float]:
     keys = schema()
     return (keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default,
-            bool(keys["knfu.agreement"].default), float(keys["knfu.relative"].default))
+            bool(keys["knfu.agreement"].default), float(keys["knfu.relative"].default),
+            float(keys["knfu.self_share"].default))
 
 
 def knfu(distance: str, beta: float, scale: str = "median", agreement: bool = False,
-         relative: float = 0.0) -> tuple[str, dict]:
-    """A KnFu variant, its scale, agreement factor and relative cut pinned (the issue-13 rules ran with the
-    median scale, no agreement factor and no relative cut; the label names any other)."""
+         relative: float = 0.0, self_share: float = 0.0) -> tuple[str, dict]:
+    """A KnFu variant, its scale, agreement factor, relative cut and self share pinned (the issue-13 rules ran
+    with the median scale, no agreement factor, no relative cut and no self share; the label names any other)."""
     label = (f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
-             + ("-agree" if agreement else "") + (f"-rel{relative:g}" if relative else ""))
+             + ("-agree" if agreement else "") + (f"-rel{relative:g}" if relative else "")
+             + (f"-ss{self_share:g}" if self_share else ""))
     return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale,
-                   "knfu.agreement": agreement, "knfu.relative": relative}
+                   "knfu.agreement": agreement, "knfu.relative": relative, "knfu.self_share": self_share}
 
 
 def variants(names: list[str]) -> list[tuple[str, dict]]:
@@ -153,29 +155,30 @@ EDGE_SETTINGS = {
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "median"},
+                                "knfu.scale": "median", "knfu.self_share": 0.0},
                  # the issue-13 default (plus one vote for near-duplicates, which it never meets in honest runs)
                  "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
-                                 "knfu.scale": "median"},
+                                 "knfu.scale": "median", "knfu.self_share": 0.0},
                  "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
-                                        "knfu.scale": "median", "knfu.one_vote": False},
+                                        "knfu.scale": "median", "knfu.one_vote": False,
+                                        "knfu.self_share": 0.0},
                  "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "nearest", "knfu.guard": 0.7, "knfu.agreement": False},
+                                "knfu.scale": "nearest", "knfu.guard": 0.7, "knfu.agreement": False, "knfu.self_share": 0.0},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                               "knfu.scale": "nearest", "knfu.agreement": False},
+                               "knfu.scale": "nearest", "knfu.agreement": False, "knfu.self_share": 0.0},
                  # + each peer weighed by the evidence that it agrees beyond chance (the default since)
                  "knfu-agree": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "nearest", "knfu.agreement": True},
+                                "knfu.scale": "nearest", "knfu.agreement": True, "knfu.self_share": 0.0},
                  # the same with a lower neighbour threshold: does the agreement factor make tau's cut redundant?
                  "knfu-agree-t0": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                   "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0},
+                                   "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0, "knfu.self_share": 0.0},
                  "knfu-agree-t05": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05},
+                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05, "knfu.self_share": 0.0},
                  # issue 19, session 11: neighbours by agreement relative to the client's best peer
                  # (knfu.relative), with a milder beta (the distances no longer have to cut conflicting groups)
                  **{f"knfu-rel{int(rel * 100)}-b{beta:g}{'-med' if scale == 'median' else ''}":
                     {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": beta, "knfu.scale": scale,
-                     "knfu.agreement": True, "knfu.relative": rel}
+                     "knfu.agreement": True, "knfu.relative": rel, "knfu.self_share": 0.0}
                     for rel in (0.4, 0.5) for beta in (0.1, 0.25, 0.5) for scale in ("nearest", "median")},
                  # session 12: the default plus a share of the client's own answer in its targets (knfu.self_share)
                  **{f"knfu-rel50-b0.25-ss{int(share * 100)}":
@@ -200,7 +203,7 @@ def plan_edges(seeds, settings=None):
              "clean-m": ("knfu-agree", "fedmd"),
              "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
-             "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25", "knfu-rel50-b0.25-ss25")}
+             "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25-ss25")}
     for setting in settings or which:
         for seed in seeds:
             # the relative-cut candidates where the rule was chosen (digits), the chosen one everywhere, and
@@ -349,6 +352,7 @@ def run_plan(sub: str, seeds: list[int], settings: list[str] | None, rounds: int
                **measure(out, overrides, summary)}
         with open(ledger_path(sub), "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        done.add(name)  # a plan that names a run twice runs it once
         print(f"[{i}/{len(runs)}] {name}: ALMA {row['alma']:.4f} global {row['global_acc']:.4f} "
               f"({seconds:.0f} s)", flush=True)
 
