@@ -34,13 +34,14 @@ from fedkd.fusion import KnfuSettings, fuse_fedmd, fuse_knfu  # noqa: E402
 from fedkd.fusion.registry import FUSION_RULES  # noqa: E402
 
 DEFAULT = make_config({}).view(KnfuSettings).fuse_kwargs(None)  # every knfu.* default, as the server passes them
-ISSUE19 = {**DEFAULT, "beta": 1.0, "relative": 0.0}  # the default before session 11
+SESSION11 = {**DEFAULT, "self_share": 0.0}  # the default of sessions 11 and 12: peers only
+ISSUE19 = {**SESSION11, "beta": 1.0, "relative": 0.0}  # the default before session 11
 RULES = {"fedmd": None,
          "knfu issue 19 (beta 1)": ISSUE19,
          "knfu issue 19, tau 0": {**ISSUE19, "tau": 0.0},
-         "knfu default": DEFAULT,
-         "knfu default, tau 0": {**DEFAULT, "tau": 0.0},
-         "knfu default, self share 0.1": {**DEFAULT, "self_share": 0.1}}
+         "knfu session 11 (no self share)": SESSION11,
+         "knfu session 11, tau 0": {**SESSION11, "tau": 0.0},
+         "knfu default (self share 0.1)": DEFAULT}
 
 
 def captured_uploads(setting: str, seed: int):
