@@ -374,3 +374,20 @@ def test_self_share_keeps_each_clients_own_answer_at_its_share_and_nothing_else_
     with pytest.raises(ConfigError, match="knfu.self_share"):
         make_config(parse_assignments(["knfu.self_share=0.6"]))
     assert make_config({})["knfu.self_share"] == 0.1  # chosen on the validation split (docs/results.md, session 12)
+
+
+def test_the_round_1_relabel_score_sees_a_swap_and_a_class_a_peer_never_learned_alike():
+    """experiments/swap_round1.py: a swap 3 -> 8 and an honest peer that answers 8 for every 3 (it never saw
+    a 3) score the same, about 1; an honest peer scores low. Why one round cannot tell them apart (docs/robustness.md)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from swap_round1 import relabel_scores
+
+    p = answers(4, m=400, err=0.0, sharp=6.0)  # confident models, as after a round of training
+    p[2] = swap(p[2], 3, 8)  # the swapper
+    p[3, :, 8] += p[3, :, 3]  # the peer that never learned 3: the same answer, from ignorance
+    p[3, :, 3] = 0.0
+    scores = relabel_scores(p)
+    assert scores[0, 2] == pytest.approx(1.0, abs=0.05) and scores[0, 3] == pytest.approx(1.0, abs=0.05)
+    assert scores[0, 1] < 0.2  # its own noise only
