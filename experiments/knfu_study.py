@@ -155,30 +155,29 @@ EDGE_SETTINGS = {
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "median", "knfu.self_share": 0.0},
+                                "knfu.scale": "median"},
                  # the issue-13 default (plus one vote for near-duplicates, which it never meets in honest runs)
                  "knfu-sample": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
-                                 "knfu.scale": "median", "knfu.self_share": 0.0},
+                                 "knfu.scale": "median"},
                  "knfu-sample-novote": {"algorithm": "knfu", "knfu.distance": "sample_hellinger", "knfu.beta": 1.0,
-                                        "knfu.scale": "median", "knfu.one_vote": False,
-                                        "knfu.self_share": 0.0},
+                                        "knfu.scale": "median", "knfu.one_vote": False},
                  "knfu-near7": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "nearest", "knfu.guard": 0.7, "knfu.agreement": False, "knfu.self_share": 0.0},
+                                "knfu.scale": "nearest", "knfu.guard": 0.7, "knfu.agreement": False},
                  "knfu-near": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                               "knfu.scale": "nearest", "knfu.agreement": False, "knfu.self_share": 0.0},
+                               "knfu.scale": "nearest", "knfu.agreement": False},
                  # + each peer weighed by the evidence that it agrees beyond chance (the default since)
                  "knfu-agree": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                "knfu.scale": "nearest", "knfu.agreement": True, "knfu.self_share": 0.0},
+                                "knfu.scale": "nearest", "knfu.agreement": True},
                  # the same with a lower neighbour threshold: does the agreement factor make tau's cut redundant?
                  "knfu-agree-t0": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                   "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0, "knfu.self_share": 0.0},
+                                   "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.0},
                  "knfu-agree-t05": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
-                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05, "knfu.self_share": 0.0},
+                                    "knfu.scale": "nearest", "knfu.agreement": True, "knfu.tau": 0.05},
                  # issue 19, session 11: neighbours by agreement relative to the client's best peer
                  # (knfu.relative), with a milder beta (the distances no longer have to cut conflicting groups)
                  **{f"knfu-rel{int(rel * 100)}-b{beta:g}{'-med' if scale == 'median' else ''}":
                     {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": beta, "knfu.scale": scale,
-                     "knfu.agreement": True, "knfu.relative": rel, "knfu.self_share": 0.0}
+                     "knfu.agreement": True, "knfu.relative": rel}
                     for rel in (0.4, 0.5) for beta in (0.1, 0.25, 0.5) for scale in ("nearest", "median")},
                  # session 12: the default plus a share of the client's own answer in its targets (knfu.self_share)
                  **{f"knfu-rel50-b0.25-ss{int(share * 100)}":
@@ -186,6 +185,10 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                      "knfu.agreement": True, "knfu.relative": 0.5, "knfu.self_share": share}
                     for share in (0.1, 0.25)},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
+# every rule before session 12 pinned to no self share (the default since), so its ledger rows stay its own
+for _rule in EDGE_VARIANTS.values():
+    if _rule["algorithm"] == "knfu":
+        _rule.setdefault("knfu.self_share", 0.0)
 
 
 def plan_edges(seeds, settings=None):

@@ -38,11 +38,10 @@ def relabel_scores(p: np.ndarray) -> np.ndarray:
             mine = (labels[i] == cls) & confident[i]
             if mine.sum() < MIN_IMAGES:
                 continue
-            theirs = labels[:, mine]  # (N, images): every client's label for n's confident class-c images
-            for j in range(n):
-                other = theirs[j][theirs[j] != cls]
-                if j != i and other.size:
-                    scores[i, j] = max(scores[i, j], np.bincount(other, minlength=c).max() / mine.sum())
+            counts = np.eye(c)[labels[:, mine]].sum(axis=1)  # (N, C): where every client sends those images
+            counts[:, cls] = 0.0
+            scores[i] = np.maximum(scores[i], counts.max(axis=1) / mine.sum())
+        scores[i, i] = 0.0
     return scores
 
 
