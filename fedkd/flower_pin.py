@@ -1,8 +1,8 @@
 """The Flower version fedkd's run-time replacements of Flower code were written for, and their check.
 
-Three modules change a piece of Flower 1.39.0 while a process runs (docs/architecture.md, "Where fedkd
-changes Flower's own code"): ``server/handout.py``, ``fedkd/deploy/supernode.py`` and
-``fedkd/deploy/warm_clientapp.py``. Each touches Flower only when the installed Flower is this version
+Four modules change a piece of Flower 1.39.0 while a process runs (docs/architecture.md, "Where fedkd
+changes Flower's own code"): ``server/handout.py``, ``server/client_actor.py``, ``fedkd/deploy/supernode.py``
+and ``fedkd/deploy/warm_clientapp.py``. Each touches Flower only when the installed Flower is this version
 *and* the functions it relies on still have the sources it was written against (their sha256), so that a
 patch release that changes them is noticed rather than silently mis-patched.
 """

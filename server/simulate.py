@@ -56,19 +56,23 @@ def start_local_ray(cfg: Config, verbose: bool = False) -> None:
     cannot use the workers it starts with the node (they have no runtime env) and starts two more
     through its runtime-env agent, each importing Ray again: on the 2-core machine about 1.5 CPU
     seconds, before the first client actor exists. A local instance's workers inherit this process's
-    environment, so the same PYTHONPATH set here reaches them. Nothing is done when Ray is already up
-    or when the run attaches to a cluster (a remote node does not inherit our environment: Flower's
-    runtime_env stays).
+    environment, so the same PYTHONPATH set here reaches them. The node starts without the services
+    of a shared cluster (``server/lean_ray.py``). Nothing is done when Ray is already up or when the
+    run attaches to a cluster (a remote node does not inherit our environment: Flower's runtime_env
+    stays).
     """
     import sys
 
     import ray
 
+    from server.lean_ray import lean_head_node
+
     if ray.is_initialized() or ray_address(cfg):
         return
     path = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ["PYTHONPATH"] = path
-    ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]})
+    with lean_head_node(keep_log_monitor=verbose):  # no cluster services (server/lean_ray.py)
+        ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]})
 
 
 def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,
@@ -85,10 +89,11 @@ def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = F
 
     from clients.app import make_client_app
     from clients.node import RunFolderStorage
-    from server import handout
+    from server import client_actor, handout
     from server.app import make_server_app
 
     handout.install()  # one pass over stored messages per 0.1 s tick instead of nodes x messages (server/handout.py)
+    client_actor.install()  # actors that do not import Flower's whole simulation engine (server/client_actor.py)
 
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)
@@ -137,8 +142,11 @@ def one_ray_instance():
         return
     import ray
     from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
-    from flwr.simulation.ray_transport.ray_actor import BasicActorPool, ClientAppActor
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
 
+    from server import client_actor
+
+    client_actor.install()  # before Flower's build is kept below: the kept one builds fedkd's actors
     original_build, original_terminate = RayBackend.build, RayBackend.terminate
     was_running = ray.is_initialized()
     idle: dict[str, list] = {}  # actor resources -> the idle actors the last simulation left
@@ -159,7 +167,7 @@ def one_ray_instance():
             original_build(self, app_fn)
             return
         # Flower's build, with the kept actors in the pool first and new ones only for what is missing
-        self.pool = BasicActorPool(actor_type=ClientAppActor, client_resources=self.client_resources,
+        self.pool = BasicActorPool(actor_type=client_actor.actor_type(), client_resources=self.client_resources,
                                    actor_kwargs=self.actor_kwargs)
         self.pool.pool, self.pool.num_actors = list(actors), len(actors)
         if self.pool.actors_capacity > len(actors):

@@ -1,4 +1,4 @@
-"""server/handout.py: the one-pass hand-out loop is written for one Flower version and hands out what Flower's does."""
+"""Run-time replacements of Flower code (server/handout.py, server/client_actor.py): written for one Flower version, same results as Flower's."""
 from __future__ import annotations
 
 import threading
@@ -83,3 +83,48 @@ def test_the_loop_queues_messages_and_stops():
     th.join(timeout=5)
     assert not th.is_alive()
     assert sorted(list(mapping).index(m.metadata.dst_node_id) for m in got) == [1, 1, 4]
+
+
+def test_the_engine_loops_see_their_stop_event_after_a_short_wait_and_pass_every_message_on():
+    """Flower's result loop, as installed, waits on its queue at most STOP_POLL_SECONDS at a time (Flower: 1 s)."""
+    assert handout.install()
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    waits: list = []
+
+    class RecordingQueue(Queue):
+        def get(self, block=True, timeout=None):
+            waits.append(timeout)
+            return super().get(block, timeout)
+
+    class State:  # what the loop calls on Flower's link state
+        def __init__(self):
+            self.stored = []
+
+        def store_message_res(self, message):
+            self.stored.append(message)
+
+    state, queue, stop = State(), RecordingQueue(), threading.Event()
+    th = threading.Thread(target=vce_api.put_message_into_state, args=(state, queue, stop))
+    th.start()
+    for item in ("reply-1", "reply-2"):
+        queue.put(item)
+    while len(state.stored) < 2 and th.is_alive():
+        threading.Event().wait(0.01)
+    stop.set()
+    th.join(timeout=30)
+    assert not th.is_alive()
+    assert state.stored == ["reply-1", "reply-2"]
+    assert waits and all(w is not None and w <= handout.STOP_POLL_SECONDS for w in waits)
+
+
+def test_installed_flower_is_the_one_the_client_actor_repeats():
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    from server import client_actor
+
+    assert client_actor.matches_installed_flower(), (
+        f"server/client_actor.py repeats Flower {client_actor.FLOWER_VERSION}'s ClientAppActor and RayBackend.build, "
+        "which changed: re-read them, port ClientActor/build and update FLOWER_SOURCES_SHA256")
+    assert client_actor.install() and client_actor.install()  # idempotent
+    assert RayBackend.build is client_actor.build and client_actor.actor_type() is client_actor.ClientActor

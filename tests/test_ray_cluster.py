@@ -88,7 +88,7 @@ def ask_cluster(address: str, expression: str):
 
 NODES = "[{'id': n['NodeID'], 'alive': n['Alive']} for n in ray.nodes()]"
 CLIENT_ACTORS = ("[{'class': a['ActorClassName'], 'node': a['Address']['NodeID'], 'state': a['State']} "
-                 "for a in ray.state.actors().values() if a['ActorClassName'].endswith('ClientAppActor')]")
+                 "for a in ray.state.actors().values() if a['ActorClassName'].endswith('ClientActor')]")
 
 
 def wait_for_nodes(address: str, count: int, timeout: float = 120.0) -> list[dict]:

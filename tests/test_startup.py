@@ -75,3 +75,61 @@ def test_a_run_on_a_ray_cluster_starts_no_local_instance():
         print(json.dumps(ray.is_initialized()))
     """)
     assert json.loads(out) is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_local_ray_instance_starts_none_of_a_shared_clusters_services(verbose):
+    """No autoscaler monitor, no dashboard API server; the log monitor only when worker output goes to the driver."""
+    out = run_python(f"""
+        import json, os, ray
+        from pathlib import Path
+        from ray._private.node import Node
+        from fedkd.config import make_config
+        from server import lean_ray
+        from server.simulate import start_local_ray
+        start_local_ray(make_config({{"sim.num_cpus": 1}}), verbose={verbose})
+        session = ray._private.worker._global_node.get_session_dir_path()
+        programs = set()
+        for proc in Path("/proc").iterdir():  # every process of this Ray session, by the program it runs
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\\0")
+            except OSError:
+                continue
+            if any(session.encode() in a for a in argv):
+                programs |= {{Path(a.decode()).name for a in argv[:3] if a.endswith((b".py", b"raylet", b"gcs_server"))}}
+        answer = ray.get(ray.remote(lambda: 42).remote())
+        restored = all(Node.__dict__[m] is not lean_ray._start_nothing
+                       for m in (*lean_ray.CLUSTER_SERVICES, lean_ray.LOG_MONITOR))
+        ray.shutdown()
+        print(json.dumps({{"programs": sorted(programs), "answer": answer, "restored": restored}}))
+    """, timeout=180)
+    result = json.loads(out)
+    assert result["answer"] == 42 and result["restored"]
+    programs = set(result["programs"])
+    assert {"gcs_server", "raylet"} <= programs, programs
+    assert not {"monitor.py", "dashboard.py"} & programs, programs
+    assert ("log_monitor.py" in programs) == verbose, programs
+
+
+@pytest.mark.slow
+def test_a_client_actor_does_not_import_flowers_simulation_engine():
+    out = run_python("""
+        import json, sys, ray
+        from fedkd.config import make_config
+        from server import client_actor
+        from server.simulate import start_local_ray
+
+        def load_app():
+            def app(message, context):
+                return sorted(m for m in sys.modules if m.startswith("flwr.simulation"))
+            return app
+
+        assert client_actor.install()
+        start_local_ray(make_config({"sim.num_cpus": 1}))
+        actor = client_actor.ClientActor.options(num_cpus=1).remote()
+        cid, loaded, context = ray.get(actor.run.remote(load_app, "a message", "3", "a context"))
+        ray.shutdown()
+        print(json.dumps({"cid": cid, "loaded": loaded, "context": context}))
+    """, timeout=180)
+    assert json.loads(out) == {"cid": "3", "loaded": [], "context": "a context"}

@@ -1,0 +1,108 @@
+"""The simulation's client actor: Flower 1.39's ``ClientAppActor``, from a module that is cheap to import.
+
+A Ray worker becomes an actor by importing the actor's class from its module. Flower's
+``ClientAppActor`` lives in ``flwr.simulation.ray_transport.ray_actor``, and importing that module runs
+``flwr.simulation``'s package ``__init__``, which imports the whole simulation engine (the link state,
+the engine's loops, ``run_simulation``): about 1 CPU second per actor process, for code an actor never
+runs (docs/performance.md §14). :class:`ClientActor` does what ``ClientAppActor`` does (load the
+ClientApp, pass the message through it, raise Flower's own exception types, exit on ``terminate``) and
+imports only Ray and Flower's ClientApp.
+
+:func:`install` makes Flower's ``RayBackend.build`` build its pool of these actors; everything else
+(the pool, the scheduling, the messages) is Flower's. Only for the Flower version, and the sources,
+this was written for (``fedkd/flower_pin.py``); with another Flower, Flower's own actor is used.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import ray
+from flwr.clientapp.client_app import ClientAppException, LoadClientAppError
+
+from fedkd.flower_pin import FLOWER_VERSION, is_pinned_flower
+
+log = logging.getLogger("fedkd.server")
+
+# The Flower sources ClientActor and build() repeat (a changed one is noticed, not silently diverged from).
+FLOWER_SOURCES_SHA256 = {
+    "VirtualClientEngineActor.run": "a87502a00b99224d9733ec81e909efa1c07c616242b47c692d366015393ad194",
+    "VirtualClientEngineActor.terminate": "540a8c35350efd903b2d53a64c1ae108a4b500410b2ef3248e02fe02e53debfe",
+    "ClientAppActor.__init__": "b672b1b5edd605898540695897e6ef15d85be3e15f5b9c9908fe04be4a1ff4ef",
+    "RayBackend.build": "6a0c387457a6dbc1b35091762c24afdd2c3453fe09eeceeb7e966136f832ddc0",
+}
+
+
+@ray.remote
+class ClientActor:
+    """Runs one message at a time through the ClientApp that ``client_app_fn`` loads, as Flower's actor does."""
+
+    def __init__(self, on_actor_init_fn: Callable[[], None] | None = None) -> None:
+        if on_actor_init_fn:
+            on_actor_init_fn()
+
+    def run(self, client_app_fn: Callable, message, cid: str, context) -> tuple:
+        try:
+            app = client_app_fn()
+            out_message = app(message=message, context=context)
+        except LoadClientAppError:
+            raise
+        except Exception as ex:  # Flower's engine turns this type into an error reply for the server
+            raise ClientAppException(str(ex)) from ex
+        return cid, out_message, context
+
+    def terminate(self) -> None:
+        ray.actor.exit_actor()
+
+
+def _flower_functions() -> dict[str, Callable]:
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+    from flwr.simulation.ray_transport.ray_actor import ClientAppActor, VirtualClientEngineActor
+
+    return {"VirtualClientEngineActor.run": VirtualClientEngineActor.run,
+            "VirtualClientEngineActor.terminate": VirtualClientEngineActor.terminate,
+            "ClientAppActor.__init__": ClientAppActor.__ray_actor_class__.__init__,
+            "RayBackend.build": _ORIGINAL.get("RayBackend.build", RayBackend.build)}
+
+
+def matches_installed_flower() -> bool:
+    """Whether the installed Flower is the version, with the sources, :class:`ClientActor` repeats."""
+    return is_pinned_flower(_flower_functions(), FLOWER_SOURCES_SHA256)
+
+
+def actor_type() -> type:
+    """The actor class simulations build their pools of: ours once installed, else Flower's."""
+    if "RayBackend.build" in _ORIGINAL:
+        return ClientActor
+    from flwr.simulation.ray_transport.ray_actor import ClientAppActor
+
+    return ClientAppActor
+
+
+def build(self, app_fn: Callable) -> None:
+    """Flower 1.39's ``RayBackend.build`` with :class:`ClientActor` as the pool's actor type."""
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    self.pool = BasicActorPool(actor_type=ClientActor, client_resources=self.client_resources,
+                               actor_kwargs=self.actor_kwargs)
+    self.pool.add_actors_to_pool(self.pool.actors_capacity)
+    self.app_fn = app_fn
+
+
+_ORIGINAL: dict = {}
+
+
+def install() -> bool:
+    """Make this process's simulations use :class:`ClientActor` (idempotent). Returns whether they do."""
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    if "RayBackend.build" in _ORIGINAL:  # installed (and perhaps wrapped since by server.simulate.one_ray_instance)
+        return True
+    if not matches_installed_flower():
+        log.warning("Flower's client actor is not the one server/client_actor.py was written for (Flower %s): "
+                    "using Flower's own, which imports Flower's whole simulation engine in every actor",
+                    FLOWER_VERSION)
+        return False
+    _ORIGINAL["RayBackend.build"] = RayBackend.build
+    RayBackend.build = build
+    return True
