@@ -29,6 +29,12 @@ for _var, _value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHEC
 IN_FLIGHT_PER_ACTOR = 16
 
 
+# A message's arguments and reply up to this size travel inside Ray's task call instead of through the object
+# store (Ray's default: 100 KiB). A client's message carries its node state (its model, 40-200 KB for digits):
+# through the object store each message paid ~1.7 ms more on the 2-core machine (docs/performance.md §14).
+INLINE_OBJECT_BYTES = 2**20
+
+
 def ray_address(cfg: Config) -> str:
     """The Ray cluster to attach to ('' = start a private Ray instance here)."""
     return cfg.sim.ray_address or os.environ.get("RAY_ADDRESS", "")
@@ -72,7 +78,8 @@ def start_local_ray(cfg: Config, verbose: bool = False) -> None:
     path = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ["PYTHONPATH"] = path
     with lean_head_node(keep_log_monitor=verbose):  # no cluster services (server/lean_ray.py)
-        ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]})
+        ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]},
+                 _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES})
 
 
 def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,

@@ -24,6 +24,7 @@ Every reply goes through ``fedkd.protocol.validation.validate_reply``.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -100,6 +101,25 @@ class TrainInstruction:
     weights: ArrayRecord | None
 
 
+@functools.lru_cache(maxsize=8)
+def _checked_run_config(text: str) -> tuple[tuple[str, object], ...]:
+    run_config = json.loads(text)
+    digest = run_config.pop(CONFIG_DIGEST_KEY, None)
+    if digest is not None and config_digest(run_config) != digest:
+        raise ValueError("run config mismatch: this node's fedkd resolves the server's config differently "
+                         "(another fedkd version or other defaults?); install the server's version")
+    return tuple(run_config.items())
+
+
+def checked_run_config(text: str) -> dict:
+    """The run config of a train message (JSON), its digest checked against this node's defaults.
+
+    Every message of a run carries the same text: the check (a whole config resolved and hashed) runs
+    once per text in a process, not once per message.
+    """
+    return dict(_checked_run_config(text))
+
+
 def parse_train_message(content: RecordDict) -> TrainInstruction:
     if "config" not in content.config_records:
         raise ValueError("train message has no 'config' record")
@@ -108,11 +128,7 @@ def parse_train_message(content: RecordDict) -> TrainInstruction:
     if "targets" in content.array_records:
         targets = wire.decode(record_arrays(content["targets"], dense_key="targets"))
     weights = content["arrays"] if "arrays" in content.array_records else None
-    run_config = json.loads(str(record["run_config"]))
-    digest = run_config.pop(CONFIG_DIGEST_KEY, None)
-    if digest is not None and config_digest(run_config) != digest:
-        raise ValueError("run config mismatch: this node's fedkd resolves the server's config differently "
-                         "(another fedkd version or other defaults?); install the server's version")
+    run_config = checked_run_config(str(record["run_config"]))
     return TrainInstruction(
         round=int(record["round"] if "round" in record else record["server-round"]),
         temperature=float(record["temperature"]),
