@@ -179,15 +179,18 @@ def one_ray_instance():
         self.pool.pool, self.pool.num_actors = list(actors), len(actors)
         if self.pool.actors_capacity > len(actors):
             self.pool.add_actors_to_pool(self.pool.actors_capacity - len(actors))
+        if client_actor.actor_type() is client_actor.ClientActor:
+            client_actor.queue_behind_each_actor(self.pool)
         self.app_fn = app_fn
 
     def keep_idle_actors(self) -> None:
         if not self.pool:
             return
-        for actor in self.pool._future_to_actor.values():
+        busy = list(dict.fromkeys(self.pool._future_to_actor.values()))
+        for actor in busy:
             ray.kill(actor)  # still busy (a failed run): not reusable
         kill_idle_actors()
-        idle[resources_key(self)] = list(self.pool.pool)
+        idle[resources_key(self)] = [a for a in dict.fromkeys(self.pool.pool) if a not in busy]  # each actor once
 
     RayBackend.build, RayBackend.terminate = build_on_kept_actors, keep_idle_actors
     try:

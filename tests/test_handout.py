@@ -128,3 +128,16 @@ def test_installed_flower_is_the_one_the_client_actor_repeats():
         "which changed: re-read them, port ClientActor/build and update FLOWER_SOURCES_SHA256")
     assert client_actor.install() and client_actor.install()  # idempotent
     assert RayBackend.build is client_actor.build and client_actor.actor_type() is client_actor.ClientActor
+
+
+def test_each_actor_is_listed_twice_in_the_pool_and_only_twice():
+    from types import SimpleNamespace
+
+    from server import client_actor
+
+    pool = SimpleNamespace(pool=["actor-a", "actor-b"], num_actors=2)
+    client_actor.queue_behind_each_actor(pool)
+    assert pool.pool == ["actor-a", "actor-b"] * client_actor.TASKS_PER_ACTOR
+    assert pool.num_actors == len(pool.pool)  # Flower runs one engine thread per entry
+    client_actor.queue_behind_each_actor(pool)  # a pool kept from an earlier run is not doubled again
+    assert pool.pool == ["actor-a", "actor-b"] * client_actor.TASKS_PER_ACTOR
