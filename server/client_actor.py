@@ -86,26 +86,28 @@ def build(self, app_fn: Callable) -> None:
     self.pool = BasicActorPool(actor_type=ClientActor, client_resources=self.client_resources,
                                actor_kwargs=self.actor_kwargs)
     self.pool.add_actors_to_pool(self.pool.actors_capacity)
-    queue_behind_each_actor(self.pool)
+    queue_behind_a_lone_actor(self.pool)
     self.app_fn = app_fn
 
 
-def queue_behind_each_actor(pool) -> None:
-    """List every actor of Flower's pool ``TASKS_PER_ACTOR`` times, so that as many engine threads send it work.
+def queue_behind_a_lone_actor(pool) -> None:
+    """List a pool's only actor ``TASKS_PER_LONE_ACTOR`` times, so that as many engine threads send it work.
 
     Flower's engine runs one thread per entry of the pool, and each thread waits for its message's reply
     before it takes the next one: with one entry per actor, the actor sits idle while its reply travels
     back and the next message travels to it (~3.5 ms a message on the 2-core machine). With two entries,
-    Ray queues the next message behind the running one and the actor goes straight on. An actor still runs
-    one message at a time (Ray's actors run their calls in order, one after another); nothing a message
-    computes depends on which actor runs it or when (a node's state travels in its message's context).
+    Ray queues the next message behind the running one and the actor goes straight on; it still runs one
+    message at a time, and nothing a message computes depends on when it runs (a node's state travels in
+    its message's context). Only for a lone actor: with several, a message queued behind a slow client
+    waits although another actor may be free; on label-skewed partitions (Dirichlet 0.1, where clients'
+    training times differ most) rounds were slower with queueing than without (docs/performance.md §14).
     """
     actors = list(dict.fromkeys(pool.pool))  # each actor once, in the pool's order
-    pool.pool = [actor for _ in range(TASKS_PER_ACTOR) for actor in actors]
+    pool.pool = actors * (TASKS_PER_LONE_ACTOR if len(actors) == 1 else 1)
     pool.num_actors = len(pool.pool)
 
 
-TASKS_PER_ACTOR = 2
+TASKS_PER_LONE_ACTOR = 2
 
 
 _ORIGINAL: dict = {}

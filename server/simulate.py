@@ -180,7 +180,7 @@ def one_ray_instance():
         if self.pool.actors_capacity > len(actors):
             self.pool.add_actors_to_pool(self.pool.actors_capacity - len(actors))
         if client_actor.actor_type() is client_actor.ClientActor:
-            client_actor.queue_behind_each_actor(self.pool)
+            client_actor.queue_behind_a_lone_actor(self.pool)
         self.app_fn = app_fn
 
     def keep_idle_actors(self) -> None:

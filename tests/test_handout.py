@@ -130,14 +130,17 @@ def test_installed_flower_is_the_one_the_client_actor_repeats():
     assert RayBackend.build is client_actor.build and client_actor.actor_type() is client_actor.ClientActor
 
 
-def test_each_actor_is_listed_twice_in_the_pool_and_only_twice():
+def test_a_lone_actor_is_listed_twice_in_the_pool_and_several_actors_once():
     from types import SimpleNamespace
 
     from server import client_actor
 
-    pool = SimpleNamespace(pool=["actor-a", "actor-b"], num_actors=2)
-    client_actor.queue_behind_each_actor(pool)
-    assert pool.pool == ["actor-a", "actor-b"] * client_actor.TASKS_PER_ACTOR
-    assert pool.num_actors == len(pool.pool)  # Flower runs one engine thread per entry
-    client_actor.queue_behind_each_actor(pool)  # a pool kept from an earlier run is not doubled again
-    assert pool.pool == ["actor-a", "actor-b"] * client_actor.TASKS_PER_ACTOR
+    lone = SimpleNamespace(pool=["actor-a"], num_actors=1)
+    client_actor.queue_behind_a_lone_actor(lone)
+    assert lone.pool == ["actor-a"] * client_actor.TASKS_PER_LONE_ACTOR
+    assert lone.num_actors == len(lone.pool)  # Flower runs one engine thread per entry
+    client_actor.queue_behind_a_lone_actor(lone)  # a pool kept from an earlier run is not doubled again
+    assert lone.pool == ["actor-a"] * client_actor.TASKS_PER_LONE_ACTOR
+    several = SimpleNamespace(pool=["actor-a", "actor-b"], num_actors=2)
+    client_actor.queue_behind_a_lone_actor(several)  # a message never waits behind another actor's
+    assert several.pool == ["actor-a", "actor-b"] and several.num_actors == 2
