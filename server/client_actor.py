@@ -38,7 +38,6 @@ class ClientActor:
     """Runs one message at a time through the ClientApp that ``client_app_fn`` loads, as Flower's actor does."""
 
     def __init__(self, on_actor_init_fn: Callable[[], None] | None = None) -> None:
-        follow_cpu_allotment()
         if on_actor_init_fn:
             on_actor_init_fn()
 
@@ -54,23 +53,6 @@ class ClientActor:
 
     def terminate(self) -> None:
         ray.actor.exit_actor()
-
-
-def follow_cpu_allotment() -> None:
-    """Size torch's thread pool to the CPUs Ray gave this actor, if torch is already loaded.
-
-    Ray tells a worker its CPUs through ``OMP_NUM_THREADS`` when the worker takes a lease; torch reads it
-    when its thread pool starts. A worker that imported torch before its lease (the client modules
-    preloaded by ``server.simulate.local_ray_settings``) started the pool with one thread per core: more
-    threads than the actor's CPUs, so slower rounds and other rounding in every sum than a run without
-    preloading.
-    """
-    import os
-    import sys
-
-    torch, threads = sys.modules.get("torch"), os.environ.get("OMP_NUM_THREADS", "")
-    if torch is not None and threads.isdigit() and int(threads) > 0:
-        torch.set_num_threads(int(threads))
 
 
 def _flower_functions() -> dict[str, Callable]:

@@ -140,19 +140,11 @@ def test_a_client_actor_does_not_import_flowers_simulation_engine():
                 return sorted(m for m in sys.modules if m.startswith("flwr.simulation"))
             return app
 
-        def threads_app():
-            def app(message, context):
-                import torch
-                return torch.get_num_threads()
-            return app
-
         assert client_actor.install()
-        start_local_ray(make_config({"sim.num_cpus": 2}))  # two workers, each preloading torch
+        start_local_ray(make_config({"sim.num_cpus": 1}))
         actor = client_actor.ClientActor.options(num_cpus=1).remote()
         cid, loaded, context = ray.get(actor.run.remote(load_app, "a message", "3", "a context"))
-        threads = ray.get(actor.run.remote(threads_app, "a message", "3", "a context"))[1]
         ray.shutdown()
-        print(json.dumps({"cid": cid, "loaded": loaded, "context": context, "threads": threads}))
+        print(json.dumps({"cid": cid, "loaded": loaded, "context": context}))
     """, timeout=180)
-    # one torch thread for a one-CPU actor, although torch was loaded before Ray gave the worker its CPU
-    assert json.loads(out) == {"cid": "3", "loaded": [], "context": "a context", "threads": 1}
+    assert json.loads(out) == {"cid": "3", "loaded": [], "context": "a context"}
