@@ -34,10 +34,6 @@ IN_FLIGHT_PER_ACTOR = 16
 # through the object store each message paid ~1.7 ms more on the 2-core machine (docs/performance.md §14).
 INLINE_OBJECT_BYTES = 2**20
 
-# What a client actor imports for its first message (torch and the training code, ~2.5 CPU s), imported by the
-# workers Ray starts with a private node while ray.init is still waiting for Ray's agents, instead of after it.
-CLIENT_MODULES = ("clients.app", "clients.train")
-
 
 def ray_address(cfg: Config) -> str:
     """The Ray cluster to attach to ('' = start a private Ray instance here)."""
@@ -83,20 +79,7 @@ def start_local_ray(cfg: Config, verbose: bool = False) -> None:
     os.environ["PYTHONPATH"] = path
     with lean_head_node(keep_log_monitor=verbose):  # no cluster services (server/lean_ray.py)
         ray.init(**{"include_dashboard": False, **backend_config(cfg, verbose)["init_args"]},
-                 _system_config=local_ray_settings(cfg))
-
-
-def local_ray_settings(cfg: Config) -> dict:
-    """Ray's system settings for a private instance (Ray's ``_system_config``).
-
-    The node starts one worker per CPU; the client modules are preloaded there only when every one of
-    them becomes a client actor (one CPU per client, no GPU): otherwise a worker that never serves
-    would import torch for nothing while the run starts.
-    """
-    settings: dict = {"max_direct_call_object_size": INLINE_OBJECT_BYTES}
-    if cfg.sim.client_cpus <= 1 and not cfg.sim.client_gpus:
-        settings["preload_python_modules"] = list(CLIENT_MODULES)
-    return settings
+                 _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES})
 
 
 def simulate(cfg: Config, out_dir: str, progress: bool = True, verbose: bool = False, *,
