@@ -128,6 +128,7 @@ def test_installed_flower_is_the_one_the_client_actor_repeats():
         "which changed: re-read them, port ClientActor/build and update FLOWER_SOURCES_SHA256")
     assert client_actor.install() and client_actor.install()  # idempotent
     assert RayBackend.build is client_actor.build and client_actor.actor_type() is client_actor.ClientActor
+    assert RayBackend.terminate is client_actor.terminate
 
 
 def test_a_lone_actor_is_listed_twice_in_the_pool_and_several_actors_once():
