@@ -8,9 +8,9 @@ runs (docs/performance.md §14). :class:`ClientActor` does what ``ClientAppActor
 ClientApp, pass the message through it, raise Flower's own exception types, exit on ``terminate``) and
 imports only Ray and Flower's ClientApp.
 
-:func:`install` makes Flower's ``RayBackend.build`` build its pool of these actors, and its
-``terminate`` leave the actors to end with the driver (:func:`terminate`); everything else (the pool,
-the scheduling, the messages) is Flower's. Only for the Flower version, and the sources,
+:func:`install` makes Flower's ``RayBackend.build`` build its pool of these actors (a lone actor listed
+twice, :func:`queue_behind_a_lone_actor`), and its ``terminate`` leave the actors to end with the driver
+(:func:`terminate`); everything else (the pool, the scheduling, the messages) is Flower's. Only for the Flower version, and the sources,
 this was written for (``fedkd/flower_pin.py``); with another Flower, Flower's own actor is used.
 """
 from __future__ import annotations
