@@ -286,3 +286,16 @@ def test_a_node_that_resolves_the_config_differently_refuses_it():
     compact[CONFIG_DIGEST_KEY] = "0" * 16  # what another fedkd version would compute
     with pytest.raises(ValueError, match="run config mismatch"):
         protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, compact, None))
+
+
+def test_every_train_message_gets_its_own_run_config_and_a_refused_one_stays_refused():
+    compact = compact_run_config(make_config({"alpha": 0.1, "models": "cnn_small"}).for_clients())
+    content = protocol.build_train_content(1, 3.0, FP, compact, None)
+    first, second = (protocol.parse_train_message(content).run_config for _ in range(2))
+    first["alpha"] = 0.9  # a handler changing its copy does not change what the next message says
+    assert second == {k: v for k, v in compact.items() if k != CONFIG_DIGEST_KEY} and first is not second
+    assert protocol.parse_train_message(content).run_config["alpha"] == 0.1
+    wrong = dict(compact, **{CONFIG_DIGEST_KEY: "0" * 16})
+    for _ in range(2):  # the check is cached per text, the refusal with it
+        with pytest.raises(ValueError, match="run config mismatch"):
+            protocol.parse_train_message(protocol.build_train_content(1, 3.0, FP, wrong, None))

@@ -101,23 +101,23 @@ class TrainInstruction:
     weights: ArrayRecord | None
 
 
-@functools.lru_cache(maxsize=8)
-def _checked_run_config(text: str) -> tuple[tuple[str, object], ...]:
-    run_config = json.loads(text)
+def checked_run_config(text: str) -> dict:
+    """The run config of a train message (JSON), its digest checked against this node's defaults."""
+    run_config = json.loads(text)  # a fresh dict for every message: the caller may change it
     digest = run_config.pop(CONFIG_DIGEST_KEY, None)
-    if digest is not None and config_digest(run_config) != digest:
+    if digest is not None and _resolved_digest(text) != digest:
         raise ValueError("run config mismatch: this node's fedkd resolves the server's config differently "
                          "(another fedkd version or other defaults?); install the server's version")
-    return tuple(run_config.items())
+    return run_config
 
 
-def checked_run_config(text: str) -> dict:
-    """The run config of a train message (JSON), its digest checked against this node's defaults.
-
-    Every message of a run carries the same text: the check (a whole config resolved and hashed) runs
-    once per text in a process, not once per message.
-    """
-    return dict(_checked_run_config(text))
+@functools.lru_cache(maxsize=8)
+def _resolved_digest(text: str) -> str:
+    """``config_digest`` of a message's run config. Every message of a run carries the same text, so the
+    whole config is resolved and hashed once per text in a process, not once per message."""
+    run_config = json.loads(text)
+    run_config.pop(CONFIG_DIGEST_KEY, None)
+    return config_digest(run_config)
 
 
 def parse_train_message(content: RecordDict) -> TrainInstruction:
