@@ -10,8 +10,9 @@ imports only Ray and Flower's ClientApp.
 
 :func:`install` makes Flower's ``RayBackend.build`` build its pool of these actors (a lone actor listed
 twice, :func:`queue_behind_a_lone_actor`), and its ``terminate`` leave the actors to end with the driver
-(:func:`terminate`); everything else (the pool, the scheduling, the messages) is Flower's. Only for the Flower version, and the sources,
-this was written for (``fedkd/flower_pin.py``); with another Flower, Flower's own actor is used.
+(:func:`terminate`); everything else (the pool, the scheduling, the messages) is Flower's. Only for the
+Flower version, and the sources, this was written for (``fedkd/flower_pin.py``); with another Flower,
+Flower's own actor is used.
 """
 from __future__ import annotations
 
@@ -82,14 +83,22 @@ def actor_type() -> type:
     return ClientAppActor
 
 
-def build(self, app_fn: Callable) -> None:
-    """Flower 1.39's ``RayBackend.build`` with :class:`ClientActor` as the pool's actor type."""
+def build(self, app_fn: Callable, kept_actors: list | tuple = ()) -> None:
+    """Flower 1.39's ``RayBackend.build`` with :func:`actor_type` as the pool's actor type.
+
+    kept_actors: idle actors of an earlier simulation (``server.simulate.one_ray_instance``); they fill
+    the pool first, and new ones are started only for what is missing.
+    """
     from flwr.simulation.ray_transport.ray_actor import BasicActorPool
 
-    self.pool = BasicActorPool(actor_type=ClientActor, client_resources=self.client_resources,
+    kind = actor_type()
+    self.pool = BasicActorPool(actor_type=kind, client_resources=self.client_resources,
                                actor_kwargs=self.actor_kwargs)
-    self.pool.add_actors_to_pool(self.pool.actors_capacity)
-    queue_behind_a_lone_actor(self.pool)
+    self.pool.pool, self.pool.num_actors = list(kept_actors), len(kept_actors)
+    if self.pool.actors_capacity > len(kept_actors):
+        self.pool.add_actors_to_pool(self.pool.actors_capacity - len(kept_actors))
+    if kind is ClientActor:
+        queue_behind_a_lone_actor(self.pool)
     self.app_fn = app_fn
 
 

@@ -109,9 +109,6 @@ class PromptQueue:
     def get(self, block: bool = True, timeout: float | None = None):
         return self._queue.get(block, STOP_POLL_SECONDS if timeout is None else min(timeout, STOP_POLL_SECONDS))
 
-    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
-        self._queue.put(item, block, timeout)
-
 
 def worker(messageins_queue: Queue, messageres_queue: Queue, *args) -> None:
     """Flower 1.39's ``vce_api.worker``, seeing the stop event within ``STOP_POLL_SECONDS`` of it being set."""

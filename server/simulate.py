@@ -149,7 +149,6 @@ def one_ray_instance():
         return
     import ray
     from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
-    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
 
     from server import client_actor
 
@@ -170,18 +169,7 @@ def one_ray_instance():
     def build_on_kept_actors(self, app_fn) -> None:
         actors = idle.pop(resources_key(self), [])
         kill_idle_actors()  # another resource shape's: they would hold the CPUs this run's actors need
-        if not actors:
-            original_build(self, app_fn)
-            return
-        # Flower's build, with the kept actors in the pool first and new ones only for what is missing
-        self.pool = BasicActorPool(actor_type=client_actor.actor_type(), client_resources=self.client_resources,
-                                   actor_kwargs=self.actor_kwargs)
-        self.pool.pool, self.pool.num_actors = list(actors), len(actors)
-        if self.pool.actors_capacity > len(actors):
-            self.pool.add_actors_to_pool(self.pool.actors_capacity - len(actors))
-        if client_actor.actor_type() is client_actor.ClientActor:
-            client_actor.queue_behind_a_lone_actor(self.pool)
-        self.app_fn = app_fn
+        client_actor.build(self, app_fn, kept_actors=actors)  # Flower's build, the kept actors first
 
     def keep_idle_actors(self) -> None:
         if not self.pool:
