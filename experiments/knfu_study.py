@@ -6,7 +6,9 @@
     python experiments/knfu_study.py grid     [--seeds 0,1,2]
     python experiments/knfu_study.py edges    [--setting lp3,collude --seeds 0,1,2]  # issue 19: small groups,
                                               # colluders, one swapper, skew (+ lp3-val, dir0.1-val: the choice;
-                                              # fashion-dir0.1, fashion-dir0.5: strong skew on Fashion-MNIST)
+                                              # fashion-dir0.1, fashion-dir0.5: strong skew on Fashion-MNIST;
+                                              # lp4, lp5: groups of three and two, with and without the
+                                              # privacy floor server.min_contributors)
     python experiments/knfu_study.py heatmap  # experiments/runs/knfu_conflict_weights.png from the lp2 seed-0 runs
     python experiments/knfu_study.py tables   # every Markdown table of docs/results.md / docs/robustness.md
 
@@ -152,6 +154,9 @@ EDGE_SETTINGS = {
     "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
     # session 12: where knfu.self_share was weighed (validation split)
     "fashion-dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
+    # session 15: groups smaller than three (4 groups: 3/3/2/2 clients; 5 groups of 2: one in-group peer each)
+    "lp4": {"conflict.kind": "label_permutation", "conflict.groups": 4, "partition": "iid"},
+    "lp5": {"conflict.kind": "label_permutation", "conflict.groups": 5, "partition": "iid"},
 }
 SETTINGS.update(EDGE_SETTINGS)
 EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 1.0,
@@ -184,7 +189,12 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                     {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 0.25, "knfu.scale": "nearest",
                      "knfu.agreement": True, "knfu.relative": 0.5, "knfu.self_share": share}
                     for share in (0.1, 0.25)},
-                 "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}}
+                 "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}, "local": {"algorithm": "local"},
+                 # session 15: the same without the privacy floor (a target may be one peer's upload)
+                 "knfu-default-mc1": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 0.25,
+                                      "knfu.scale": "nearest", "knfu.agreement": True, "knfu.relative": 0.5,
+                                      "knfu.self_share": 0.1, "server.min_contributors": 1},
+                 "oracle-mc1": {"algorithm": "oracle", "server.min_contributors": 1}}
 # every rule before session 12 pinned to no self share (the default since), so its ledger rows stay its own
 for _rule in EDGE_VARIANTS.values():
     if _rule["algorithm"] == "knfu":
@@ -206,7 +216,9 @@ def plan_edges(seeds, settings=None):
              "clean-m": ("knfu-agree", "fedmd"),
              "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
-             "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25-ss25")}
+             "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25-ss25"),
+             "lp4": ("oracle", "fedmd", "local", "knfu-default-mc1", "oracle-mc1"),
+             "lp5": ("oracle", "fedmd", "local", "knfu-default-mc1", "oracle-mc1")}
     for setting in settings or which:
         for seed in seeds:
             # the relative-cut candidates where the rule was chosen (digits), the chosen one everywhere, and
@@ -505,6 +517,22 @@ def table_grid() -> str:
     return "\n".join(lines) + footer(rows)
 
 
+# (rule, reference) pairs of the edges table: each rule against the oracle, FedMD and the issue-13 rule; the
+# default without the privacy floor against the oracle without it
+EDGE_PAIRS = [*((mine, ref) for mine in ("knfu-near", "knfu-class", "knfu-agree", "knfu-rel50-b0.25",
+                                         "knfu-rel50-b0.25-ss10")
+                for ref in ("oracle", "fedmd", "knfu-sample")),
+              ("knfu-default-mc1", "oracle-mc1")]
+
+
+def paired_gap(setting: str, mine: str, ref: str, base: dict, other: dict, common: list[int]) -> str:
+    per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
+    per_seed_global = ", ".join(f"{100 * (base[x]['global_acc'] - other[x]['global_acc']):+.1f}" for x in common)
+    return (f"| {setting} | {mine} − {ref} | {pm([base[x]['alma'] - other[x]['alma'] for x in common])} "
+            f"({per_seed}) | {pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} "
+            f"({per_seed_global}) | {','.join(map(str, common))} |")
+
+
 def table_edges() -> str:
     """Issue 19: one row per (setting, rule), then the paired gaps knfu-class - oracle / - fedmd."""
     rows = load("edges")
@@ -523,21 +551,12 @@ def table_edges() -> str:
                      f"{pm([r.get('without_targets_last', 0) for r in g], scale=1.0)} | {seeds_of(g)} |")
     lines += ["", "| setting | paired gap | ALMA points | global acc points | seeds |", "|---|---|---|---|---|"]
     for setting in sorted({r["setting"] for r in rows}):
-        for mine in ("knfu-near", "knfu-class", "knfu-agree", "knfu-rel50-b0.25"):
+        for mine, ref in EDGE_PAIRS:
             base = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == mine}
-            for ref in ("oracle", "fedmd", "knfu-sample"):
-                other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
-                common = sorted(set(base) & set(other))
-                if not common:
-                    continue
-                per_seed = ", ".join(f"{100 * (base[x]['alma'] - other[x]['alma']):+.1f}" for x in common)
-                per_seed_global = ", ".join(f"{100 * (base[x]['global_acc'] - other[x]['global_acc']):+.1f}"
-                                            for x in common)
-                lines.append(f"| {setting} | {mine} − {ref} | "
-                             f"{pm([base[x]['alma'] - other[x]['alma'] for x in common])} ({per_seed}) | "
-                             f"{pm([base[x]['global_acc'] - other[x]['global_acc'] for x in common])} "
-                             f"({per_seed_global}) | "
-                             f"{','.join(map(str, common))} |")
+            other = {r["seed"]: r for r in rows if r["setting"] == setting and r["variant"] == ref}
+            common = sorted(set(base) & set(other))
+            if common:
+                lines.append(paired_gap(setting, mine, ref, base, other, common))
     return "\n".join(lines) + footer(rows)
 
 

@@ -391,3 +391,36 @@ def test_the_round_1_relabel_score_sees_a_swap_and_a_class_a_peer_never_learned_
     scores = relabel_scores(p)
     assert scores[0, 2] == pytest.approx(1.0, abs=0.05) and scores[0, 3] == pytest.approx(1.0, abs=0.05)
     assert scores[0, 1] < 0.2  # its own noise only
+
+
+def test_self_share_schedule_study_sets_the_share_per_round_and_restores_the_settings():
+    """experiments/self_share_schedule.py: the server's KnFu call gets the scheduled share of its round, and
+    leaving the study restores the KnFu settings and the strategy exactly."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import self_share_schedule as study
+
+    from fedkd.config import make_config
+    from fedkd.fusion import KnfuSettings
+    from server.strategy import KnowledgeFusion
+
+    settings = make_config({"algorithm": "knfu", "knfu.self_share": 0.2}).view(KnfuSettings)
+    ids = np.arange(3)
+    before = (KnowledgeFusion.accept, KnfuSettings.fuse_kwargs)
+    with study.RoundSchedule() as rounds:
+        assert settings.fuse_kwargs(ids)["self_share"] == 0.2  # no schedule: the run's own setting
+        for schedule, expected in (("all", [0.2, 0.2, 0.2]), ("r1", [0.2, 0.0, 0.0]), ("decay", [0.2, 0.1, 0.2 / 3])):
+            rounds.schedule = schedule
+            got = []
+            for rnd in (1, 2, 3):
+                rounds.round = rnd
+                got.append(settings.fuse_kwargs(ids)["self_share"])
+            assert got == pytest.approx(expected)
+    assert (KnowledgeFusion.accept, KnfuSettings.fuse_kwargs) == before
+    assert settings.fuse_kwargs(ids)["self_share"] == 0.2
+    # every variant is a valid run config (the ledger's rows name them)
+    for overrides, schedule in study.VARIANTS.values():
+        assert schedule is None or schedule in study.SCHEDULES
+        make_config({**overrides})
