@@ -154,6 +154,9 @@ EDGE_SETTINGS = {
     "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
     # session 12: where knfu.self_share was weighed (validation split)
     "fashion-dir0.1-val": {"partition": "dirichlet", "alpha": 0.1, "eval_split": "val"},
+    # session 15: colluders that blur the shared answer with their own noise (to escape the one vote)
+    **{f"collude-n{int(e * 100):02d}": {"fault.kind": "swap", "fault.swap": "3:8", "fault.collude": True,
+                                        "fault.num_malicious": 3, "fault.collude_noise": e} for e in (0.05, 0.2, 0.5)},
     # session 15: groups smaller than three (4 groups: 3/3/2/2 clients; 5 groups of 2: one in-group peer each)
     "lp4": {"conflict.kind": "label_permutation", "conflict.groups": 4, "partition": "iid"},
     "lp5": {"conflict.kind": "label_permutation", "conflict.groups": 5, "partition": "iid"},
@@ -217,6 +220,7 @@ def plan_edges(seeds, settings=None):
              "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25-ss25"),
+             **{f"collude-n{n}": ("fedmd",) for n in ("05", "20", "50")},
              "lp4": ("oracle", "fedmd", "local", "knfu-default-mc1", "oracle-mc1"),
              "lp5": ("oracle", "fedmd", "local", "knfu-default-mc1", "oracle-mc1")}
     for setting in settings or which:

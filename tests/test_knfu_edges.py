@@ -182,6 +182,48 @@ def test_colluding_swappers_share_one_vote_in_a_simulated_run(tmp_path):
     assert summary["robustness"]["malicious_clients"] == [3, 4]
 
 
+def test_collude_noise_makes_each_colluders_copy_its_own_and_needs_collusion():
+    from fedkd.config import ConfigError, make_config
+    from fedkd.faults.knowledge import blur
+    from fedkd.faults.plan import FaultPlan
+    from fedkd.probability import probability_problem
+
+    cfg = make_config({"fault.kind": "swap", "fault.collude": True, "fault.num_malicious": 3,
+                       "fault.collude_noise": 0.2})
+    plan = FaultPlan.from_settings(cfg.faults)
+    shared = answers(1, m=50)[0]
+    copies = [blur(shared, plan.collude_noise, plan.blur_rng(c, 1)) for c in sorted(plan.liars)]
+    for copy in copies:
+        assert probability_problem(copy, 1e-5) is None and copy.dtype == np.float32
+        # 0.8 of the shared answer stays in every row
+        assert np.all(copy >= 0.8 * shared - 1e-6)
+    assert not np.allclose(copies[0], copies[1])  # each colluder draws its own noise
+    assert np.array_equal(copies[0], blur(shared, 0.2, plan.blur_rng(min(plan.liars), 1)))  # seeded
+    assert np.allclose(blur(shared, 0.0, plan.blur_rng(0, 1)), shared, atol=1e-6)
+    with pytest.raises(ConfigError, match="fault.collude_noise"):
+        make_config({"fault.kind": "swap", "fault.num_malicious": 3, "fault.collude_noise": 0.2})
+    with pytest.raises(ConfigError, match="fault.collude_noise"):
+        make_config({"fault.kind": "swap", "fault.collude": True, "fault.num_malicious": 3,
+                     "fault.collude_noise": 1.0})
+
+
+@pytest.mark.slow
+def test_blurred_colluders_no_longer_share_a_vote_in_a_simulated_run(tmp_path):
+    """fault.collude_noise: the colluders' uploads are near-identical no more, so one vote no longer groups them
+    (what still keeps a swap out is its per-class distance, docs/robustness.md)."""
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    cfg = make_config(dict(SMALL, num_clients=5, seed=2, algorithm="knfu", **{
+        "knfu.distance": "class_hellinger", "fault.kind": "swap", "fault.swap": "3:8",
+        "fault.collude": True, "fault.num_malicious": 2, "fault.collude_noise": 0.5}))
+    summary = run_simulation(cfg, tmp_path / "run", progress=False)
+    for record in _records(tmp_path / "run"):
+        assert record.get("shared_votes", [1] * 5) == [1, 1, 1, 1, 1], record["round"]  # listed when shared
+        assert record["fused_clients"] == [0, 1, 2, 3, 4]
+    assert summary["robustness"]["malicious_clients"] == [3, 4]
+
+
 @pytest.mark.slow
 def test_a_negative_entry_is_rejected_and_the_run_equals_one_without_that_reply(tmp_path):
     from fedkd.cli.simulation import run_simulation

@@ -8,7 +8,8 @@ Colluders (``attack.collude``) are one adversary behind several identities: ever
 the same model -- the first colluder's architecture, data and seed, without the server's targets (the
 adversary does not learn from the federation) -- and uploads that model's lie under its own id. Training
 is seeded and runs alike in every node, so the colluders' uploads are one answer, without any channel
-between the nodes.
+between the nodes; with ``fault.collude_noise`` each colluder then mixes in its own random rows, so that the
+uploads are near-identical no more.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedkd import protocol
-from fedkd.faults.knowledge import lie
+from fedkd.faults.knowledge import blur, lie
 from fedkd.faults.malformed import CATALOGUE, InjectedFault
 from fedkd.faults.plan import FaultPlan
 from fedkd.wire import WireFormat
@@ -50,8 +51,10 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         if client in plan.liars and "knowledge" in content.array_records:
             soft = protocol.read_soft_labels(content)
             rng = plan.lie_rng(plan.leader if plan.leader is not None else client, round_num)
-            content["knowledge"] = protocol.knowledge_record(
-                lie(plan.lie_kind, soft, rng, swap_classes=plan.swap), wire_format)
+            answer = lie(plan.lie_kind, soft, rng, swap_classes=plan.swap)
+            if plan.collude_noise:  # each colluder blurs the shared answer with its own noise
+                answer = blur(answer, plan.collude_noise, plan.blur_rng(client, round_num))
+            content["knowledge"] = protocol.knowledge_record(answer, wire_format)
         if kind is not None and CATALOGUE[kind].target != "identify":
             content = CATALOGUE[kind].apply(content, plan.num_clients)
         return Message(content=content, reply_to=msg)

@@ -92,6 +92,15 @@ def swap(soft: np.ndarray, src: int, dst: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def blur(soft: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """(1 - share) x the rows + share x random rows: a colluder's copy of the shared answer made its own."""
+    s = _check(soft)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"blur share must be in [0, 1), got {share}")
+    out = (1.0 - share) * s + share * random_rows(s.shape[0], s.shape[1], rng)
+    return np.ascontiguousarray(out / out.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
 def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
         marginal: np.ndarray | None = None, swap_classes: tuple[int, int] = (0, 1)) -> np.ndarray:
     """What a liar of ``kind`` uploads instead of its honest soft labels ``soft`` (M, C).

@@ -25,6 +25,10 @@ class FaultSettings:
                         "another class (their answers are honest otherwise)")
     collude: bool = setting(False, "the malicious clients upload one identical answer (one model, trained on the "
                             "first malicious client's data, behind every malicious identity)")
+    collude_noise: float = setting(0.0, "fault.collude: each malicious client mixes this share of its own random "
+                                   "rows into the shared answer, so that the uploads are no longer "
+                                   "near-identical (an attempt to escape KnFu's one vote for near-duplicates); "
+                                   "0 = the identical answer", ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
     num_malicious: int = setting(0, "number of malicious clients: the last k client ids", NON_NEGATIVE)
     clients: tuple[str, ...] = setting([], "malicious client ids (instead of fault.num_malicious)",
                                        ((lambda v: all(x.isdigit() for x in v)), "a list of client ids"))
@@ -57,6 +61,9 @@ class FaultSettings:
         if self.kind == "none" and (self.clients or self.num_malicious):
             raise ConfigError("config key 'fault.kind' is 'none', so the malicious clients chosen by "
                               "fault.clients/fault.num_malicious would behave honestly; set fault.kind")
+        if self.collude_noise and not self.collude:
+            raise ConfigError("config key 'fault.collude_noise' blurs the colluders' shared answer; set "
+                              "fault.collude=true")
         if self.kind != "none" and self.algorithm == "fedavg":
             raise ConfigError("config key 'fault.kind' corrupts soft labels, but algorithm 'fedavg' exchanges "
                               "weights")
