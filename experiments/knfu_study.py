@@ -64,7 +64,9 @@ TUNE_CANDIDATES = [("profile_kl", 10.0), ("sample_kl", 3.0), ("sample_kl", 10.0)
                    ("sample_hellinger", 3.0),
                    # added after seed 0: beta = 3 cost 4-5 points of global accuracy in the plain case
                    ("sample_kl", 1.0), ("sample_hellinger", 1.0)]
-LIE_KINDS = ("random", "flip", "shift", "mimic")
+LIE_KINDS = ("random", "flip", "shift", "mimic", "echo")  # echo: session 15
+# the liars study's runs: each kind, and (session 15) echoes without the server's echo check
+LIAR_RUNS = {**{kind: {} for kind in LIE_KINDS}, "echo-et0": {"server.echo_tolerance": 0.0}}
 LIARS = 3
 
 
@@ -126,9 +128,10 @@ def plan_liars(seeds, settings=None):
         for setting in settings or ("dir0.5",):
             for label, o in variants(["fedmd", "knfu-profile", "knfu-near", "knfu-default"]):
                 yield setting, f"{label}-k0", seed, {**SETTINGS[setting], **o}
-                for kind in LIE_KINDS:
+                for kind in LIAR_RUNS:
                     yield setting, f"{label}-{kind}-k{LIARS}", seed, {
-                        **SETTINGS[setting], **o, "fault.kind": kind, "fault.num_malicious": LIARS}
+                        **SETTINGS[setting], **o, "fault.kind": kind.split("-")[0], "fault.num_malicious": LIARS,
+                        **LIAR_RUNS[kind]}
 
 
 def plan_grid(seeds, settings=None):
@@ -480,7 +483,7 @@ def table_liars() -> str:
                 rs = list(clean.values())
                 lines.append(f"| {base} | none | {pm([r['alma_honest'] for r in rs])} | – | "
                              f"{pm([r['global_honest'] for r in rs])} | – | – | – | {seeds_of(rs)} |")
-            for kind in LIE_KINDS:
+            for kind in LIAR_RUNS:
                 rs = g.get((setting, f"{base}-{kind}-k{LIARS}"))
                 if not rs:
                     continue

@@ -127,6 +127,10 @@ class ServerSettings:
     min_contributors: int = setting(2, "a client's targets must mix at least this many other clients' uploads "
                                     "(effective number 1/sum(w^2) over peers, rounded), else it gets no targets "
                                     "that round (1 = no check; docs/privacy.md)", AT_LEAST_1)
+    echo_tolerance: float = setting(0.05, "an upload closer to the targets the client was sent than this fraction "
+                                    "of the median client's distance repeats them: it is left out of that "
+                                    "round's fusion (0 = no check; docs/robustness.md)",
+                                    ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
     num_clients: int = shared("num_clients")
     rounds: int = shared("rounds")
     seed: int = shared("seed")

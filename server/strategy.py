@@ -30,6 +30,7 @@ from flwr.serverapp.strategy import Strategy
 from fedkd import protocol
 from fedkd.config import Config, compact_run_config
 from fedkd.fusion.contributors import require_contributors
+from fedkd.fusion.echoes import find_echoes
 from fedkd.fusion.registry import FusionRule
 from server.identity import IdentityBook
 from server.participation import Participation
@@ -202,9 +203,20 @@ class KnowledgeFusion(FedkdStrategy):
             require_global_acc=self.facts.has_global_test)
 
     def accept(self, server_round: int, accepted: list) -> dict:
-        for a in accepted:
+        echoes = find_echoes({a.client_id: a.reply.soft_labels for a in accepted}, self.targets,
+                             self.settings.echo_tolerance)
+        for client, ratio in echoes.items():
+            log.warning("round %d: client %d uploaded the targets it was sent (distance %.3f of the median "
+                        "client's, < server.echo_tolerance=%g): left out of this round's fusion", server_round,
+                        client, ratio, self.settings.echo_tolerance)
+            self.latest.pop(client, None)  # nor does an older upload of it stand in
+        fresh = [a for a in accepted if a.client_id not in echoes]
+        for a in fresh:
             self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)
-        return self._fuse(server_round, [a.client_id for a in accepted])
+        record = self._fuse(server_round, [a.client_id for a in fresh])
+        if echoes:
+            record["echoes"] = {str(c): round(r, 4) for c, r in echoes.items()}
+        return record
 
     def _pool(self, server_round: int, fresh: list[int]) -> list[int]:
         if not self.settings.sampling:

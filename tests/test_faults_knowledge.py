@@ -69,3 +69,13 @@ def test_bad_inputs_are_refused():
         lie("flip", np.ones((2, 3, 4)), np.random.default_rng(0))
     with pytest.raises(ValueError, match="NaN"):
         lie("shift", np.full((2, 3), np.nan), np.random.default_rng(0))
+
+
+def test_echo_uploads_the_targets_it_was_sent_and_its_own_answer_without_any():
+    from fedkd.faults.knowledge import echo
+
+    soft, sent = honest(seed=1), honest(seed=2)
+    np.testing.assert_allclose(lie("echo", soft, np.random.default_rng(0), received=sent), sent, atol=1e-7)
+    np.testing.assert_array_equal(lie("echo", soft, np.random.default_rng(0)), soft)  # round 1: honest
+    with pytest.raises(ValueError, match="received targets"):
+        echo(soft, sent[:5])

@@ -48,14 +48,14 @@ class ConsoleRefusals(RoundObserver):
             self.say(f"the run FAILED: {summary['failure']}")
 
 
-def run_simulation(cfg: Config, out: Path, *, progress: bool = True, verbose: bool = False) -> dict:
+def run_simulation(cfg: Config, out: Path | str, *, progress: bool = True, verbose: bool = False) -> dict:
     """One simulated run in ``out``; returns its summary (with the honest-client numbers of a robustness run).
 
     Refusals are printed as they happen; a failed run (``summary['failure']``) is said so on the console,
     and the caller exits non-zero on it.
     """
     console = ConsoleRefusals()
-    summary = _run_simulation(cfg, out, progress, verbose, console)
+    summary = _run_simulation(cfg, Path(out), progress, verbose, console)
     console.finish(summary)
     return summary
 

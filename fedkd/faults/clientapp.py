@@ -44,6 +44,8 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         kind = plan.malformation(client, round_num)
         if kind == "error_reply":
             raise InjectedFault("injected fault (fault.malformed): this client fails its round on purpose")
+        # an echo uploads what it was sent; the colluders' leader trains without targets (read them first)
+        received = protocol.parse_train_message(msg.content).targets if plan.lie_kind == "echo" else None
         if client in plan.liars and plan.leader is not None:
             content = _as_leader(train, msg, context, plan.leader, client)
         else:
@@ -51,7 +53,7 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         if client in plan.liars and "knowledge" in content.array_records:
             soft = protocol.read_soft_labels(content)
             rng = plan.lie_rng(plan.leader if plan.leader is not None else client, round_num)
-            answer = lie(plan.lie_kind, soft, rng, swap_classes=plan.swap)
+            answer = lie(plan.lie_kind, soft, rng, swap_classes=plan.swap, received=received)
             if plan.collude_noise:  # each colluder blurs the shared answer with its own noise
                 answer = blur(answer, plan.collude_noise, plan.blur_rng(client, round_num))
             content["knowledge"] = protocol.knowledge_record(answer, wire_format)

@@ -15,6 +15,9 @@ limit its influence. The kinds probe different blind spots of an effectiveness m
 ``swap``    a targeted attack: the honest answer, except that class SRC's mass is moved to class DST
             (``attack.swap = "3:8"``): right on every image but those the model takes for SRC, so an
             effectiveness measure that averages over all images hardly sees it.
+``echo``    the targets the server sent the liar this round (its neighbours' mix), uploaded as its own
+            answer: built to sit close to the clients it was fused from, and free of any knowledge of its
+            own. Honest while it has received none (round 1, or a round it got no targets).
 
 Colluders (``attack.collude``) are not a transform of one client's answer: see ``fedkd.faults.clientapp``.
 
@@ -101,14 +104,27 @@ def blur(soft: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray
     return np.ascontiguousarray(out / out.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
+def echo(soft: np.ndarray, received: np.ndarray | None) -> np.ndarray:
+    """The targets ``received`` from the server (renormalised float32), or the honest rows without any."""
+    s = _check(soft)
+    if received is None:
+        return np.ascontiguousarray(s, dtype=np.float32)
+    r = np.asarray(received, dtype=np.float64)
+    if r.shape != s.shape or not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError(f"received targets must be finite, non-negative and {s.shape}, got {r.shape}")
+    return np.ascontiguousarray(r / r.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
 def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
-        marginal: np.ndarray | None = None, swap_classes: tuple[int, int] = (0, 1)) -> np.ndarray:
+        marginal: np.ndarray | None = None, swap_classes: tuple[int, int] = (0, 1),
+        received: np.ndarray | None = None) -> np.ndarray:
     """What a liar of ``kind`` uploads instead of its honest soft labels ``soft`` (M, C).
 
     rng:      used by ``random`` only (seed it per client and round for reproducible runs); the other
               kinds are deterministic functions of ``soft``.
     marginal: (C,) for ``mimic`` only: the class distribution to repeat on every row (see the module doc).
     swap_classes: (SRC, DST) for ``swap`` only.
+    received: (M, C) for ``echo`` only: the targets the server sent this round (None: it sent none).
     Returns float32 (M, C) with rows summing to 1.
     """
     s = _check(soft)
@@ -122,4 +138,6 @@ def lie(kind: str, soft: np.ndarray, rng: np.random.Generator, *,
         return mimic(s, marginal)
     if kind == "swap":
         return swap(s, *swap_classes)
+    if kind == "echo":
+        return echo(s, received)
     raise ValueError(f"unknown lie kind {kind!r}; known: {', '.join(LIE_KINDS)}")

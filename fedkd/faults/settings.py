@@ -10,7 +10,7 @@ from __future__ import annotations
 from fedkd.keys import NON_NEGATIVE, ConfigError, one_of, setting, settings_group, shared
 
 # What malicious clients upload instead of their honest soft labels (fedkd.faults.knowledge implements each).
-LIE_KINDS = ("random", "flip", "shift", "mimic", "swap")
+LIE_KINDS = ("random", "flip", "shift", "mimic", "swap", "echo")
 
 
 @settings_group("fault", aliases=("attack",))
@@ -19,7 +19,8 @@ class FaultSettings:
 
     kind: str = setting("none", "what malicious clients upload: 'random' (uniform Dirichlet rows), 'flip' "
                         "(class c -> C-1-c), 'shift' (one-hot rows of class c+1), 'mimic' (rows matching class "
-                        "marginals), 'swap' (honest, but class SRC's mass on DST: fault.swap) or 'none'",
+                        "marginals), 'swap' (honest, but class SRC's mass on DST: fault.swap), 'echo' (the targets the "
+                        "server sent it, built to sit close to its neighbours; honest while it has none) or 'none'",
                         one_of(("none",) + LIE_KINDS))
     swap: str = setting("3:8", "fault.kind=swap: SRC:DST, the class whose mass the malicious clients move to "
                         "another class (their answers are honest otherwise)")

@@ -1,0 +1,80 @@
+"""An upload that repeats the targets the server sent (fedkd.fusion.echoes) is left out of the fusion."""
+import numpy as np
+import pytest
+
+from fedkd.fusion.echoes import MIN_CLIENTS, distance_to_targets, find_echoes
+
+
+def rows(seed, m=60, c=10, a=0.3):
+    return np.random.default_rng(seed).dirichlet(np.full(c, a), size=m).astype(np.float32)
+
+
+def round_of(n=6):
+    """Uploads and the targets each client was sent: honest clients' answers differ from their targets."""
+    sent = {c: rows(100 + c) for c in range(n)}
+    uploads = {c: (0.5 * rows(c) + 0.5 * sent[c]).astype(np.float32) for c in range(n)}  # distilled halfway
+    return uploads, sent
+
+
+def test_an_exact_echo_is_found_and_honest_clients_are_not():
+    uploads, sent = round_of()
+    uploads[4] = sent[4].copy()
+    echoes = find_echoes(uploads, sent, 0.05)
+    assert list(echoes) == [4] and echoes[4] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_echo_through_a_lossy_wire_format_is_still_found():
+    uploads, sent = round_of()
+    uploads[2] = sent[2].astype(np.float16).astype(np.float32)
+    uploads[2] /= uploads[2].sum(axis=1, keepdims=True)
+    assert list(find_echoes(uploads, sent, 0.05)) == [2]
+
+
+def test_an_echo_blurred_with_enough_of_its_own_answer_is_not_an_echo():
+    uploads, sent = round_of()
+    uploads[1] = (0.5 * sent[1] + 0.5 * rows(1)).astype(np.float32)  # as far as an honest client: it is one
+    uploads[3] = (0.98 * sent[3] + 0.02 * rows(3)).astype(np.float32)  # 2 % of its own: still a repetition
+    assert list(find_echoes(uploads, sent, 0.05)) == [3]
+
+
+def test_no_check_without_a_reference_or_when_switched_off():
+    uploads, sent = round_of()
+    uploads[0] = sent[0].copy()
+    assert find_echoes(uploads, sent, 0.0) == {}
+    few = {c: sent[c] for c in range(MIN_CLIENTS - 1)}
+    assert find_echoes({c: uploads[c] for c in few}, few, 0.05) == {}
+    assert find_echoes(dict(sent), sent, 0.05) == {}  # everybody repeats exactly: no median to compare with
+    assert find_echoes(uploads, {}, 0.05) == {}  # round 1: nobody was sent targets
+
+
+def test_the_distance_is_total_on_edge_rows():
+    one_hot = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+    assert distance_to_targets(one_hot, one_hot) == 0.0
+    assert distance_to_targets(one_hot, one_hot[::-1].copy()) == 1.0
+    tiny = np.full((4, 4), 0.25, dtype=np.float32)
+    tiny[0] = [1.0 - 3e-45, 1e-45, 1e-45, 1e-45]
+    assert np.isfinite(distance_to_targets(tiny, one_hot))
+
+
+@pytest.mark.slow
+def test_an_echoing_client_is_left_out_of_the_fusion_in_a_simulated_run(tmp_path, caplog):
+    """fault.kind=echo: from round 2 the client uploads the targets it was sent; the server sees the repetition,
+    fuses without it and says so; with server.echo_tolerance=0 it is fused like any client."""
+    import json
+    import logging
+
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    base = dict(dataset="digits", num_clients=4, rounds=3, transfer_size=60, local_test_size=20,
+                global_test_size=60, models="mlp", save_models=False, algorithm="fedmd", seed=3,
+                **{"fault.kind": "echo", "fault.clients": ["3"], "server.min_contributors": 1})
+    with caplog.at_level(logging.WARNING, logger="fedkd.server"):
+        run_simulation(make_config(base), tmp_path / "on", progress=False)
+    records = [json.loads(x) for x in (tmp_path / "on" / "metrics.jsonl").read_text().splitlines()]
+    assert "echoes" not in records[0] and 3 in records[0]["fused_clients"]  # round 1: nothing to repeat
+    assert list(records[1]["echoes"]) == ["3"] and records[1]["fused_clients"] == [0, 1, 2]
+    assert any("client 3 uploaded the targets it was sent" in r.getMessage() for r in caplog.records)
+    run_simulation(make_config(dict(base, **{"server.echo_tolerance": 0.0})), tmp_path / "off", progress=False)
+    off = [json.loads(x) for x in (tmp_path / "off" / "metrics.jsonl").read_text().splitlines()]
+    assert all("echoes" not in r and 3 in r["fused_clients"] for r in off)
