@@ -27,7 +27,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedkd import protocol
+from fedkd import protocol, wire
 from fedkd.config import Config, compact_run_config
 from fedkd.fusion.contributors import require_contributors
 from fedkd.fusion.echoes import find_echoes
@@ -203,7 +203,7 @@ class KnowledgeFusion(FedkdStrategy):
             require_global_acc=self.facts.has_global_test)
 
     def accept(self, server_round: int, accepted: list) -> dict:
-        echoes = find_echoes({a.client_id: a.reply.soft_labels for a in accepted}, self.targets,
+        echoes = find_echoes({a.client_id: a.reply.soft_labels for a in accepted}, self._as_received(accepted),
                              self.settings.echo_tolerance)
         for client, ratio in echoes.items():
             log.warning("round %d: client %d uploaded the targets it was sent (distance %.3f of the median "
@@ -217,6 +217,14 @@ class KnowledgeFusion(FedkdStrategy):
         if echoes:
             record["echoes"] = {str(c): round(r, 4) for c, r in echoes.items()}
         return record
+
+    def _as_received(self, accepted: list) -> dict[int, np.ndarray]:
+        """The targets these clients were sent this round, as their wire format delivered them (top-k and
+        float16 drop what an echo cannot send back)."""
+        sent = {a.client_id: self.targets[a.client_id] for a in accepted if a.client_id in self.targets}
+        if self.wire_format.is_default:
+            return sent
+        return {c: wire.decode(wire.encode(t, self.wire_format)) for c, t in sent.items()}
 
     def _pool(self, server_round: int, fresh: list[int]) -> list[int]:
         if not self.settings.sampling:
