@@ -196,11 +196,9 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                      "knfu.agreement": True, "knfu.relative": 0.5, "knfu.self_share": share}
                     for share in (0.1, 0.25)},
                  "fedmd": {"algorithm": "fedmd"}, "oracle": {"algorithm": "oracle"}, "local": {"algorithm": "local"},
-                 # session 15: the same without the privacy floor (a target may be one peer's upload)
-                 "knfu-default-mc1": {"algorithm": "knfu", "knfu.distance": "class_hellinger", "knfu.beta": 0.25,
-                                      "knfu.scale": "nearest", "knfu.agreement": True, "knfu.relative": 0.5,
-                                      "knfu.self_share": 0.1, "server.min_contributors": 1},
                  "oracle-mc1": {"algorithm": "oracle", "server.min_contributors": 1}}
+# session 15: the default rule without the privacy floor (a target may be one peer's upload)
+EDGE_VARIANTS["knfu-default-mc1"] = {**EDGE_VARIANTS["knfu-rel50-b0.25-ss10"], "server.min_contributors": 1}
 # every rule before session 12 pinned to no self share (the default since), so its ledger rows stay its own
 for _rule in EDGE_VARIANTS.values():
     if _rule["algorithm"] == "knfu":

@@ -5,7 +5,8 @@ sits close to exactly the clients it was fused from, so a rule that weighs peers
 weight than any honest peer (1.4-1.9x under KnFu's default in the round it first echoes; docs/robustness.md
 §6c), for knowledge it does not have: its neighbours' answers would be counted twice. The server knows what it
 sent each client, so it can see the repetition directly: the mean squared Hellinger distance between a
-client's upload and the targets it was sent, d_m = (1/M) sum_i (1 - sum_c sqrt(P_m[i, c] t_m[i, c])).
+client's upload and the targets it was sent (KnFu's ``sample_hellinger``),
+d_m = (1/M) sum_i (1 - sum_c sqrt(P_m[i, c] t_m[i, c])).
 Honest clients distil towards their targets but also learn from their own data, and their d_m are of one
 order; an echo's is about 0. A client is an echo when d_m < ``tolerance`` x the median d over the round's
 clients that were sent targets (at least ``MIN_CLIENTS`` of them; relative, like the near-duplicate vote of
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .effectiveness import sample_hellinger
+
 MIN_CLIENTS = 3  # fewer clients with targets give no median to compare against
+ROUNDING = 1e-9  # a median distance this small is rounding (everyone repeats their targets), not a scale
 
 
 def distance_to_targets(upload: np.ndarray, sent: np.ndarray) -> float:
-    """Mean over the transfer images of the squared Hellinger distance between two (M, C) answers."""
-    affinity = np.sqrt(np.asarray(upload, dtype=np.float64) * np.asarray(sent, dtype=np.float64)).sum(axis=1)
-    return float(np.mean(np.clip(1.0 - affinity, 0.0, 1.0)))
+    """KnFu's ``sample_hellinger`` between two (M, C) answers (in float64: an exact echo gives 0, not rounding)."""
+    return float(sample_hellinger(np.stack([upload, sent]).astype(np.float64))[0, 1])
 
 
 def find_echoes(uploads: dict[int, np.ndarray], sent: dict[int, np.ndarray],
@@ -41,6 +44,6 @@ def find_echoes(uploads: dict[int, np.ndarray], sent: dict[int, np.ndarray],
     if len(d) < MIN_CLIENTS:
         return {}
     scale = float(np.median(list(d.values())))
-    if scale <= 0:  # most clients repeat their targets exactly: nothing to compare against
+    if scale <= ROUNDING:  # most clients repeat their targets: nothing to compare against
         return {}
     return {c: v / scale for c, v in sorted(d.items()) if v < tolerance * scale}
