@@ -152,6 +152,8 @@ EDGE_SETTINGS = {
     "collude-m": {"fault.kind": "swap", "fault.swap": "3:8", "fault.collude": True, "fault.num_malicious": 3,
                   "save_models": True},
     "clean-m": {"save_models": True},
+    # session 16: the same for a single swapper, whose round-1 weight is not cut (docs/robustness.md §6b)
+    "swap1-m": {"fault.kind": "swap", "fault.swap": "3:8", "fault.num_malicious": 1, "save_models": True},
     # strong and mild label skew on Fashion-MNIST (experiments/configs/fashion.toml: 10 rounds, M = 1000)
     "fashion-dir0.1": {"partition": "dirichlet", "alpha": 0.1},
     "fashion-dir0.5": {"partition": "dirichlet", "alpha": 0.5},
@@ -218,6 +220,7 @@ def plan_edges(seeds, settings=None):
              "dir0.1-val": ("knfu-near", "knfu-sample", "knfu-class", "knfu-near7", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "collude-m": ("knfu-agree", "fedmd"),
              "clean-m": ("knfu-agree", "fedmd"),
+             "swap1-m": ("fedmd",),
              "fashion-dir0.1": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.5": ("knfu-near", "fedmd", "knfu-agree", "knfu-agree-t0", "knfu-agree-t05"),
              "fashion-dir0.1-val": ("fedmd", "knfu-rel50-b0.25-ss25"),
@@ -230,7 +233,7 @@ def plan_edges(seeds, settings=None):
             # the self share of session 12 (an opt-in; docs/results.md) next to it
             candidates = ([v for v in EDGE_VARIANTS if v.startswith("knfu-rel") and "-ss" not in v]
                           if setting in ("lp3-val", "dir0.1-val") else ["knfu-rel50-b0.25"])
-            candidates += ["knfu-rel50-b0.25-ss10"] if setting not in ("collude-m", "clean-m") else []
+            candidates += ["knfu-rel50-b0.25-ss10"]
             for label in (*which[setting], *candidates):
                 yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
 
