@@ -99,8 +99,9 @@ def test_a_local_ray_instance_starts_none_of_a_shared_clusters_services(verbose)
             if any(session.encode() in a for a in argv):
                 programs |= {{Path(a.decode()).name for a in argv[:3] if a.endswith((b".py", b"raylet", b"gcs_server"))}}
         answer = ray.get(ray.remote(lambda: 42).remote())
-        restored = all(Node.__dict__[m] is not lean_ray._start_nothing
-                       for m in (*lean_ray.CLUSTER_SERVICES, lean_ray.LOG_MONITOR))
+        restored = (all(Node.__dict__[m] is not lean_ray._start_nothing
+                        for m in (*lean_ray.CLUSTER_SERVICES, lean_ray.LOG_MONITOR))
+                    and ray._private.services.get_node.__module__ == "ray._private.services")
         ray.shutdown()
         print(json.dumps({{"programs": sorted(programs), "answer": answer, "restored": restored}}))
     """, timeout=180)
@@ -110,6 +111,33 @@ def test_a_local_ray_instance_starts_none_of_a_shared_clusters_services(verbose)
     assert {"gcs_server", "raylet"} <= programs, programs
     assert not {"monitor.py", "dashboard.py"} & programs, programs
     assert ("log_monitor.py" in programs) == verbose, programs
+
+
+@pytest.mark.slow
+def test_a_local_ray_instance_finds_its_node_through_the_prompt_poll():
+    """ray.init asks for its node through server/lean_ray.py's poll of the GCS's node table, which hands
+    over to Ray's own get_node once the node is listed (and gets its answer)."""
+    out = run_python("""
+        import json, ray
+        from fedkd.config import make_config
+        from server import lean_ray
+        from server.simulate import start_local_ray
+        asked = []
+        wrap = lean_ray._get_node_once_registered
+        def counting(ray_get_node):
+            prompt = wrap(ray_get_node)
+            def get_node(gcs_address, node_id):
+                info = prompt(gcs_address, node_id)
+                asked.append(info["node_id"] == node_id)
+                return info
+            return get_node
+        lean_ray._get_node_once_registered = counting
+        start_local_ray(make_config({"sim.num_cpus": 1}))
+        answer = ray.get(ray.remote(lambda: 42).remote())
+        ray.shutdown()
+        print(json.dumps({"asked": asked, "answer": answer}))
+    """, timeout=180)
+    assert json.loads(out) == {"asked": [True], "answer": 42}
 
 
 @pytest.mark.slow
