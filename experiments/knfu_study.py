@@ -66,7 +66,9 @@ TUNE_CANDIDATES = [("profile_kl", 10.0), ("sample_kl", 3.0), ("sample_kl", 10.0)
                    ("sample_kl", 1.0), ("sample_hellinger", 1.0)]
 LIE_KINDS = ("random", "flip", "shift", "mimic", "echo")  # echo: session 15
 # the liars study's runs: each kind, and (session 15) echoes without the server's echo check
-LIAR_RUNS = {**{kind: {} for kind in LIE_KINDS}, "echo-et0": {"server.echo_tolerance": 0.0}}
+LIAR_RUNS = {**{kind: {} for kind in LIE_KINDS}, "echo-et0": {"server.echo_tolerance": 0.0},
+             # session 16: echoes blurred with their own random rows, to escape the echo check
+             **{f"echo-n{int(e * 100):02d}": {"fault.echo_noise": e} for e in (0.05, 0.1, 0.2)}}
 LIARS = 3
 
 

@@ -9,7 +9,7 @@ the same model -- the first colluder's architecture, data and seed, without the 
 adversary does not learn from the federation) -- and uploads that model's lie under its own id. Training
 is seeded and runs alike in every node, so the colluders' uploads are one answer, without any channel
 between the nodes; with ``fault.collude_noise`` each colluder then mixes in its own random rows, so that the
-uploads are near-identical no more.
+uploads are near-identical no more. ``fault.echo_noise`` does the same to an echo's copy of its targets.
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
             answer = lie(plan.lie_kind, soft, rng, swap_classes=plan.swap, received=received)
             if plan.collude_noise:  # each colluder blurs the shared answer with its own noise
                 answer = blur(answer, plan.collude_noise, plan.blur_rng(client, round_num))
+            if plan.echo_noise and received is not None:  # an echo blurs the targets it repeats
+                answer = blur(answer, plan.echo_noise, plan.blur_rng(client, round_num, "echo-noise"))
             content["knowledge"] = protocol.knowledge_record(answer, wire_format)
         if kind is not None and CATALOGUE[kind].target != "identify":
             content = CATALOGUE[kind].apply(content, plan.num_clients)

@@ -46,6 +46,7 @@ class FaultPlan:
     swap: tuple[int, int] = (3, 8)                 # fault.swap, for lie_kind "swap"
     collude: bool = False                          # fault.collude: the liars upload one identical answer
     collude_noise: float = 0.0                     # fault.collude_noise: each one's share of its own random rows
+    echo_noise: float = 0.0                        # fault.echo_noise: an echo's share of its own random rows
 
     @classmethod
     def from_settings(cls, faults: FaultSettings) -> "FaultPlan":
@@ -87,7 +88,8 @@ class FaultPlan:
                               "(fault.kind with fault.num_malicious or fault.clients)")
         return cls(num_clients=n, seed=faults.seed, lie_kind=faults.kind, liars=liars,
                    malformed=malformed, stop_after_round=faults.stop_after_round, swap=swap,
-                   collude=bool(faults.collude), collude_noise=float(faults.collude_noise))
+                   collude=bool(faults.collude), collude_noise=float(faults.collude_noise),
+                   echo_noise=float(faults.echo_noise))
 
     @property
     def leader(self) -> int | None:
@@ -101,6 +103,7 @@ class FaultPlan:
     def lie_rng(self, client: int, round_num: int) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, "attack", client, round_num))
 
-    def blur_rng(self, client: int, round_num: int) -> np.random.Generator:
-        """A colluder's own stream for ``collude_noise`` (independent of the shared answer's)."""
-        return np.random.default_rng(derive_seed(self.seed, "collude-noise", client, round_num))
+    def blur_rng(self, client: int, round_num: int, stream: str = "collude-noise") -> np.random.Generator:
+        """A liar's own stream for ``collude_noise`` (independent of the shared answer's) or, with
+        ``stream="echo-noise"``, for ``echo_noise``."""
+        return np.random.default_rng(derive_seed(self.seed, stream, client, round_num))

@@ -30,6 +30,10 @@ class FaultSettings:
                                    "rows into the shared answer, so that the uploads are no longer "
                                    "near-identical (an attempt to escape KnFu's one vote for near-duplicates); "
                                    "0 = the identical answer", ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
+    echo_noise: float = setting(0.0, "fault.kind=echo: each echo mixes this share of its own random rows into the "
+                                "targets it uploads, so that the upload no longer repeats them exactly (an attempt "
+                                "to escape server.echo_tolerance); 0 = the exact targets",
+                                ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
     num_malicious: int = setting(0, "number of malicious clients: the last k client ids", NON_NEGATIVE)
     clients: tuple[str, ...] = setting([], "malicious client ids (instead of fault.num_malicious)",
                                        ((lambda v: all(x.isdigit() for x in v)), "a list of client ids"))
@@ -65,6 +69,8 @@ class FaultSettings:
         if self.collude_noise and not self.collude:
             raise ConfigError("config key 'fault.collude_noise' blurs the colluders' shared answer; set "
                               "fault.collude=true")
+        if self.echo_noise and self.kind != "echo":
+            raise ConfigError("config key 'fault.echo_noise' blurs an echo's upload; set fault.kind=echo")
         if self.kind != "none" and self.algorithm == "fedavg":
             raise ConfigError("config key 'fault.kind' corrupts soft labels, but algorithm 'fedavg' exchanges "
                               "weights")
