@@ -45,7 +45,8 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
         if kind == "error_reply":
             raise InjectedFault("injected fault (fault.malformed): this client fails its round on purpose")
         # an echo uploads what it was sent; the colluders' leader trains without targets (read them first)
-        received = protocol.parse_train_message(msg.content).targets if plan.lie_kind == "echo" else None
+        echoing = plan.lie_kind == "echo" and client in plan.liars
+        received = protocol.parse_train_message(msg.content).targets if echoing else None
         if client in plan.liars and plan.leader is not None:
             content = _as_leader(train, msg, context, plan.leader, client)
         else:

@@ -96,7 +96,8 @@ def swap(soft: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 
 def blur(soft: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """(1 - share) x the rows + share x random rows: a colluder's copy of the shared answer made its own."""
+    """(1 - share) x the rows + share x random rows: a colluder's copy of the shared answer, or an echo's copy
+    of its targets, made its own."""
     s = _check(soft)
     if not 0.0 <= share < 1.0:
         raise ValueError(f"blur share must be in [0, 1), got {share}")
