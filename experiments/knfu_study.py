@@ -72,22 +72,24 @@ LIAR_RUNS = {**{kind: {} for kind in LIE_KINDS}, "echo-et0": {"server.echo_toler
 LIARS = 3
 
 
-def default_knfu() -> tuple[str, float, str, bool, float, float]:
+def default_knfu() -> tuple[str, float, str, bool, float, float, float]:
     keys = schema()
     return (keys["knfu.distance"].default, float(keys["knfu.beta"].default), keys["knfu.scale"].default,
             bool(keys["knfu.agreement"].default), float(keys["knfu.relative"].default),
-            float(keys["knfu.self_share"].default))
+            float(keys["knfu.self_share"].default), float(keys["server.echo_ramp"].default))
 
 
 def knfu(distance: str, beta: float, scale: str = "median", agreement: bool = False,
-         relative: float = 0.0, self_share: float = 0.0) -> tuple[str, dict]:
-    """A KnFu variant, its scale, agreement factor, relative cut and self share pinned (the issue-13 rules ran
-    with the median scale, no agreement factor, no relative cut and no self share; the label names any other)."""
+         relative: float = 0.0, self_share: float = 0.0, echo_ramp: float = 0.0) -> tuple[str, dict]:
+    """A KnFu variant, its scale, agreement factor, relative cut, self share and the server's echo ramp pinned
+    (the issue-13 rules ran with the median scale, no agreement factor, no relative cut, no self share and no
+    ramp; the label names any other)."""
     label = (f"knfu-{distance}-b{beta:g}" + ("" if scale == "median" else f"-{scale}")
              + ("-agree" if agreement else "") + (f"-rel{relative:g}" if relative else "")
-             + (f"-ss{self_share:g}" if self_share else ""))
+             + (f"-ss{self_share:g}" if self_share else "") + (f"-er{echo_ramp:g}" if echo_ramp else ""))
     return label, {"algorithm": "knfu", "knfu.distance": distance, "knfu.beta": beta, "knfu.scale": scale,
-                   "knfu.agreement": agreement, "knfu.relative": relative, "knfu.self_share": self_share}
+                   "knfu.agreement": agreement, "knfu.relative": relative, "knfu.self_share": self_share,
+                   "server.echo_ramp": echo_ramp}
 
 
 def variants(names: list[str]) -> list[tuple[str, dict]]:
@@ -203,10 +205,17 @@ EDGE_VARIANTS = {"knfu-class": {"algorithm": "knfu", "knfu.distance": "class_hel
                  "oracle-mc1": {"algorithm": "oracle", "server.min_contributors": 1}}
 # session 15: the default rule without the privacy floor (a target may be one peer's upload)
 EDGE_VARIANTS["knfu-default-mc1"] = {**EDGE_VARIANTS["knfu-rel50-b0.25-ss10"], "server.min_contributors": 1}
-# every rule before session 12 pinned to no self share (the default since), so its ledger rows stay its own
+# every rule before session 12 pinned to no self share (the default since), and every rule before session 17 to
+# no echo ramp (server.echo_ramp, the default since), so their ledger rows stay their own
 for _rule in EDGE_VARIANTS.values():
     if _rule["algorithm"] == "knfu":
         _rule.setdefault("knfu.self_share", 0.0)
+        _rule.setdefault("server.echo_ramp", 0.0)
+# session 17: today's default rule with the server's echo ramp (0.5, the default, chosen among these on the
+# validation split: docs/robustness.md §6c)
+for _ramp in (0.25, 0.5, 0.75, 1.0):
+    EDGE_VARIANTS[f"knfu-rel50-b0.25-ss10-er{int(_ramp * 100)}"] = {**EDGE_VARIANTS["knfu-rel50-b0.25-ss10"],
+                                                                   "server.echo_ramp": _ramp}
 
 
 def plan_edges(seeds, settings=None):
@@ -235,7 +244,9 @@ def plan_edges(seeds, settings=None):
             # the self share of session 12 (an opt-in; docs/results.md) next to it
             candidates = ([v for v in EDGE_VARIANTS if v.startswith("knfu-rel") and "-ss" not in v]
                           if setting in ("lp3-val", "dir0.1-val") else ["knfu-rel50-b0.25"])
-            candidates += ["knfu-rel50-b0.25-ss10"]
+            candidates += ["knfu-rel50-b0.25-ss10", "knfu-rel50-b0.25-ss10-er50"]
+            if setting.endswith("-val"):  # where the echo ramp was chosen
+                candidates += ["knfu-rel50-b0.25-ss10-er25", "knfu-rel50-b0.25-ss10-er75", "knfu-rel50-b0.25-ss10-er100"]
             for label in (*which[setting], *candidates):
                 yield setting, label, seed, {**SETTINGS[setting], **EDGE_VARIANTS[label]}
 
@@ -305,9 +316,23 @@ def measure(out: Path, overrides: dict, summary: dict) -> dict:
         if w:  # the largest share of one honest client's targets that comes from the liars (last round)
             row["liar_share_max_last"] = float(w[-1][np.ix_(honest, liars)].sum(axis=1).max())
     row["without_targets_last"] = len(last.get("without_targets", {}))
+    row.update(repetition_range(records, honest, liars if k else []))
     if overrides.get("save_models"):
         row["honest_class_acc"] = honest_class_accuracy(out, honest, SWAP_SOURCE)
     return row
+
+
+def repetition_range(records: list[dict], honest: list[int], liars: list[int]) -> dict:
+    """Each round's smallest distance to the sent targets over the median (the server's ``repetition``), among
+    honest clients and among liars (rounds 2 on; session 17: where the echo ramp would touch honest clients)."""
+    out: dict = {"repetition_honest_min": [], "repetition_liars": []}
+    for r in records:
+        ratios = {int(c): v for c, v in r.get("repetition", {}).items()}
+        if not ratios:
+            continue
+        out["repetition_honest_min"].append(min((ratios[c] for c in honest if c in ratios), default=None))
+        out["repetition_liars"].append([ratios.get(c) for c in liars])
+    return out if out["repetition_honest_min"] else {}
 
 
 SWAP_SOURCE = 3  # the class the swap settings move (3 -> 8)

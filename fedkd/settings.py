@@ -131,6 +131,11 @@ class ServerSettings:
                                     "of the median client's distance repeats them: it is left out of that "
                                     "round's fusion (0 = no check; docs/robustness.md)",
                                     ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
+    echo_ramp: float = setting(0.5, "an upload closer to its targets than this fraction of the median client's "
+                               "distance (but not an echo) weighs as a peer only in proportion, distance / "
+                               "(echo_ramp x median), in rules that weigh peers by closeness (KnFu): a blurred "
+                               "echo gains nothing by its closeness (0 = off; docs/robustness.md)",
+                               ((lambda v: 0.0 <= v <= 1.0), "within [0, 1]"))
     num_clients: int = shared("num_clients")
     rounds: int = shared("rounds")
     seed: int = shared("seed")

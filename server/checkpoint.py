@@ -62,7 +62,7 @@ MAX_CHECKPOINT_JSON_BYTES = 4 * 2**20  # the config and a few numbers
 MAY_CHANGE = ("rounds", "out", "device", "save_models", "data_root", "fault.stop_after_round")
 MAY_CHANGE_PREFIXES = ("server.", "sim.", "metrics.")
 # Every entry a strategy's state_dict writes: <kind>/<client id> (canonical decimal), arrays/<name>, counters.
-_CLIENT_ENTRY = re.compile(r"(targets|latest|latest_meta)/(0|[1-9][0-9]{0,8})")
+_CLIENT_ENTRY = re.compile(r"(targets|latest|latest_meta|latest_share)/(0|[1-9][0-9]{0,8})")
 
 
 class CheckpointError(ConfigError):
@@ -308,6 +308,11 @@ def check_state(ckpt: Checkpoint, settings, weights: bool) -> None:
             if not 1 <= count <= settings.max_num_examples:
                 raise CheckpointError(f"{where}: entry {name!r} says {count} examples, outside [1, "
                                       f"{settings.max_num_examples}] (server.max_num_examples)")
+        elif kind == "latest_share":  # the share of a latest upload that is the client's own (server.echo_ramp)
+            if (value.shape != (1,) or value.dtype.kind != "f" or not 0 <= float(value[0]) <= 1
+                    or f"latest/{client}" not in ckpt.state):
+                raise CheckpointError(f"{where}: entry {name!r} {clip(value)} is not a share within [0, 1] of a "
+                                      f"latest/{client}")
         elif value.dtype.kind == "f" and bool(np.any(value < 0)):
             raise CheckpointError(f"{where}: entry {name!r} holds negative probabilities ({float(value.min()):.4g})")
 

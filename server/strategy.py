@@ -30,7 +30,7 @@ from flwr.serverapp.strategy import Strategy
 from fedkd import protocol, wire
 from fedkd.config import Config, compact_run_config
 from fedkd.fusion.contributors import require_contributors
-from fedkd.fusion.echoes import find_echoes
+from fedkd.fusion.echoes import echoes_among, own_shares, repetition
 from fedkd.fusion.registry import FusionRule
 from server.identity import IdentityBook
 from server.participation import Participation
@@ -181,6 +181,7 @@ class KnowledgeFusion(FedkdStrategy):
         self.wire_format = cfg.wire
         self.targets: dict[int, np.ndarray] = {}
         self.latest: dict[int, tuple[int, np.ndarray, int]] = {}  # client -> (round, soft labels, num-examples)
+        self.own_share: dict[int, float] = {}  # client -> share of its latest upload that is its own (< 1 only)
 
     def describe(self) -> str:
         return f"fusion rule {self.rule.name}"
@@ -203,17 +204,25 @@ class KnowledgeFusion(FedkdStrategy):
             require_global_acc=self.facts.has_global_test)
 
     def accept(self, server_round: int, accepted: list) -> dict:
-        echoes = find_echoes({a.client_id: a.reply.soft_labels for a in accepted}, self._as_received(accepted),
-                             self.settings.echo_tolerance)
+        ratios = repetition({a.client_id: a.reply.soft_labels for a in accepted}, self._as_received(accepted))
+        echoes = echoes_among(ratios, self.settings.echo_tolerance)
+        shares = own_shares(ratios, self.settings.echo_tolerance, self.settings.echo_ramp)
         for client, ratio in echoes.items():
             log.warning("round %d: client %d uploaded the targets it was sent (distance %.3f of the median "
                         "client's, < server.echo_tolerance=%g): left out of this round's fusion", server_round,
                         client, ratio, self.settings.echo_tolerance)
             self.latest.pop(client, None)  # nor does an older upload of it stand in
+            self.own_share.pop(client, None)
         fresh = [a for a in accepted if a.client_id not in echoes]
         for a in fresh:
             self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)
+            if a.client_id in shares:
+                self.own_share[a.client_id] = shares[a.client_id]
+            else:
+                self.own_share.pop(a.client_id, None)
         record = self._fuse(server_round, [a.client_id for a in fresh])
+        if ratios:  # every client's distance to its targets, over the median: where echoes and honest clients sit
+            record["repetition"] = {str(c): round(r, 4) for c, r in ratios.items()}
         if echoes:
             record["echoes"] = {str(c): round(r, 4) for c, r in echoes.items()}
         return record
@@ -236,8 +245,11 @@ class KnowledgeFusion(FedkdStrategy):
         ids = self._pool(server_round, fresh)
         soft = np.stack([self.latest[c][1] for c in ids])
         counts = np.array([self.latest[c][2] for c in ids], dtype=np.float64)
+        kwargs = self.rule.kwargs(self.rule_settings, np.asarray(ids))
+        if self.rule.peer_prior and any(c in self.own_share for c in ids):
+            kwargs["peer_prior"] = np.array([self.own_share.get(c, 1.0) for c in ids])
         try:
-            result = self.rule.fuse(soft, counts, **self.rule.kwargs(self.rule_settings, np.asarray(ids)))
+            result = self.rule.fuse(soft, counts, **kwargs)
         except Exception as exc:  # noqa: BLE001 -- a fusion failure keeps the previous targets
             log.error("round %d: fusion rule %s failed (%s: %s); the previous targets stay", server_round,
                       self.rule.name, type(exc).__name__, exc)
@@ -267,13 +279,15 @@ class KnowledgeFusion(FedkdStrategy):
             if self.settings.sampling:  # without sampling only this round's replies are ever fused
                 state[f"latest/{c}"] = soft
                 state[f"latest_meta/{c}"] = np.array([rnd, count], dtype=np.int64)
+                if c in self.own_share:
+                    state[f"latest_share/{c}"] = np.array([self.own_share[c]], dtype=np.float64)
         state["failed_rounds"] = np.array([self.failed_rounds], dtype=np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore from a checkpoint, validating every array like a reply (ValueError names the entry)."""
         shape = (self.facts.transfer_size, self.facts.num_classes)
-        targets, latest = {}, {}
+        targets, latest, shares = {}, {}, {}
         for name, value in state.items():
             kind, _, key = name.partition("/")
             if kind in ("targets", "latest"):
@@ -286,9 +300,16 @@ class KnowledgeFusion(FedkdStrategy):
                     if meta.shape != (2,) or meta[1] < 1:
                         raise ValueError(f"{name}: its latest_meta entry is missing or malformed")
                     latest[client] = (int(meta[0]), array, int(meta[1]))
+            elif kind == "latest_share":
+                share = np.asarray(value, dtype=np.float64).ravel()
+                if share.shape != (1,) or not 0 <= share[0] <= 1:
+                    raise ValueError(f"{name}: expected one share within [0, 1], got {share}")
+                shares[_client_id(key, self.settings.num_clients, name)] = float(share[0])
             elif kind not in ("latest_meta", "failed_rounds"):
                 raise ValueError(f"unexpected entry {name!r}")
-        self.targets, self.latest = targets, latest
+        if set(shares) - set(latest):
+            raise ValueError(f"latest_share for clients without a latest upload: {sorted(set(shares) - set(latest))}")
+        self.targets, self.latest, self.own_share = targets, latest, shares
         self.failed_rounds = int(np.asarray(state.get("failed_rounds", [0])).ravel()[0])
 
 

@@ -367,3 +367,30 @@ def test_restored_staleness_and_counts_are_bounded(tmp_path, meta, message):
     _save(tmp_path, 2, cfg, state)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load_for_resume(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("share,message", [
+    (np.array([1.5]), "not a share within"), (np.array([-0.1]), "not a share within"),
+    (np.array([0.5, 0.5]), "not a share within"), (np.array([1], np.int64), "not a share within"),
+])
+def test_a_restored_own_share_is_bounded(tmp_path, share, message):
+    cfg = make_config(dict(TINY, clients_per_round=2))
+    state = {"latest/1": np.full((M, C), 0.25, np.float32), "latest_meta/1": np.array([1, 5], np.int64),
+             "latest_share/1": share, "failed_rounds": np.array([0], np.int64)}
+    _save(tmp_path, 2, cfg, state)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load_for_resume(tmp_path, cfg)
+
+
+def test_the_own_share_of_a_latest_upload_survives_a_checkpoint():
+    """With sampling an older upload stays in the pool: its share (server.echo_ramp) must come back with it, or
+    a blurred echo would regain its weight after a resume."""
+    strategy = _strategy(make_config(dict(TINY, clients_per_round=2)))
+    upload = np.full((M, C), 0.25, np.float32)
+    strategy.latest = {0: (1, upload, 5), 1: (2, upload, 7)}
+    strategy.own_share = {1: 0.375}
+    state = strategy.state_dict()
+    assert state["latest_share/1"].tolist() == [0.375] and "latest_share/0" not in state
+    again = _strategy(make_config(dict(TINY, clients_per_round=2)))
+    again.load_state_dict(state)
+    assert again.own_share == {1: 0.375} and sorted(again.latest) == [0, 1]

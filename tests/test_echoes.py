@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fedkd.fusion.echoes import MIN_CLIENTS, distance_to_targets, find_echoes
+from fedkd.fusion.echoes import MIN_CLIENTS, distance_to_targets, find_echoes, own_shares, repetition
 
 
 def rows(seed, m=60, c=10, a=0.3):
@@ -45,6 +45,63 @@ def test_no_check_without_a_reference_or_when_switched_off():
     assert find_echoes({c: uploads[c] for c in few}, few, 0.05) == {}
     assert find_echoes(dict(sent), sent, 0.05) == {}  # everybody repeats exactly: no median to compare with
     assert find_echoes(uploads, {}, 0.05) == {}  # round 1: nobody was sent targets
+
+
+def test_between_an_echo_and_an_honest_client_an_upload_counts_for_its_own_part():
+    ratios = {0: 0.0, 1: 0.04, 2: 0.1, 3: 0.3, 4: 0.5, 5: 1.0, 6: 2.0}
+    assert own_shares(ratios, 0.05, 0.5) == pytest.approx({2: 0.2, 3: 0.6})  # 0, 1: echoes; 4-6: their own
+    assert own_shares(ratios, 0.0, 0.5) == pytest.approx({0: 0.0, 1: 0.08, 2: 0.2, 3: 0.6})  # no echo check
+    assert own_shares(ratios, 0.05, 0.0) == {}  # off
+    uploads, sent = round_of()
+    uploads[3] = (0.9 * sent[3] + 0.1 * rows(3)).astype(np.float32)  # a 10 % blur: no echo, but mostly repeated
+    ratios = repetition(uploads, sent)
+    assert sorted(ratios) == list(range(6)) and 0.05 < ratios[3] < 0.5
+    assert list(own_shares(ratios, 0.05, 0.5)) == [3] and find_echoes(uploads, sent, 0.05) == {}
+
+
+def centroid_round(n=7, m=80, c=10, seed=0):
+    """n - 1 honest clients who share a signal and each know a little of their own, and client n - 1 uploading
+    the mean of their answers (what it was sent) with a 5 % blur: it sits closer to every honest client than
+    they sit to each other."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, c, size=m)
+    common = rng.normal(0, 1.5, size=(m, c))  # what they learnt alike (their errors too)
+    honest = []
+    for k in range(n - 1):
+        logits = 3.0 * np.eye(c)[truth] + common + rng.normal(0, 0.5, size=(m, c))
+        p = np.exp(logits)
+        honest.append(p / p.sum(axis=1, keepdims=True))
+    mean = np.mean(honest, axis=0)
+    blurred = 0.95 * mean + 0.05 * rng.dirichlet(np.ones(c), size=m)
+    return np.stack(honest + [blurred]).astype(np.float32)
+
+
+def test_knfu_gives_a_blurred_centroid_no_more_than_its_own_share():
+    from fedkd.fusion import fuse_knfu
+
+    p = centroid_round()
+    n = p.shape[0]
+    honest = list(range(n - 1))
+
+    def ratio(w):  # weight on the centroid over the mean weight on an honest peer, in the honest rows
+        peers = w[np.ix_(honest, honest)]
+        return w[honest, n - 1].mean() / ((peers.sum() - np.trace(peers)) / (len(honest) * (len(honest) - 1)))
+
+    plain = fuse_knfu(p, distance="class_hellinger", beta=0.25, scale="nearest", relative=0.5)
+    assert ratio(plain.weights) > 1.05  # the closeness reward the ramp is for (1.09 here)
+    prior = np.ones(n)
+    prior[-1] = 0.2
+    shared = fuse_knfu(p, distance="class_hellinger", beta=0.25, scale="nearest", relative=0.5, peer_prior=prior)
+    assert ratio(shared.weights) < 0.5 and shared.info["own_share"] == {str(n - 1): 0.2}
+    # all ones is the rule unchanged, bit for bit; a prior outside [0, 1] is refused
+    same = fuse_knfu(p, distance="class_hellinger", beta=0.25, scale="nearest", relative=0.5, peer_prior=np.ones(n))
+    assert np.array_equal(same.weights, plain.weights) and "own_share" not in same.info
+    with pytest.raises(ValueError, match="peer_prior"):
+        fuse_knfu(p, distance="class_hellinger", peer_prior=np.full(n, 1.5))
+    # the original rule takes it too: a share of 0 is no weight at all
+    prior[-1] = 0.0
+    original = fuse_knfu(p, peer_prior=prior)
+    assert np.all(original.weights[:, -1] == 0) and original.has_targets.all()
 
 
 def test_the_distance_is_total_on_edge_rows():
@@ -122,3 +179,28 @@ def test_an_echo_blurred_with_half_noise_is_no_longer_an_echo_in_a_simulated_run
     assert blurred[0]["alma"] == exact[0]["alma"]  # round 1: the echo is honest, blurred or not
     assert list(exact[1]["echoes"]) == ["3"] and "echoes" not in blurred[1]
     assert blurred[1]["fused_clients"] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_the_echo_ramp_takes_an_echos_weight_where_the_echo_check_is_off(tmp_path):
+    """server.echo_ramp alone (server.echo_tolerance=0): an exact echo's own share is 0, so KnFu gives it no weight
+    from round 2 on; the record lists every client's distance to its targets (``repetition``) and the shares
+    below 1 (``own_share``). With the ramp off too, the echo is fused like any peer."""
+    import json
+
+    from fedkd.cli.simulation import run_simulation
+    from fedkd.config import make_config
+
+    base = dict(dataset="digits", num_clients=5, rounds=2, transfer_size=60, local_test_size=20,
+                global_test_size=60, models="mlp", save_models=False, algorithm="knfu", seed=3,
+                **{"fault.kind": "echo", "fault.clients": ["4"], "server.min_contributors": 1,
+                   "server.echo_tolerance": 0.0})
+    run_simulation(make_config(base), tmp_path / "ramp", progress=False)
+    run_simulation(make_config(dict(base, **{"server.echo_ramp": 0.0})), tmp_path / "off", progress=False)
+    ramp, off = ([json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                 for name in ("ramp", "off"))
+    assert "repetition" not in ramp[0] and "own_share" not in ramp[0]  # round 1: nobody was sent targets
+    assert ramp[1]["repetition"]["4"] == pytest.approx(0.0, abs=1e-4) and ramp[1]["own_share"]["4"] < 1e-3
+    assert ramp[1]["fused_clients"] == [0, 1, 2, 3, 4] and "echoes" not in ramp[1]
+    assert all(row[4] == 0 for row in ramp[1]["weights"][:4])  # (its own row keeps knfu.self_share)
+    assert "own_share" not in off[1] and any(row[4] > 0 for row in off[1]["weights"][:4])

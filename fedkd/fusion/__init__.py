@@ -95,7 +95,7 @@ register(FusionRule("fedmd", fuse_fedmd, FedmdSettings,
                     help="FedMD: every client distils toward the average of all soft labels"))
 register(FusionRule("dsfl", fuse_dsfl, DsflSettings, help="DS-FL: the average, sharpened by entropy reduction"))
 register(FusionRule("knfu", fuse_knfu, KnfuSettings,
-                    help="KnFu: each client fuses only its semantic neighbours' knowledge"))
+                    help="KnFu: each client fuses only its semantic neighbours' knowledge", peer_prior=True))
 register(FusionRule("oracle", fuse_oracle, OracleSettings,
                     help="FedMD inside each client's true conflict group (simulation only: an upper bound)"))
 

@@ -10,6 +10,7 @@ setting): each client distils only from the clients whose knowledge is effective
 2. (per-sample measures) d_nm / median_m d_nm, so that beta means the same under every measure;
 3. (per-sample measures) a prior kappa_m in [0, 1], how much m's answers depend on the image:
    a flat or constant answer is not knowledge and gets kappa = 0; near-duplicate uploads share one vote;
+   an upload that mostly repeats the targets m was sent counts for its own part only (``peer_prior``);
    and a factor a_nm in [0, 1], the evidence that m's answers agree with n's beyond chance (random rows,
    flipped or shifted answers show none; ``effectiveness.agreement_beyond_chance``), which is also 0 for a
    peer under ``relative`` of the agreement n's best peer shows (a conflicting labelling);
@@ -132,7 +133,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
               normalise: bool | None = None, discount_flat: bool | None = None,
               one_vote: bool | None = None, scale: str = "median", guard: float = NEAREST_GUARD,
               agreement: bool | None = None, relative: float = 0.0, self_share: float = 0.0,
-              block_bytes: int = BLOCK_BYTES) -> FusionResult:
+              peer_prior: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES) -> FusionResult:
     """Personalised targets from each client's semantic neighbours.
 
     soft_labels:   (N, M, C) probabilities on the shared transfer set.
@@ -169,6 +170,10 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                    (0 = off). Only where it has neighbours: its own answer alone is no target. Under strong
                    skew a client is often the only one that knows its classes, and its neighbours' mix gets
                    them wrong in round 1; FedMD's average keeps 1/N of the client's own (docs/algorithms.md).
+    peer_prior:    (N,) factors in [0, 1] on every row's weight for peer m (None = all 1): the server's share of
+                   each upload that is the client's own rather than a repetition of the targets it was sent
+                   (``fedkd.fusion.echoes.own_shares``), so that a blurred echo, close to everyone by
+                   construction, gains nothing by it. It multiplies kappa (and never lifts a flat answer).
     block_bytes:   working memory of one block of the per-sample measures.
     Returns targets (N, M, C) float32 and the (N, N) weight matrix (the neighbour graph); a client whose
     peers are all flat (or, with self excluded, who is alone) gets no targets.
@@ -184,6 +189,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     if distance not in DISTANCES:
         raise ValueError(f"unknown knfu distance {distance!r}; known: {', '.join(DISTANCES)}")
     p = check_soft_labels(soft_labels)
+    own = _checked_prior(peer_prior, p.shape[0])
     per_sample = distance in PER_SAMPLE
     normalise = per_sample if normalise is None else bool(normalise)
     discount_flat = per_sample if discount_flat is None else bool(discount_flat)
@@ -194,7 +200,9 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     original = distance == "profile_kl" and not normalise and not discount_flat
     if original:
         # The original rule, kept operation for operation so its results stay bit-identical.
-        w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self)
+        with np.errstate(divide="ignore"):
+            w = effectiveness_weights(pairwise_kl(knowledge_profiles(p)), beta, tau, include_self,
+                                      None if own is None else np.log(own))
     else:
         mean_hellinger = roots = None
         # kappa's logarithms run on a second core while this one finds the consensus classes and the
@@ -205,6 +213,7 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
             if distance == "class_hellinger":
                 roots = class_roots(p)  # sqrt(P) once, for the distances and the agreement test
             kappa = None if kappa_job is None else kappa_job.result()
+        prior = kappa if own is None else own if kappa is None else kappa * own
         if roots is not None:  # the per-class products also give the mean over all samples
             d, mean_hellinger = class_hellinger_parts(p, block_bytes, roots)
         else:
@@ -216,13 +225,15 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
                 mean_hellinger = d if distance == "sample_hellinger" else sample_hellinger(p, block_bytes)
             z = agreement_beyond_chance(p, 1.0 - mean_hellinger, block_bytes,
                                         None if roots is None else roots.root)
-            factor, fallback = agreement_factor(z, kappa, relative)
+            factor, fallback = agreement_factor(z, prior, relative)
             if fallback.size:
                 info["agreement_fallback"] = fallback.tolist()
-        w = knfu_weights(d, beta, tau, include_self, kappa=kappa, normalise=normalise, votes=votes, scale=scale,
+        w = knfu_weights(d, beta, tau, include_self, kappa=prior, normalise=normalise, votes=votes, scale=scale,
                          guard=guard, agreement=factor)
         if kappa is not None:
             info["informativeness"] = [round(float(k), 4) for k in kappa]
+        if own is not None:
+            info["own_share"] = {str(i): round(float(own[i]), 4) for i in np.flatnonzero(own < 1)}
         if votes is not None and np.any(votes > 1):
             info["shared_votes"] = votes.astype(int).tolist()
     has = w.sum(axis=1) > 0
@@ -238,6 +249,16 @@ def fuse_knfu(soft_labels: np.ndarray, n_samples: np.ndarray | None = None,
     if not has.all():
         info["without_targets"] = _why_without_targets(has, kappa, include_self)
     return FusionResult(targets=targets, has_targets=has, weights=w, info=info)
+
+
+def _checked_prior(peer_prior: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``peer_prior`` as float64 (N,) in [0, 1], or None where it is absent or all ones (the rule unchanged)."""
+    if peer_prior is None:
+        return None
+    own = np.asarray(peer_prior, dtype=np.float64)
+    if own.shape != (n,) or not np.all((own >= 0) & (own <= 1)):
+        raise ValueError(f"knfu peer_prior must be {n} factors within [0, 1], got {own}")
+    return None if np.all(own == 1) else own
 
 
 def _why_without_targets(has: np.ndarray, kappa: np.ndarray | None, include_self: bool) -> dict[str, str]:

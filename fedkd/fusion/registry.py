@@ -36,14 +36,18 @@ from fedkd.keys import SETTINGS_GROUPS, declared_fields
 class FusionRule:
     """One soft-label fusion algorithm.
 
-    fuse:     ``fuse(soft_labels (N, M, C), n_samples (N,), **kwargs) -> FusionResult``.
-    settings: the rule's settings group (its keys steer the server only), or None.
+    fuse:       ``fuse(soft_labels (N, M, C), n_samples (N,), **kwargs) -> FusionResult``.
+    settings:   the rule's settings group (its keys steer the server only), or None.
+    peer_prior: ``fuse`` also takes ``peer_prior=`` (N,) factors in (0, 1], how much of each upload is the
+                client's own rather than a repetition of its targets (``fedkd.fusion.echoes.own_shares``; 1 for
+                most). A rule that weighs peers by closeness should: a blurred echo is close to everyone.
     """
 
     name: str
     fuse: Callable[..., FusionResult]
     settings: type | None = None
     help: str = ""
+    peer_prior: bool = False
 
     def kwargs(self, settings: Any, client_ids: np.ndarray) -> dict:
         """The keyword arguments of ``fuse`` for these typed settings and fused clients."""
