@@ -204,3 +204,30 @@ def test_the_echo_ramp_takes_an_echos_weight_where_the_echo_check_is_off(tmp_pat
     assert ramp[1]["fused_clients"] == [0, 1, 2, 3, 4] and "echoes" not in ramp[1]
     assert all(row[4] == 0 for row in ramp[1]["weights"][:4])  # (its own row keeps knfu.self_share)
     assert "own_share" not in off[1] and any(row[4] > 0 for row in off[1]["weights"][:4])
+
+
+def test_the_echo_ramp_pairs_study_builds_valid_runs_and_pairs_one_machines_rows(tmp_path, monkeypatch):
+    """experiments/echo_ramp_pairs.py: every setting is a valid config with the ramp pinned, and its table pairs a
+    run with the ramp only with the same setting and seed without it *on the same machine*."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import echo_ramp_pairs as pairs
+    from fedkd.config import load_config
+
+    for setting in pairs.SETTINGS:
+        base, o = pairs.overrides(setting, 0.5, 1)
+        cfg = load_config(base, [f"{k}={v}" for k, v in o.items()])
+        assert cfg["server.echo_ramp"] == 0.5 and cfg["seed"] == 1 and cfg["algorithm"] == "knfu"
+    monkeypatch.setattr(pairs, "LEDGER", tmp_path / "ledger.jsonl")
+
+    def row(ramp, machine, alma):
+        return {"name": f"lp3-er{ramp:g}-s0", "setting": "lp3", "ramp": ramp, "seed": 0, "machine": machine,
+                "alma": alma, "global_acc": alma}
+
+    rows = [row(0.0, "a", 0.90), row(0.5, "a", 0.91), row(0.5, "b", 0.99)]  # b's run has no partner on b
+    pairs.LEDGER.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = [x for x in pairs.table().splitlines() if x.startswith("| lp3")]
+    assert lines == ["| lp3 | 90.00 → 91.00 | +1.00 | +1.00 | – | 0 |"]
