@@ -213,6 +213,10 @@ class KnowledgeFusion(FedkdStrategy):
                         client, ratio, self.settings.echo_tolerance)
             self.latest.pop(client, None)  # nor does an older upload of it stand in
             self.own_share.pop(client, None)
+        for client, share in shares.items():
+            log.info("round %d: client %d's upload is %.3f of the median client's distance from the targets it was "
+                     "sent: it counts as a peer for %.2f of its weight (server.echo_ramp=%g)", server_round, client,
+                     ratios[client], share, self.settings.echo_ramp)
         fresh = [a for a in accepted if a.client_id not in echoes]
         for a in fresh:
             self.latest[a.client_id] = (server_round, a.reply.soft_labels, a.reply.num_examples)

@@ -182,11 +182,13 @@ def test_an_echo_blurred_with_half_noise_is_no_longer_an_echo_in_a_simulated_run
 
 
 @pytest.mark.slow
-def test_the_echo_ramp_takes_an_echos_weight_where_the_echo_check_is_off(tmp_path):
+def test_the_echo_ramp_takes_an_echos_weight_where_the_echo_check_is_off(tmp_path, caplog):
     """server.echo_ramp alone (server.echo_tolerance=0): an exact echo's own share is 0, so KnFu gives it no weight
     from round 2 on; the record lists every client's distance to its targets (``repetition``) and the shares
-    below 1 (``own_share``). With the ramp off too, the echo is fused like any peer."""
+    below 1 (``own_share``), and the server log says so per client. With the ramp off too, the echo is fused
+    like any peer."""
     import json
+    import logging
 
     from fedkd.cli.simulation import run_simulation
     from fedkd.config import make_config
@@ -195,7 +197,9 @@ def test_the_echo_ramp_takes_an_echos_weight_where_the_echo_check_is_off(tmp_pat
                 global_test_size=60, models="mlp", save_models=False, algorithm="knfu", seed=3,
                 **{"fault.kind": "echo", "fault.clients": ["4"], "server.min_contributors": 1,
                    "server.echo_tolerance": 0.0})
-    run_simulation(make_config(base), tmp_path / "ramp", progress=False)
+    with caplog.at_level(logging.INFO, logger="fedkd.server"):
+        run_simulation(make_config(base), tmp_path / "ramp", progress=False)
+    assert any("client 4's upload is 0.000 of the median" in r.getMessage() for r in caplog.records)
     run_simulation(make_config(dict(base, **{"server.echo_ramp": 0.0})), tmp_path / "off", progress=False)
     ramp, off = ([json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
                  for name in ("ramp", "off"))
