@@ -9,7 +9,8 @@ so a difference of a tenth of a point between two rows can be the machine's. Her
 after the other; each row records the machine (``platform``, CPU model), and ``table`` pairs only rows of the
 same machine. The rule is today's KnFu default (``knfu_study.py``'s ``knfu-rel50-b0.25-ss10``) with
 ``server.echo_ramp`` 0 and 0.5; the settings are issue 19's (``knfu_study.SETTINGS``) and the liars study's
-(three of ten, digits alpha = 0.5): echoes, exact with the echo check off or blurred 5/10/20 %, and the other
+(three of ten, digits alpha = 0.5): echoes, exact with the echo check off, blurred with 5/10/20 % of random
+rows or mixed with 10/20/40/60 % of their own honest answer (``fault.echo_with=own``), and the other
 lies, which sit far from their targets and lift the round's median distance to them, the ramp's reference.
 
 Ledger: ``experiments/results/knfu_echo_ramp_pairs.jsonl`` (a name already there for this machine is skipped).
@@ -39,11 +40,15 @@ RULE = ks.EDGE_VARIANTS["knfu-rel50-b0.25-ss10"]
 RAMPS = (0.0, 0.5)
 SETTINGS = ("lp3", "lp2", "lp4", "lp5", "dir0.1", "dir0.5", "collude", "swap1", "collude-m", "swap1-m",
             "lp3-val", "dir0.1-val", "fashion-dir0.1", "fashion-dir0.5", "fashion-dir0.1-val",
-            "echo", "echo-n05", "echo-n10", "echo-n20", "random", "flip", "shift", "mimic")
+            "echo", "echo-n05", "echo-n10", "echo-n20", "echo-own10", "echo-own20", "echo-own40", "echo-own60",
+            "random", "flip", "shift", "mimic")
 # the liars study's setting (three of ten, digits alpha = 0.5): echoes, and the other lies, which sit far from
 # their targets and lift the round's median distance to them (the ramp's reference)
 LIARS = {"echo": {"fault.kind": "echo", "server.echo_tolerance": 0.0},
          **{f"echo-n{int(e * 100):02d}": {"fault.kind": "echo", "fault.echo_noise": e} for e in (0.05, 0.1, 0.2)},
+         # echoes that mix in their own honest answer instead of noise: a client that distils almost wholly
+         **{f"echo-own{int(e * 100):02d}": {"fault.kind": "echo", "fault.echo_noise": e, "fault.echo_with": "own"}
+            for e in (0.1, 0.2, 0.4, 0.6)},
          **{kind: {"fault.kind": kind} for kind in ("random", "flip", "shift", "mimic")}}
 
 

@@ -108,7 +108,7 @@ def test_typed_views_carry_the_values():
 
 def test_fedkd_keys_lists_the_same_keys_and_defaults_as_before_the_owners_declared_them():
     """tests/fixtures/keys.json was recorded from the central table (attack.* renamed fault.*); keys added since:
-    fault.swap, fault.collude, fault.collude_noise, fault.echo_noise, knfu.scale, knfu.guard, knfu.one_vote, knfu.agreement, knfu.relative, knfu.self_share,
+    fault.swap, fault.collude, fault.collude_noise, fault.echo_noise, fault.echo_with, knfu.scale, knfu.guard, knfu.one_vote, knfu.agreement, knfu.relative, knfu.self_share,
     server.min_contributors, server.echo_tolerance, server.echo_ramp; defaults changed on purpose since: order=joint, distill_weight=0.3,
     knfu.distance=class_hellinger, knfu.scale=nearest, knfu.beta=0.25 (issue 19)."""
     import json

@@ -158,6 +158,18 @@ def test_echo_noise_blurs_only_an_echo_that_has_targets_to_repeat():
         make_config({"fault.kind": "swap", "fault.num_malicious": 2, "fault.echo_noise": 0.05})
     with pytest.raises(ConfigError, match="fault.echo_noise"):
         make_config({"fault.kind": "echo", "fault.num_malicious": 2, "fault.echo_noise": 1.0})
+    # fault.echo_with=own: the echo mixes in its own honest answer instead (no randomness to draw)
+    from fedkd.faults.knowledge import blend
+    own = np.tile(np.array([[0.7, 0.1, 0.1, 0.1]], dtype=np.float32), (6, 1))
+    mixed = blend(sent, own, 0.2)
+    assert np.allclose(mixed, 0.8 * sent + 0.2 * own, atol=1e-6) and np.allclose(mixed.sum(axis=1), 1.0)
+    plan = FaultPlan.from_settings(make_config({"fault.kind": "echo", "fault.num_malicious": 2,
+                                                "fault.echo_noise": 0.2, "fault.echo_with": "own"}).faults)
+    assert plan.echo_with == "own"
+    with pytest.raises(ConfigError, match="fault.echo_with"):
+        make_config({"fault.kind": "echo", "fault.num_malicious": 2, "fault.echo_with": "own"})
+    with pytest.raises(ValueError, match="one shape"):
+        blend(sent, own[:3], 0.2)
 
 
 @pytest.mark.slow

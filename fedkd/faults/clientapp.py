@@ -9,7 +9,8 @@ the same model -- the first colluder's architecture, data and seed, without the 
 adversary does not learn from the federation) -- and uploads that model's lie under its own id. Training
 is seeded and runs alike in every node, so the colluders' uploads are one answer, without any channel
 between the nodes; with ``fault.collude_noise`` each colluder then mixes in its own random rows, so that the
-uploads are near-identical no more. ``fault.echo_noise`` does the same to an echo's copy of its targets.
+uploads are near-identical no more. ``fault.echo_noise`` does the same to an echo's copy of its targets, with its
+random rows or (``fault.echo_with=own``) with its own honest answer.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedkd import protocol
-from fedkd.faults.knowledge import blur, lie
+from fedkd.faults.knowledge import blend, blur, lie
 from fedkd.faults.malformed import CATALOGUE, InjectedFault
 from fedkd.faults.plan import FaultPlan
 from fedkd.wire import WireFormat
@@ -58,7 +59,8 @@ def hostile_client_app(plan: FaultPlan, train: Handler, identify: Handler, wire_
             if plan.collude_noise:  # each colluder blurs the shared answer with its own noise
                 answer = blur(answer, plan.collude_noise, plan.blur_rng(client, round_num))
             if plan.echo_noise and received is not None:  # an echo blurs the targets it repeats
-                answer = blur(answer, plan.echo_noise, plan.blur_rng(client, round_num, "echo-noise"))
+                answer = (blend(answer, soft, plan.echo_noise) if plan.echo_with == "own" else
+                          blur(answer, plan.echo_noise, plan.blur_rng(client, round_num, "echo-noise")))
             content["knowledge"] = protocol.knowledge_record(answer, wire_format)
         if kind is not None and CATALOGUE[kind].target != "identify":
             content = CATALOGUE[kind].apply(content, plan.num_clients)

@@ -105,6 +105,18 @@ def blur(soft: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray
     return np.ascontiguousarray(out / out.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
+def blend(rows: np.ndarray, own: np.ndarray, share: float) -> np.ndarray:
+    """(1 - share) x the rows + share x the client's own honest answer: an echo that distils almost wholly
+    (``fault.echo_with=own``), close to everyone and, unlike random rows, agreeing with the images."""
+    r, o = _check(rows), _check(own)
+    if r.shape != o.shape:
+        raise ValueError(f"blend needs two answers of one shape, got {r.shape} and {o.shape}")
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"blend share must be in [0, 1), got {share}")
+    out = (1.0 - share) * r + share * o
+    return np.ascontiguousarray(out / out.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
 def echo(soft: np.ndarray, received: np.ndarray | None) -> np.ndarray:
     """The targets ``received`` from the server (renormalised float32), or the honest rows without any."""
     s = _check(soft)

@@ -46,7 +46,8 @@ class FaultPlan:
     swap: tuple[int, int] = (3, 8)                 # fault.swap, for lie_kind "swap"
     collude: bool = False                          # fault.collude: the liars upload one identical answer
     collude_noise: float = 0.0                     # fault.collude_noise: each one's share of its own random rows
-    echo_noise: float = 0.0                        # fault.echo_noise: an echo's share of its own random rows
+    echo_noise: float = 0.0                        # fault.echo_noise: an echo's share of its own rows
+    echo_with: str = "random"                      # fault.echo_with: its own random rows, or its own answer
 
     @classmethod
     def from_settings(cls, faults: FaultSettings) -> "FaultPlan":
@@ -89,7 +90,7 @@ class FaultPlan:
         return cls(num_clients=n, seed=faults.seed, lie_kind=faults.kind, liars=liars,
                    malformed=malformed, stop_after_round=faults.stop_after_round, swap=swap,
                    collude=bool(faults.collude), collude_noise=float(faults.collude_noise),
-                   echo_noise=float(faults.echo_noise))
+                   echo_noise=float(faults.echo_noise), echo_with=str(faults.echo_with))
 
     @property
     def leader(self) -> int | None:

@@ -34,6 +34,9 @@ class FaultSettings:
                                 "targets it uploads, so that the upload no longer repeats them exactly (an attempt "
                                 "to escape server.echo_tolerance); 0 = the exact targets",
                                 ((lambda v: 0.0 <= v < 1.0), "within [0, 1)"))
+    echo_with: str = setting("random", "fault.echo_noise: what an echo mixes into its targets: 'random' (its own "
+                             "random rows) or 'own' (its own honest answer: a client that distils almost wholly, "
+                             "close to everyone and agreeing with the images)", one_of(("random", "own")))
     num_malicious: int = setting(0, "number of malicious clients: the last k client ids", NON_NEGATIVE)
     clients: tuple[str, ...] = setting([], "malicious client ids (instead of fault.num_malicious)",
                                        ((lambda v: all(x.isdigit() for x in v)), "a list of client ids"))
@@ -71,6 +74,9 @@ class FaultSettings:
                               "fault.collude=true")
         if self.echo_noise and self.kind != "echo":
             raise ConfigError("config key 'fault.echo_noise' blurs an echo's upload; set fault.kind=echo")
+        if self.echo_with != "random" and not self.echo_noise:
+            raise ConfigError("config key 'fault.echo_with' says what an echo mixes into its targets; set "
+                              "fault.echo_noise (its share)")
         if self.kind != "none" and self.algorithm == "fedavg":
             raise ConfigError("config key 'fault.kind' corrupts soft labels, but algorithm 'fedavg' exchanges "
                               "weights")
