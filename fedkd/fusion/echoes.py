@@ -15,8 +15,8 @@ that round; the round record lists it (``echoes``) and the server log says so pe
 
 Between an echo and an honest client: ``own_shares``. The Hellinger distance magnifies a small blur on
 near-zero entries, so an echo blurred with 5-10 % of random rows (``fault.echo_noise``) sits at 0.08-0.4 of
-the median, above any tolerance that spares honest clients, and KnFu's closeness gave it up to 1.64x an honest
-peer's weight (docs/robustness.md §6c). So below ``ramp`` x the median an upload weighs as a peer only in
+the median, where honest clients under strong skew sit too (down to 0.2), and KnFu's closeness gave it up to
+1.64x an honest peer's weight (docs/robustness.md §6c). So below ``ramp`` x the median an upload weighs as a peer only in
 proportion, d / (ramp x median): its distance from what it was sent is the part of it that is its own, and a
 peer is credited for its own part only. Rules that weigh peers by closeness take this as a prior on each
 peer's weight (``FusionRule.peer_prior``; KnFu); FedMD's and DS-FL's averages give every upload one share
@@ -73,7 +73,7 @@ def echoes_among(ratios: dict[int, float], tolerance: float) -> dict[int, float]
 
 
 def own_shares(ratios: dict[int, float], tolerance: float, ramp: float) -> dict[int, float]:
-    """{client: share in (0, 1)} for the uploads between ``tolerance`` and ``ramp`` x the median: r / ramp.
+    """{client: share in [0, 1)} for the uploads between ``tolerance`` and ``ramp`` x the median: r / ramp.
 
     ``ratios`` are ``repetition``'s; an upload below ``tolerance`` is an echo (left out, not shared) and one at
     ``ramp`` or beyond is wholly its own (not listed). ``ramp`` 0 turns the shares off.
