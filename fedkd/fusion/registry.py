@@ -38,7 +38,7 @@ class FusionRule:
 
     fuse:       ``fuse(soft_labels (N, M, C), n_samples (N,), **kwargs) -> FusionResult``.
     settings:   the rule's settings group (its keys steer the server only), or None.
-    peer_prior: ``fuse`` also takes ``peer_prior=`` (N,) factors in (0, 1], how much of each upload is the
+    peer_prior: ``fuse`` also takes ``peer_prior=`` (N,) factors in [0, 1], how much of each upload is the
                 client's own rather than a repetition of its targets (``fedkd.fusion.echoes.own_shares``; 1 for
                 most). A rule that weighs peers by closeness should: a blurred echo is close to everyone.
     """
