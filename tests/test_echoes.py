@@ -247,3 +247,30 @@ def test_the_echo_ramp_pairs_study_builds_valid_runs_and_pairs_one_machines_rows
     pairs.LEDGER.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = [x for x in pairs.table().splitlines() if x.startswith("| lp3")]
     assert lines == ["| lp3 | 90.00 → 91.00 | +1.00 | +1.00 | – | 0 |"]
+
+
+def test_the_server_hands_the_shares_only_to_rules_that_take_them():
+    """KnowledgeFusion passes ``peer_prior`` (1 for the clients without a share) to a rule registered with
+    ``peer_prior=True``, never to one without it (FedMD's average, DS-FL, a plug-in that does not expect it)."""
+    from fedkd.config import make_config
+    from fedkd.fusion import FusionResult, FusionRule
+    from server.identity import IdentityBook
+    from server.public import PublicFacts
+    from server.strategy import KnowledgeFusion
+
+    seen = []
+
+    def rule(soft_labels, n_samples=None, **kwargs):
+        seen.append(kwargs)
+        n = soft_labels.shape[0]
+        return FusionResult(targets=np.asarray(soft_labels, np.float32), has_targets=np.ones(n, bool),
+                            weights=np.full((n, n), 1.0 / n))
+
+    cfg = make_config({"num_clients": 4, "server.min_contributors": 1})
+    facts = PublicFacts(fingerprint="f", num_classes=4, transfer_size=5, input_shape=(1, 8, 8), has_global_test=True)
+    for takes in (True, False):
+        strategy = KnowledgeFusion(FusionRule("probe", rule, peer_prior=takes), cfg, facts, IdentityBook(4))
+        strategy.latest = {c: (2, np.full((5, 4), 0.25, np.float32), 10) for c in range(4)}
+        strategy.own_share = {2: 0.25}
+        strategy._fuse(2, [0, 1, 2, 3])
+    assert seen[0]["peer_prior"].tolist() == [1.0, 1.0, 0.25, 1.0] and "peer_prior" not in seen[1]
