@@ -147,6 +147,12 @@ class ServerSettings:
     def sampling(self) -> bool:
         return 0 < self.clients_per_round < self.num_clients
 
+    def check(self) -> None:
+        if 0 < self.echo_ramp <= self.echo_tolerance:
+            raise ConfigError(f"config key 'server.echo_ramp' ({self.echo_ramp:g}) must be above "
+                              f"server.echo_tolerance ({self.echo_tolerance:g}): uploads under the tolerance are "
+                              "left out, and the ramp credits those between the two (0 = no ramp)")
+
 
 @settings_group("sim")
 class SimSettings:

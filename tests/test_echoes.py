@@ -52,6 +52,10 @@ def test_between_an_echo_and_an_honest_client_an_upload_counts_for_its_own_part(
     assert own_shares(ratios, 0.05, 0.5) == pytest.approx({2: 0.2, 3: 0.6})  # 0, 1: echoes; 4-6: their own
     assert own_shares(ratios, 0.0, 0.5) == pytest.approx({0: 0.0, 1: 0.08, 2: 0.2, 3: 0.6})  # no echo check
     assert own_shares(ratios, 0.05, 0.0) == {}  # off
+    from fedkd.config import ConfigError, make_config
+    with pytest.raises(ConfigError, match="server.echo_ramp"):  # a ramp under the tolerance would credit nothing
+        make_config({"server.echo_ramp": 0.05, "server.echo_tolerance": 0.1})
+    assert make_config({"server.echo_ramp": 0.0, "server.echo_tolerance": 0.1})["server.echo_ramp"] == 0.0
     uploads, sent = round_of()
     uploads[3] = (0.9 * sent[3] + 0.1 * rows(3)).astype(np.float32)  # a 10 % blur: no echo, but mostly repeated
     ratios = repetition(uploads, sent)
