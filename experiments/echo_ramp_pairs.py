@@ -102,6 +102,11 @@ def run(settings: list[str], seeds: list[int]) -> None:
                 print(f"{name}: ALMA {row['alma']:.4f} global {row['global_acc']:.4f}", flush=True)
 
 
+def _worst_liar(rows) -> float:
+    """The largest liar / honest-peer weight ratio over these runs' rounds 2 on (round 1 is honest for echoes)."""
+    return max(max(r["liar_ratio_per_round"][1:], default=0.0) for r in rows)
+
+
 def table() -> str:
     rows = {(r["machine"], r["setting"], r["seed"], r["ramp"]): r for r in load()}
     lines = ["| setting | ALMA % (the honest clients' where there are liars), no ramp → ramp (mean) | ramp − no ramp, per seed | global %, ramp − no ramp | "
@@ -116,10 +121,7 @@ def table() -> str:
         key = "alma_honest" if off[0].get("liar_ratio_per_round") else "alma"  # where there are liars: theirs aside
         d_alma = [100 * (b[key] - a[key]) for a, b in pairs]
         d_glob = [100 * (b["global_acc"] - a["global_acc"]) for a, b in pairs]
-        liars = "–"
-        if off[0].get("liar_ratio_per_round"):
-            worst = lambda rs: max(max(r["liar_ratio_per_round"][1:], default=0.0) for r in rs)  # noqa: E731
-            liars = f"{worst(off):.2f} → {worst(on):.2f}"
+        liars = f"{_worst_liar(off):.2f} → {_worst_liar(on):.2f}" if off[0].get("liar_ratio_per_round") else "–"
         lines.append(f"| {setting} | {100 * np.mean([r[key] for r in off]):.2f} → "
                      f"{100 * np.mean([r[key] for r in on]):.2f} | {', '.join(f'{d:+.2f}' for d in d_alma)} | "
                      f"{', '.join(f'{d:+.2f}' for d in d_glob)} | {liars} | "
